@@ -1,0 +1,171 @@
+//! Image decoding and torchvision-equivalent eval preprocessing:
+//! PIL `open().convert("RGB")` → `Resize(S)` (shorter side, PIL filter with
+//! antialias) → `CenterCrop(C)` → `ToTensor` → `Normalize(mean, std)`.
+//!
+//! Resizing is done on 8-bit RGB like PIL, with `fast_image_resize`'s
+//! convolution resampler (Catmull-Rom = PIL bicubic a = -0.5, or bilinear;
+//! support scaled by the downscale factor = antialias).
+
+use fast_image_resize as fir;
+use image::{DynamicImage, ImageReader, Limits};
+use std::path::Path;
+
+/// PIL's decompression-bomb error threshold (2 × `MAX_IMAGE_PIXELS`).
+pub const MAX_PIXELS: u64 = 2 * 89_478_485;
+
+/// Why an image could not be turned into a tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot decode: {0}")]
+    Decode(#[from] image::ImageError),
+    #[error("image is {width}x{height} = {} pixels, over the {MAX_PIXELS} pixel limit", u64::from(*width) * u64::from(*height))]
+    TooLarge { width: u32, height: u32 },
+    #[error("image is empty ({width}x{height})")]
+    Empty { width: u32, height: u32 },
+    #[error("resize failed: {0}")]
+    Resize(String),
+}
+
+/// Resampling filter (PIL semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    Bilinear,
+    Bicubic,
+}
+
+/// Eval preprocessing parameters.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Preset {
+    /// Shorter side after resize.
+    pub resize: u32,
+    /// Square center crop size (model input size).
+    pub crop: u32,
+    pub interpolation: Interpolation,
+    /// Per-channel mean, on the [0, 1] scale.
+    pub mean: [f32; 3],
+    /// Per-channel std, on the [0, 1] scale.
+    pub std: [f32; 3],
+}
+
+/// Decodes any supported file (format sniffed from content, not the
+/// extension) and converts to 8-bit RGB like PIL's `convert("RGB")`:
+/// gray is replicated, alpha dropped (not composited), 16-bit scaled to 8.
+pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, PreprocessError> {
+    let mut reader = ImageReader::open(path)?.with_guessed_format()?;
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_PIXELS * 8);
+    reader.limits(limits);
+    let (width, height) = reader.into_dimensions()?;
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(PreprocessError::TooLarge { width, height });
+    }
+    if width == 0 || height == 0 {
+        return Err(PreprocessError::Empty { width, height });
+    }
+    let mut reader = ImageReader::open(path)?.with_guessed_format()?;
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_PIXELS * 8);
+    reader.limits(limits);
+    let img: DynamicImage = reader.decode()?;
+    Ok(match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    })
+}
+
+/// torchvision's `Resize(int)` output size: shorter side = `size`, longer
+/// side = `int(size * long / short)`.
+pub fn resized_size(width: u32, height: u32, size: u32) -> (u32, u32) {
+    let (short, long) = if width <= height { (width, height) } else { (height, width) };
+    let new_long = (f64::from(size) * f64::from(long) / f64::from(short)) as u32;
+    if width <= height {
+        (size, new_long.max(1))
+    } else {
+        (new_long.max(1), size)
+    }
+}
+
+/// torchvision's center-crop offset: `int(round((len - crop) / 2.0))` with
+/// Python's round-half-to-even.
+pub fn crop_offset(len: u32, crop: u32) -> u32 {
+    let d = len.saturating_sub(crop);
+    let half = d / 2;
+    if d % 2 == 0 || half % 2 == 0 {
+        half
+    } else {
+        half + 1
+    }
+}
+
+/// Resizes + center-crops to `crop × crop` 8-bit RGB (HWC).
+pub fn resize_crop(img: &image::RgbImage, preset: &Preset) -> Result<Vec<u8>, PreprocessError> {
+    let (w, h) = img.dimensions();
+    let (nw, nh) = resized_size(w, h, preset.resize);
+    let src = fir::images::ImageRef::new(w, h, img.as_raw(), fir::PixelType::U8x3)
+        .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+    let mut dst = fir::images::Image::new(nw, nh, fir::PixelType::U8x3);
+    let filter = match preset.interpolation {
+        Interpolation::Bicubic => fir::FilterType::CatmullRom,
+        Interpolation::Bilinear => fir::FilterType::Bilinear,
+    };
+    let opts = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(filter));
+    fir::Resizer::new()
+        .resize(&src, &mut dst, &opts)
+        .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+    let c = preset.crop;
+    // Pad with zeros like torchvision when the crop is larger than the image.
+    let (pad_x, pad_y) = (c.saturating_sub(nw) / 2, c.saturating_sub(nh) / 2);
+    let (left, top) = (crop_offset(nw, c), crop_offset(nh, c));
+    let buf = dst.buffer();
+    let mut out = vec![0u8; (c * c * 3) as usize];
+    for y in 0..c.min(nh) {
+        let sy = top + y;
+        let src_row = &buf[((sy * nw + left) * 3) as usize..][..(c.min(nw) * 3) as usize];
+        let dy = y + pad_y;
+        out[((dy * c + pad_x) * 3) as usize..][..src_row.len()].copy_from_slice(src_row);
+    }
+    Ok(out)
+}
+
+/// HWC u8 → CHW f32 normalized with the preset's mean/std.
+pub fn to_chw_normalized(hwc: &[u8], size: u32, preset: &Preset) -> Vec<f32> {
+    let plane = (size * size) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, px) in hwc.chunks_exact(3).enumerate() {
+        for ch in 0..3 {
+            out[ch * plane + i] = (f32::from(px[ch]) / 255.0 - preset.mean[ch]) / preset.std[ch];
+        }
+    }
+    out
+}
+
+/// Full pipeline for one file: CHW float32 of `crop × crop`.
+pub fn preprocess_file(path: &Path, preset: &Preset) -> Result<Vec<f32>, PreprocessError> {
+    let img = decode_rgb(path)?;
+    let hwc = resize_crop(&img, preset)?;
+    Ok(to_chw_normalized(&hwc, preset.crop, preset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torchvision_resize_sizes() {
+        assert_eq!(resized_size(500, 375, 256), (341, 256));
+        assert_eq!(resized_size(375, 500, 256), (256, 341));
+        assert_eq!(resized_size(300, 300, 256), (256, 256));
+    }
+
+    #[test]
+    fn python_round_half_even_crop() {
+        // (341 - 224) / 2 = 58.5 -> 58; (343 - 224) / 2 = 59.5 -> 60
+        assert_eq!(crop_offset(341, 224), 58);
+        assert_eq!(crop_offset(343, 224), 60);
+        assert_eq!(crop_offset(256, 224), 16);
+        assert_eq!(crop_offset(224, 224), 0);
+    }
+}
