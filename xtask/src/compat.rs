@@ -18,7 +18,10 @@ pub const DEBIAN_SUITES: &[(&str, &str)] = &[("bookworm", "3.11"), ("trixie", "3
 
 /// The tch version that links `torch`, if any.
 pub fn tch_for_torch(torch: &str) -> Option<&'static str> {
-    TORCH_TCH.iter().find(|(t, _)| *t == torch).map(|(_, tch)| *tch)
+    TORCH_TCH
+        .iter()
+        .find(|(t, _)| *t == torch)
+        .map(|(_, tch)| *tch)
 }
 
 pub fn supported_torch() -> Vec<&'static str> {
@@ -26,5 +29,8 @@ pub fn supported_torch() -> Vec<&'static str> {
 }
 
 pub fn debian_python(suite: &str) -> Option<&'static str> {
-    DEBIAN_SUITES.iter().find(|(s, _)| *s == suite).map(|(_, p)| *p)
+    DEBIAN_SUITES
+        .iter()
+        .find(|(s, _)| *s == suite)
+        .map(|(_, p)| *p)
 }

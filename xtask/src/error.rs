@@ -52,7 +52,10 @@ pub enum Error {
 
 impl Error {
     pub fn failed(message: impl Into<String>) -> Self {
-        Error::Failed { message: message.into(), help: None }
+        Error::Failed {
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {

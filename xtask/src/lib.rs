@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod compat;
 pub mod docker;
-pub mod spec;
 pub mod error;
+pub mod lock;
+pub mod spec;
 pub mod tasks;

@@ -13,7 +13,11 @@ pub fn list(spec_path: &Path) -> Result<()> {
             Base::Debian { suite } => format!("debian {suite}"),
             Base::Image { reference } => reference.clone(),
         };
-        let marker = if env.name == spec.default { " (default)" } else { "" };
+        let marker = if env.name == spec.default {
+            " (default)"
+        } else {
+            ""
+        };
         println!(
             "{:<28} torch {:<8} torchvision {:<8} cuda {:<6} python {} on {base}{marker}",
             env.name,
@@ -31,7 +35,10 @@ pub fn show(spec_path: &Path, name: Option<&str>, json: bool) -> Result<()> {
     let spec = Spec::load(spec_path)?;
     let env = spec.env(name)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(env).expect("spec serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(env).expect("spec serializes")
+        );
     } else {
         print!("{}", serde_yaml::to_string(env).expect("spec serializes"));
     }

@@ -59,7 +59,10 @@ impl DockerError {
         matches!(
             self,
             DockerError::Api {
-                source: BollardError::DockerResponseServerError { status_code: 404, .. },
+                source: BollardError::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                },
                 ..
             }
         )
@@ -70,8 +73,12 @@ impl Docker {
     /// Connects and negotiates the API version with the engine, so an older
     /// daemon (e.g. API 1.41) is spoken to in its own version.
     pub async fn connect() -> Result<Docker, DockerError> {
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let unreachable = |source| DockerError::Unreachable { host: host.clone(), source };
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let unreachable = |source| DockerError::Unreachable {
+            host: host.clone(),
+            source,
+        };
         let api = bollard::Docker::connect_with_defaults().map_err(unreachable)?;
         let api = api.negotiate_version().await.map_err(unreachable)?;
         api.ping().await.map_err(unreachable)?;
@@ -80,7 +87,14 @@ impl Docker {
 
     /// The engine's version string and API version.
     pub async fn version(&self) -> Result<(String, String), DockerError> {
-        let v = self.api.version().await.map_err(DockerError::api("version", &self.host))?;
-        Ok((v.version.unwrap_or_default(), v.api_version.unwrap_or_default()))
+        let v = self
+            .api
+            .version()
+            .await
+            .map_err(DockerError::api("version", &self.host))?;
+        Ok((
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default(),
+        ))
     }
 }

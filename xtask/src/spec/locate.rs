@@ -68,7 +68,10 @@ pub fn locate(source: &str, path: &[Step<'_>]) -> (usize, usize) {
         let value = rest.trim_start_matches(':').trim();
         found = if matches!(step, Step::Key(_)) && !value.is_empty() && !value.starts_with('#') {
             let value_offset = line_end - rest.trim_start_matches(':').trim_start().len();
-            (value_offset, value.split(" #").next().unwrap_or(value).trim_end().len())
+            (
+                value_offset,
+                value.split(" #").next().unwrap_or(value).trim_end().len(),
+            )
         } else {
             (col_offset, line_end - col_offset)
         };
@@ -83,7 +86,9 @@ pub fn locate(source: &str, path: &[Step<'_>]) -> (usize, usize) {
                 .skip(line_idx + 1)
                 .find(|(_, (_, t))| {
                     let tr = t.trim_start();
-                    !tr.is_empty() && !tr.starts_with('#') && (t.len() - tr.len()) as isize <= indent
+                    !tr.is_empty()
+                        && !tr.starts_with('#')
+                        && (t.len() - tr.len()) as isize <= indent
                 })
                 .map_or(lines.len(), |(i, _)| i);
         } else {
@@ -109,7 +114,10 @@ fn line_offsets(source: &str) -> Vec<(usize, &str)> {
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, col)
 }
 
@@ -151,14 +159,32 @@ environments:
     #[test]
     fn finds_values_keys_and_items() {
         use Step::*;
-        assert_eq!(text(&[Key("environments"), Key("a"), Key("torch")]), "2.6.0");
-        assert_eq!(text(&[Key("environments"), Key("b"), Key("torch")]), "9.9.9");
         assert_eq!(
-            text(&[Key("environments"), Key("a"), Key("volumes"), Item(1), Key("target")]),
+            text(&[Key("environments"), Key("a"), Key("torch")]),
+            "2.6.0"
+        );
+        assert_eq!(
+            text(&[Key("environments"), Key("b"), Key("torch")]),
+            "9.9.9"
+        );
+        assert_eq!(
+            text(&[
+                Key("environments"),
+                Key("a"),
+                Key("volumes"),
+                Item(1),
+                Key("target")
+            ]),
             "/cache"
         );
         assert_eq!(
-            text(&[Key("environments"), Key("a"), Key("volumes"), Item(0), Key("source")]),
+            text(&[
+                Key("environments"),
+                Key("a"),
+                Key("volumes"),
+                Item(0),
+                Key("source")
+            ]),
             "./data"
         );
         // Missing leaf: falls back to the deepest ancestor found.
@@ -167,7 +193,14 @@ environments:
 
     #[test]
     fn line_and_column() {
-        let (o, _) = locate(YAML, &[Step::Key("environments"), Step::Key("b"), Step::Key("torch")]);
+        let (o, _) = locate(
+            YAML,
+            &[
+                Step::Key("environments"),
+                Step::Key("b"),
+                Step::Key("torch"),
+            ],
+        );
         assert_eq!(line_col(YAML, o), (11, 12));
         assert_eq!(offset_of(YAML, 11, 12), o);
     }

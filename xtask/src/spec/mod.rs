@@ -78,7 +78,7 @@ pub struct Env {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Base {
     /// Bootstrapped from the host's configured Debian mirror.
     Debian { suite: String },
@@ -87,7 +87,7 @@ pub enum Base {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "mode", content = "value", rename_all = "snake_case")]
 pub enum Gpus {
     All,
     None,
@@ -136,7 +136,7 @@ pub struct Volume {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum VolumeSource {
     /// A host path, absolute (relative paths are resolved against the spec's folder).
     Bind(PathBuf),
@@ -198,13 +198,17 @@ impl Spec {
             label: "here".into(),
             help: Some("run from the repository root or pass --spec PATH".into()),
         })?;
-        Self::parse(path, source)
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Self::parse(&path, source)
     }
 
     /// Validates `source` as if read from `path` (relative paths in the spec
     /// resolve against `path`'s folder).
     pub fn parse(path: &Path, source: String) -> Result<Spec, SpecError> {
-        let ctx = Ctx { path, source: &source };
+        let ctx = Ctx {
+            path,
+            source: &source,
+        };
         let raw: RawSpec = serde_yaml::from_str(&source).map_err(|e| ctx.from_yaml(&e))?;
         if raw.version != 1 {
             return Err(ctx.error(
@@ -247,7 +251,12 @@ impl Spec {
                 ))
             }
         };
-        Ok(Spec { path: path.to_path_buf(), source, default, environments })
+        Ok(Spec {
+            path: path.to_path_buf(),
+            source,
+            default,
+            environments,
+        })
     }
 
     /// The environment called `name`, or the default when `None`.
@@ -279,7 +288,11 @@ impl Spec {
         help: Option<String>,
     ) -> SpecError {
         let steps: Vec<Step> = path.iter().map(|k| Step::Key(k)).collect();
-        Ctx { path: &self.path, source: &self.source }.error(&steps, message, label, help)
+        Ctx {
+            path: &self.path,
+            source: &self.source,
+        }
+        .error(&steps, message, label, help)
     }
 }
 
@@ -293,7 +306,10 @@ pub struct UnknownEnv {
 }
 
 fn names<V>(map: &BTreeMap<String, V>) -> String {
-    map.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+    map.keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 struct Ctx<'a> {
@@ -302,7 +318,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn error(&self, path: &[Step], message: String, label: &str, help: Option<String>) -> SpecError {
+    fn error(
+        &self,
+        path: &[Step],
+        message: String,
+        label: &str,
+        help: Option<String>,
+    ) -> SpecError {
         let (offset, len) = locate::locate(self.source, path);
         self.error_at(offset, len, message, label, help)
     }
@@ -339,7 +361,9 @@ impl Ctx<'_> {
             .location()
             .map(|l| locate::offset_of(self.source, l.line(), l.column()))
             .unwrap_or(0);
-        let len = self.source[offset..].find('\n').unwrap_or(self.source.len() - offset);
+        let len = self.source[offset..]
+            .find('\n')
+            .unwrap_or(self.source.len() - offset);
         let help = if message.contains("unknown field") {
             Some("check the spelling; environments.yaml documents every key".to_string())
         } else {
@@ -374,58 +398,115 @@ impl Ctx<'_> {
         }
 
         let torch = pick!(torch).ok_or_else(|| {
-            err("", format!("environment `{name}` has no `torch:` version"), "torch missing", Some("add e.g. `torch: 2.6.0`".into()))
+            err(
+                "",
+                format!("environment `{name}` has no `torch:` version"),
+                "torch missing",
+                Some("add e.g. `torch: 2.6.0`".into()),
+            )
         })?;
         if compat::tch_for_torch(&torch).is_none() {
             return Err(err(
                 "torch",
                 format!("unknown torch version `{torch}`"),
                 "no harness (tch) release links this torch",
-                Some(format!("supported torch versions: {}", compat::supported_torch().join(", "))),
+                Some(format!(
+                    "supported torch versions: {}",
+                    compat::supported_torch().join(", ")
+                )),
             ));
         }
         let torchvision = pick!(torchvision).ok_or_else(|| {
-            err("", format!("environment `{name}` has no `torchvision:` version"), "torchvision missing", Some("add e.g. `torchvision: 0.21.0`".into()))
+            err(
+                "",
+                format!("environment `{name}` has no `torchvision:` version"),
+                "torchvision missing",
+                Some("add e.g. `torchvision: 0.21.0`".into()),
+            )
         })?;
         if !is_version(&torchvision) {
-            return Err(err("torchvision", format!("`{torchvision}` is not a version"), "expected e.g. 0.21.0", None));
+            return Err(err(
+                "torchvision",
+                format!("`{torchvision}` is not a version"),
+                "expected e.g. 0.21.0",
+                None,
+            ));
         }
         let cuda = pick!(cuda);
         if let Some(c) = &cuda {
             if !is_major_minor(c) {
-                return Err(err("cuda", format!("`{c}` is not a CUDA version"), "expected MAJOR.MINOR, e.g. 12.4", None));
+                return Err(err(
+                    "cuda",
+                    format!("`{c}` is not a CUDA version"),
+                    "expected MAJOR.MINOR, e.g. 12.4",
+                    None,
+                ));
             }
         }
 
         let base = match pick!(base) {
-            None => Base::Debian { suite: "bookworm".into() },
-            Some(RawBase { debian: Some(_), image: Some(_) }) => {
-                return Err(err("base", "`base:` sets both `debian:` and `image:`".into(), "choose one", None))
+            None => Base::Debian {
+                suite: "bookworm".into(),
+            },
+            Some(RawBase {
+                debian: Some(_),
+                image: Some(_),
+            }) => {
+                return Err(err(
+                    "base",
+                    "`base:` sets both `debian:` and `image:`".into(),
+                    "choose one",
+                    None,
+                ))
             }
-            Some(RawBase { debian: Some(suite), image: None }) => {
+            Some(RawBase {
+                debian: Some(suite),
+                image: None,
+            }) => {
                 if compat::debian_python(&suite).is_none() {
                     return Err(err(
                         "base",
                         format!("unsupported Debian suite `{suite}`"),
                         "unknown suite",
-                        Some(format!("supported: {}", compat::DEBIAN_SUITES.iter().map(|(s, _)| *s).collect::<Vec<_>>().join(", "))),
+                        Some(format!(
+                            "supported: {}",
+                            compat::DEBIAN_SUITES
+                                .iter()
+                                .map(|(s, _)| *s)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
                     ));
                 }
                 Base::Debian { suite }
             }
-            Some(RawBase { debian: None, image: Some(reference) }) => {
+            Some(RawBase {
+                debian: None,
+                image: Some(reference),
+            }) => {
                 if !is_pinned_image(&reference) {
                     return Err(err(
                         "base",
                         format!("base image `{reference}` is not pinned by digest"),
                         "expected REF@sha256:<64 hex>",
-                        Some("a tag can move; pin the digest so every machine builds the same image".into()),
+                        Some(
+                            "a tag can move; pin the digest so every machine builds the same image"
+                                .into(),
+                        ),
                     ));
                 }
                 Base::Image { reference }
             }
-            Some(RawBase { debian: None, image: None }) => {
-                return Err(err("base", "`base:` needs `debian:` or `image:`".into(), "empty base", None))
+            Some(RawBase {
+                debian: None,
+                image: None,
+            }) => {
+                return Err(err(
+                    "base",
+                    "`base:` needs `debian:` or `image:`".into(),
+                    "empty base",
+                    None,
+                ))
             }
         };
         let python = match (pick!(python), &base) {
@@ -444,16 +525,29 @@ impl Ctx<'_> {
             (None, Base::Debian { suite }) => compat::debian_python(suite).unwrap().to_string(),
             (Some(p), Base::Image { .. }) => p,
             (None, Base::Image { .. }) => {
-                return Err(err("python", "a `base: image:` needs an explicit `python:` version".into(), "python missing", None))
+                return Err(err(
+                    "python",
+                    "a `base: image:` needs an explicit `python:` version".into(),
+                    "python missing",
+                    None,
+                ))
             }
         };
         if !is_major_minor(&python) {
-            return Err(err("python", format!("`{python}` is not a Python version"), "expected MAJOR.MINOR", None));
+            return Err(err(
+                "python",
+                format!("`{python}` is not a Python version"),
+                "expected MAJOR.MINOR",
+                None,
+            ));
         }
 
         let pip = pick!(pip).unwrap_or_default();
         for (i, req) in pip.iter().enumerate() {
-            if req.trim().is_empty() || req.trim_start().starts_with('-') || req.contains(char::is_whitespace) && req.contains(" -") {
+            if req.trim().is_empty()
+                || req.trim_start().starts_with('-')
+                || req.contains(char::is_whitespace) && req.contains(" -")
+            {
                 return Err(self.error(
                     &[Step::Key("environments"), Step::Key(leak(name)), Step::Key("pip"), Step::Item(i)],
                     format!("`{req}` is not a pip requirement"),
@@ -466,7 +560,12 @@ impl Ctx<'_> {
         for (i, pkg) in apt.iter().enumerate() {
             if !valid_debian_package(pkg) {
                 return Err(self.error(
-                    &[Step::Key("environments"), Step::Key(leak(name)), Step::Key("apt"), Step::Item(i)],
+                    &[
+                        Step::Key("environments"),
+                        Step::Key(leak(name)),
+                        Step::Key("apt"),
+                        Step::Item(i),
+                    ],
                     format!("`{pkg}` is not a Debian package name"),
                     "invalid package name",
                     None,
@@ -486,36 +585,67 @@ impl Ctx<'_> {
                         "gpus",
                         format!("invalid `gpus:` value `{other}`"),
                         "not a GPU selection",
-                        Some("use all, none, auto, a count, or a list of device ids / CDI names".into()),
+                        Some(
+                            "use all, none, auto, a count, or a list of device ids / CDI names"
+                                .into(),
+                        ),
                     ))
                 }
             },
             RawGpus::Devices(ids) => {
                 let cdi = ids.iter().filter(|d| d.contains('=')).count();
                 if ids.is_empty() {
-                    return Err(err("gpus", "empty `gpus:` list".into(), "no devices", Some("use `none` for no GPU".into())));
+                    return Err(err(
+                        "gpus",
+                        "empty `gpus:` list".into(),
+                        "no devices",
+                        Some("use `none` for no GPU".into()),
+                    ));
                 } else if cdi == ids.len() {
                     for id in &ids {
                         let (kind, dev) = id.split_once('=').unwrap();
                         if !kind.contains('/') || dev.is_empty() {
-                            return Err(err("gpus", format!("invalid CDI device name `{id}`"), "expected VENDOR/CLASS=NAME", Some("e.g. nvidia.com/gpu=0".into())));
+                            return Err(err(
+                                "gpus",
+                                format!("invalid CDI device name `{id}`"),
+                                "expected VENDOR/CLASS=NAME",
+                                Some("e.g. nvidia.com/gpu=0".into()),
+                            ));
                         }
                     }
                     Gpus::Cdi(ids)
                 } else if cdi == 0 {
-                    if let Some(bad) = ids.iter().find(|id| id.is_empty() || id.contains(char::is_whitespace)) {
-                        return Err(err("gpus", format!("invalid GPU id `{bad}`"), "expected an index or a GPU UUID", None));
+                    if let Some(bad) = ids
+                        .iter()
+                        .find(|id| id.is_empty() || id.contains(char::is_whitespace))
+                    {
+                        return Err(err(
+                            "gpus",
+                            format!("invalid GPU id `{bad}`"),
+                            "expected an index or a GPU UUID",
+                            None,
+                        ));
                     }
                     Gpus::Ids(ids)
                 } else {
-                    return Err(err("gpus", "`gpus:` mixes CDI names and device ids".into(), "mixed list", None));
+                    return Err(err(
+                        "gpus",
+                        "`gpus:` mixes CDI names and device ids".into(),
+                        "mixed list",
+                        None,
+                    ));
                 }
             }
         };
 
         let host_ip_text = pick!(host_ip).unwrap_or_else(|| "127.0.0.1".into());
         let host_ip: IpAddr = host_ip_text.parse().map_err(|_| {
-            err("host_ip", format!("`{host_ip_text}` is not an IP address"), "invalid address", None)
+            err(
+                "host_ip",
+                format!("`{host_ip_text}` is not an IP address"),
+                "invalid address",
+                None,
+            )
         })?;
 
         let jupyter_raw = merge_jupyter(defaults.jupyter.as_ref(), env.jupyter.as_ref());
@@ -525,11 +655,21 @@ impl Ctx<'_> {
         });
         if let Some(j) = &jupyter {
             if j.port == 0 {
-                return Err(err("jupyter", "Jupyter host port 0".into(), "port must be 1-65535", None));
+                return Err(err(
+                    "jupyter",
+                    "Jupyter host port 0".into(),
+                    "port must be 1-65535",
+                    None,
+                ));
             }
             if let Some(t) = &j.token {
                 if t.len() < 32 {
-                    return Err(err("jupyter", "Jupyter token shorter than 32 characters".into(), "too short to be a secret", Some("omit `token:` and one is generated at `up`".into())));
+                    return Err(err(
+                        "jupyter",
+                        "Jupyter token shorter than 32 characters".into(),
+                        "too short to be a secret",
+                        Some("omit `token:` and one is generated at `up`".into()),
+                    ));
                 }
             }
         }
@@ -540,28 +680,57 @@ impl Ctx<'_> {
             public_key: ssh_raw.public_key.as_ref().map(|p| resolve_path(dir, p)),
         });
         if ssh.as_ref().is_some_and(|s| s.port == 0) {
-            return Err(err("ssh", "SSH host port 0".into(), "port must be 1-65535", None));
+            return Err(err(
+                "ssh",
+                "SSH host port 0".into(),
+                "port must be 1-65535",
+                None,
+            ));
         }
 
         let mut ports = Vec::new();
         for (i, p) in pick!(ports).unwrap_or_default().iter().enumerate() {
-            let here = [Step::Key("environments"), Step::Key(leak(name)), Step::Key("ports"), Step::Item(i)];
+            let here = [
+                Step::Key("environments"),
+                Step::Key(leak(name)),
+                Step::Key("ports"),
+                Step::Item(i),
+            ];
             let mapping = match p {
                 RawPort::Short(s) => parse_port(s).ok_or_else(|| {
-                    self.error(&here, format!("invalid port mapping `{s}`"), "expected HOST:CONTAINER[/tcp|/udp]", Some("ports are 1-65535, e.g. \"6006:6006\"".into()))
+                    self.error(
+                        &here,
+                        format!("invalid port mapping `{s}`"),
+                        "expected HOST:CONTAINER[/tcp|/udp]",
+                        Some("ports are 1-65535, e.g. \"6006:6006\"".into()),
+                    )
                 })?,
                 RawPort::Long(l) => {
                     let protocol = match l.protocol.as_deref() {
                         None | Some("tcp") => Protocol::Tcp,
                         Some("udp") => Protocol::Udp,
                         Some(other) => {
-                            return Err(self.error(&here, format!("invalid protocol `{other}`"), "tcp or udp", None))
+                            return Err(self.error(
+                                &here,
+                                format!("invalid protocol `{other}`"),
+                                "tcp or udp",
+                                None,
+                            ))
                         }
                     };
                     if l.host == 0 || l.container == 0 {
-                        return Err(self.error(&here, "port 0 in a mapping".into(), "ports are 1-65535", None));
+                        return Err(self.error(
+                            &here,
+                            "port 0 in a mapping".into(),
+                            "ports are 1-65535",
+                            None,
+                        ));
                     }
-                    PortMapping { host: l.host, container: l.container, protocol }
+                    PortMapping {
+                        host: l.host,
+                        container: l.container,
+                        protocol,
+                    }
                 }
             };
             ports.push(mapping);
@@ -589,9 +758,22 @@ impl Ctx<'_> {
 
         let mut volumes = Vec::new();
         for (i, v) in pick!(volumes).unwrap_or_default().iter().enumerate() {
-            let here = |k: &'static str| vec![Step::Key("environments"), Step::Key(leak(name)), Step::Key("volumes"), Step::Item(i), Step::Key(k)];
+            let here = |k: &'static str| {
+                vec![
+                    Step::Key("environments"),
+                    Step::Key(leak(name)),
+                    Step::Key("volumes"),
+                    Step::Item(i),
+                    Step::Key(k),
+                ]
+            };
             if !v.target.starts_with('/') {
-                return Err(self.error(&here("target"), format!("volume target `{}` is not an absolute path", v.target), "expected /path inside the container", None));
+                return Err(self.error(
+                    &here("target"),
+                    format!("volume target `{}` is not an absolute path", v.target),
+                    "expected /path inside the container",
+                    None,
+                ));
             }
             let looks_like_path = v.source.starts_with(['/', '.', '~']);
             let source = match v.kind.as_deref() {
@@ -600,7 +782,12 @@ impl Ctx<'_> {
                 None if looks_like_path => VolumeSource::Bind(resolve_path(dir, &v.source)),
                 None => VolumeSource::Named(v.source.clone()),
                 Some(other) => {
-                    return Err(self.error(&here("type"), format!("invalid volume type `{other}`"), "bind or volume", None))
+                    return Err(self.error(
+                        &here("type"),
+                        format!("invalid volume type `{other}`"),
+                        "bind or volume",
+                        None,
+                    ))
                 }
             };
             if let VolumeSource::Named(n) = &source {
@@ -613,25 +800,49 @@ impl Ctx<'_> {
                     ));
                 }
             }
-            volumes.push(Volume { source, target: v.target.clone(), read_only: v.read_only });
+            volumes.push(Volume {
+                source,
+                target: v.target.clone(),
+                read_only: v.read_only,
+            });
         }
-        let workspace = resolve_path(dir, &pick!(workspace).unwrap_or_else(|| format!("./workspace/{name}")));
+        let workspace = resolve_path(
+            dir,
+            &pick!(workspace).unwrap_or_else(|| format!("./workspace/{name}")),
+        );
 
         let shm_text = pick!(shm_size).unwrap_or_else(|| "8g".into());
         let shm_size = parse_size(&shm_text).ok_or_else(|| {
-            err("shm_size", format!("invalid size `{shm_text}`"), "expected e.g. 512m, 16g or bytes", None)
+            err(
+                "shm_size",
+                format!("invalid size `{shm_text}`"),
+                "expected e.g. 512m, 16g or bytes",
+                None,
+            )
         })?;
         let ipc = match pick!(ipc).as_deref() {
             None | Some("private") => Ipc::Private,
             Some("host") => Ipc::Host,
             Some("shareable") => Ipc::Shareable,
-            Some(other) => return Err(err("ipc", format!("invalid ipc mode `{other}`"), "private, shareable or host", None)),
+            Some(other) => {
+                return Err(err(
+                    "ipc",
+                    format!("invalid ipc mode `{other}`"),
+                    "private, shareable or host",
+                    None,
+                ))
+            }
         };
 
         let mut vars = defaults.env.clone().unwrap_or_default();
         vars.extend(env.env.clone().unwrap_or_default());
         if let Some(bad) = vars.keys().find(|k| !valid_env_var(k)) {
-            return Err(err("env", format!("invalid environment variable name `{bad}`"), "expected [A-Za-z_][A-Za-z0-9_]*", None));
+            return Err(err(
+                "env",
+                format!("invalid environment variable name `{bad}`"),
+                "expected [A-Za-z_][A-Za-z0-9_]*",
+                None,
+            ));
         }
 
         let harness = self.resolve_harness(name, defaults, env, dir)?;
@@ -659,15 +870,38 @@ impl Ctx<'_> {
         })
     }
 
-    fn resolve_harness(&self, name: &str, defaults: &RawEnv, env: &RawEnv, dir: &Path) -> Result<Harness, SpecError> {
+    fn resolve_harness(
+        &self,
+        name: &str,
+        defaults: &RawEnv,
+        env: &RawEnv,
+        dir: &Path,
+    ) -> Result<Harness, SpecError> {
         let d = defaults.harness.clone().unwrap_or_default();
         let e = env.harness.clone().unwrap_or_default();
-        let at = [Step::Key("environments"), Step::Key(leak(name)), Step::Key("harness")];
-        let models = e.models.or(d.models).unwrap_or_else(|| vec!["efficientnet_lite0".into()]);
+        let at = [
+            Step::Key("environments"),
+            Step::Key(leak(name)),
+            Step::Key("harness"),
+        ];
+        let models = e
+            .models
+            .or(d.models)
+            .unwrap_or_else(|| vec!["efficientnet_lite0".into()]);
         if let Some(bad) = models.iter().find(|m| !MODELS.contains(&m.as_str())) {
-            return Err(self.error(&at, format!("unknown model `{bad}`"), "not a harness model", Some(format!("models: {}", MODELS.join(", ")))));
+            return Err(self.error(
+                &at,
+                format!("unknown model `{bad}`"),
+                "not a harness model",
+                Some(format!("models: {}", MODELS.join(", "))),
+            ));
         }
-        let dataset = resolve_path(dir, &e.dataset.or(d.dataset).unwrap_or_else(|| "fixtures/images".into()));
+        let dataset = resolve_path(
+            dir,
+            &e.dataset
+                .or(d.dataset)
+                .unwrap_or_else(|| "fixtures/images".into()),
+        );
         let dt = d.tolerances.unwrap_or_default();
         let et = e.tolerances.unwrap_or_default();
         let tolerances = Tolerances {
@@ -682,23 +916,40 @@ impl Ctx<'_> {
             (tolerances.prob_abs_gpu, "prob_abs_gpu"),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(self.error(&at, format!("tolerance `{key}` is {v}"), "must be a finite number >= 0", None));
+                return Err(self.error(
+                    &at,
+                    format!("tolerance `{key}` is {v}"),
+                    "must be a finite number >= 0",
+                    None,
+                ));
             }
         }
-        Ok(Harness { models, dataset, tolerances })
+        Ok(Harness {
+            models,
+            dataset,
+            tolerances,
+        })
     }
 }
 
 fn merge_jupyter(d: Option<&raw::RawJupyter>, e: Option<&raw::RawJupyter>) -> raw::RawJupyter {
     let d = d.cloned().unwrap_or_default();
     let e = e.cloned().unwrap_or_default();
-    raw::RawJupyter { enabled: e.enabled.or(d.enabled), port: e.port.or(d.port), token: e.token.or(d.token) }
+    raw::RawJupyter {
+        enabled: e.enabled.or(d.enabled),
+        port: e.port.or(d.port),
+        token: e.token.or(d.token),
+    }
 }
 
 fn merge_ssh(d: Option<&raw::RawSsh>, e: Option<&raw::RawSsh>) -> raw::RawSsh {
     let d = d.cloned().unwrap_or_default();
     let e = e.cloned().unwrap_or_default();
-    raw::RawSsh { enabled: e.enabled.or(d.enabled), port: e.port.or(d.port), public_key: e.public_key.or(d.public_key) }
+    raw::RawSsh {
+        enabled: e.enabled.or(d.enabled),
+        port: e.port.or(d.port),
+        public_key: e.public_key.or(d.public_key),
+    }
 }
 
 /// Environment names are few and live as long as the process; leaking them
@@ -714,7 +965,11 @@ fn resolve_path(dir: &Path, p: &str) -> PathBuf {
         }
     }
     let path = Path::new(p);
-    let joined = if path.is_absolute() { path.to_path_buf() } else { dir.join(path) };
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        dir.join(path)
+    };
     normalize(&joined)
 }
 
@@ -736,7 +991,8 @@ fn normalize(p: &Path) -> PathBuf {
 fn valid_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
         && s.len() <= 64
 }
 
@@ -750,7 +1006,8 @@ fn valid_debian_package(s: &str) -> bool {
     let mut chars = s.chars();
     s.len() >= 2
         && matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
 }
 
 fn valid_env_var(s: &str) -> bool {
@@ -761,7 +1018,10 @@ fn valid_env_var(s: &str) -> bool {
 
 fn is_version(s: &str) -> bool {
     let parts: Vec<&str> = s.split('.').collect();
-    parts.len() >= 2 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    parts.len() >= 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn is_major_minor(s: &str) -> bool {
@@ -787,7 +1047,11 @@ fn parse_port(s: &str) -> Option<PortMapping> {
     let (h, c) = ports.split_once(':')?;
     let host: u16 = h.parse().ok().filter(|p| *p != 0)?;
     let container: u16 = c.parse().ok().filter(|p| *p != 0)?;
-    Some(PortMapping { host, container, protocol })
+    Some(PortMapping {
+        host,
+        container,
+        protocol,
+    })
 }
 
 /// Parses `512m`, `16g`, `1.5g`, `1073741824` into bytes.
