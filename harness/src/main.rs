@@ -1,1 +1,285 @@
-fn main() {}
+//! torchenv harness: runs inside each torchenv image (and on the host for
+//! tests), linked against exactly that image's libtorch.
+
+mod checkpoint;
+mod cli;
+mod cuda;
+mod dataset;
+mod eval;
+mod imagenet;
+mod models;
+mod npy;
+mod preprocess;
+mod report;
+mod runtime;
+mod weights_download;
+
+use clap::Parser;
+use cli::{Cli, Command, DeviceArg, EvalArgs, PresetOverrides};
+use models::ModelKind;
+use preprocess::Preset;
+use std::path::Path;
+use std::process::ExitCode;
+use tch::{nn, Device, Tensor};
+
+/// Everything that ends a run with exit code 2.
+#[derive(Debug, thiserror::Error)]
+enum HarnessError {
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error(transparent)]
+    Model(#[from] models::ModelError),
+    #[error(transparent)]
+    Dataset(#[from] dataset::DatasetError),
+    #[error(transparent)]
+    Download(#[from] weights_download::DownloadError),
+    #[error(transparent)]
+    Eval(#[from] eval::EvalError),
+    #[error(transparent)]
+    Npy(#[from] npy::NpyError),
+    #[error("{path}: {source}")]
+    Preprocess {
+        path: String,
+        source: preprocess::PreprocessError,
+    },
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Cuda { json, expect_gpus } => {
+            let r = cuda::run(expect_gpus);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", cuda::render(&r));
+            }
+            return ExitCode::from(r.exit_code as u8);
+        }
+        Command::Eval(args) => run_eval(args),
+        Command::Preprocess {
+            model,
+            out,
+            overrides,
+            images,
+        } => run_preprocess(model, &overrides, &images, &out),
+        Command::Forward {
+            model,
+            weights,
+            input,
+            out,
+        } => run_forward(model, &weights, &input, &out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(cuda::EXIT_USAGE as u8)
+        }
+    }
+}
+
+fn preset_for(model: ModelKind, o: &PresetOverrides) -> Result<Preset, HarnessError> {
+    let mut p = model.preset();
+    if let Some(r) = o.resize {
+        p.resize = r;
+    }
+    if let Some(c) = o.crop {
+        p.crop = c;
+    }
+    if let Some(i) = o.interpolation {
+        p.interpolation = i;
+    }
+    if p.resize == 0 || p.crop == 0 || p.crop > p.resize {
+        return Err(HarnessError::Usage(format!(
+            "invalid preprocessing: resize {} crop {} (need 0 < crop <= resize)",
+            p.resize, p.crop
+        )));
+    }
+    Ok(p)
+}
+
+fn load_model(model: ModelKind, weights: &Path, sha256: Option<&str>) -> Result<(eval::LoadedModel, checkpoint::StateDict), HarnessError> {
+    let sd = checkpoint::load(weights, sha256)?;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = model.build(&vs);
+    // Keep the metadata, hand the tensors to the model.
+    let meta = checkpoint::StateDict {
+        tensors: Vec::new(),
+        sha256: sd.sha256.clone(),
+        format: sd.format,
+    };
+    model.load_weights(&vs, sd)?;
+    Ok((eval::LoadedModel { vs, net }, meta))
+}
+
+fn run_preprocess(model: ModelKind, o: &PresetOverrides, images: &[std::path::PathBuf], out: &Path) -> Result<(), HarnessError> {
+    let preset = preset_for(model, o)?;
+    let mut data = Vec::new();
+    for img in images {
+        let v = preprocess::preprocess_file(img, &preset).map_err(|source| HarnessError::Preprocess {
+            path: img.display().to_string(),
+            source,
+        })?;
+        data.extend(v);
+    }
+    let c = preset.crop as usize;
+    npy::write_f32(out, &[images.len(), 3, c, c], &data)?;
+    Ok(())
+}
+
+fn run_forward(model: ModelKind, weights: &Path, input: &Path, out: &Path) -> Result<(), HarnessError> {
+    let (m, _) = load_model(model, weights, None)?;
+    let (shape, data) = npy::read_f32(input)?;
+    if shape.len() != 4 || shape[1] != 3 {
+        return Err(HarnessError::Usage(format!("{}: expected an N×3×H×W tensor, got {shape:?}", input.display())));
+    }
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let x = Tensor::f_from_slice(&data)?.f_view(dims.as_slice())?;
+    let opts = eval::EvalOptions {
+        model,
+        preset: model.preset(),
+        device: Device::Cpu,
+        batch_size: shape[0],
+        workers: 1,
+        channels_last: false,
+        autocast: None,
+        deterministic: false,
+    };
+    let logits = m.forward(&x, &opts)?;
+    let v: Vec<f32> = Vec::<f32>::try_from(logits.f_flatten(0, -1)?)?;
+    npy::write_f32(out, &[shape[0], v.len() / shape[0]], &v)?;
+    Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
+    let preset = preset_for(args.model, &args.overrides)?;
+    if args.batch_size == 0 {
+        return Err(HarnessError::Usage("--batch-size must be at least 1".into()));
+    }
+    let mut samples = match &args.labels {
+        Some(l) => dataset::labels_file(&args.data, l)?,
+        None => dataset::image_folder(&args.data)?,
+    };
+    if let Some(n) = args.limit {
+        samples.truncate(n);
+        if samples.is_empty() {
+            return Err(HarnessError::Usage("--limit 0 leaves nothing to evaluate".into()));
+        }
+    }
+    let device = match args.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda => {
+            if !tch::Cuda::is_available() {
+                return Err(eval::EvalError::NoCuda.into());
+            }
+            Device::Cuda(0)
+        }
+    };
+    let weights_path = if weights_download::is_url(&args.weights) {
+        let cache = weights_download::cache_root()?.join("weights");
+        weights_download::fetch(&args.weights, args.sha256.as_deref(), &cache)?
+    } else {
+        std::path::PathBuf::from(&args.weights)
+    };
+    let notes = eval::apply_determinism(args.deterministic);
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let (mut model, meta) = load_model(args.model, &weights_path, args.sha256.as_deref())?;
+    let opts = eval::EvalOptions {
+        model: args.model,
+        preset,
+        device,
+        batch_size: args.batch_size,
+        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        channels_last: args.channels_last,
+        autocast: args.autocast,
+        deterministic: args.deterministic,
+    };
+    model.prepare(&opts)?;
+    let mut dumped: Vec<(usize, Vec<f32>)> = Vec::new();
+    let dump = args.dump_logits.is_some();
+    let (probs, failed, wall, pre_s, inf_s, peak_gpu) = eval::evaluate(&model, &samples, &opts, |idx, logits| {
+        if dump {
+            if let Ok(v) = Vec::<f32>::try_from(logits.flatten(0, -1)) {
+                let n = v.len() / idx.len();
+                for (r, &i) in idx.iter().enumerate() {
+                    dumped.push((i, v[r * n..(r + 1) * n].to_vec()));
+                }
+            }
+        }
+    })?;
+    if probs.iter().all(Option::is_none) {
+        return Err(eval::EvalError::NothingEvaluated(failed.len()).into());
+    }
+    if let Some(path) = &args.dump_logits {
+        dumped.sort_by_key(|(i, _)| *i);
+        let n = dumped.first().map_or(0, |(_, v)| v.len());
+        let flat: Vec<f32> = dumped.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        npy::write_f32(path, &[dumped.len(), n], &flat)?;
+    }
+    let torch = runtime::torch_info();
+    let (cuda_runtime, cudnn, device_name) = match device {
+        Device::Cuda(i) => {
+            let name = match runtime::driver_status() {
+                runtime::DriverStatus::Ok { devices, .. } => devices.get(i).map(|d| d.name.clone()),
+                _ => None,
+            };
+            (runtime::cuda_runtime_version(), runtime::cudnn_version(), name.unwrap_or_else(|| format!("cuda:{i}")))
+        }
+        _ => (None, None, "cpu".to_string()),
+    };
+    let ctx = eval::ReportContext {
+        model: args.model,
+        weights: report::WeightsInfo {
+            source: args.weights.clone(),
+            sha256: meta.sha256,
+            format: meta.format.into(),
+        },
+        dataset_root: args.data.display().to_string(),
+        labels_file: args.labels.as_ref().map(|l| l.display().to_string()),
+        settings: report::Settings {
+            device: match device {
+                Device::Cuda(i) => format!("cuda:{i}"),
+                _ => "cpu".into(),
+            },
+            batch_size: opts.batch_size,
+            workers: opts.workers,
+            dtype: if opts.autocast == Some(eval::Autocast::Bf16) { "bfloat16" } else { "float32" }.into(),
+            autocast: opts.autocast.map(|a| match a {
+                eval::Autocast::Fp16 => "fp16".into(),
+                eval::Autocast::Bf16 => "bf16".into(),
+            }),
+            channels_last: opts.channels_last,
+            deterministic: opts.deterministic,
+            preprocess: preset,
+        },
+        versions: report::Versions {
+            harness: env!("CARGO_PKG_VERSION").into(),
+            torch: torch.version,
+            cuda_runtime,
+            cudnn,
+            device_name,
+        },
+    };
+    let rep = eval::build_report(ctx, &samples, &probs, &failed, wall, pre_s, inf_s, peak_gpu);
+    print!("{}", report::render(&rep));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rep).map_err(|e| HarnessError::Usage(e.to_string()))?;
+        std::fs::write(path, text).map_err(|source| HarnessError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}

@@ -16,6 +16,10 @@ pub const TORCH_TCH: &[(&str, &str)] = &[
 /// Debian suite → the `python3` it ships (MAJOR.MINOR).
 pub const DEBIAN_SUITES: &[(&str, &str)] = &[("bookworm", "3.11"), ("trixie", "3.13")];
 
+/// Debian suite → its glibc (MAJOR, MINOR): the newest manylinux tag its
+/// Python can load.
+pub const DEBIAN_GLIBC: &[(&str, (u32, u32))] = &[("bookworm", (2, 36)), ("trixie", (2, 41))];
+
 /// The tch version that links `torch`, if any.
 pub fn tch_for_torch(torch: &str) -> Option<&'static str> {
     TORCH_TCH
@@ -33,4 +37,12 @@ pub fn debian_python(suite: &str) -> Option<&'static str> {
         .iter()
         .find(|(s, _)| *s == suite)
         .map(|(_, p)| *p)
+}
+
+/// glibc of a Debian suite; images from a pinned `base: image:` are assumed
+/// to be at least bookworm's.
+pub fn debian_glibc(suite: Option<&str>) -> (u32, u32) {
+    suite
+        .and_then(|s| DEBIAN_GLIBC.iter().find(|(d, _)| *d == s))
+        .map_or((2, 36), |(_, g)| *g)
 }

@@ -8,5 +8,6 @@ pub mod compat;
 pub mod docker;
 pub mod error;
 pub mod lock;
+pub mod pip;
 pub mod spec;
 pub mod tasks;

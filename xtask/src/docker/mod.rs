@@ -7,6 +7,8 @@
 
 use bollard::errors::Error as BollardError;
 
+pub mod containers;
+
 /// Label on everything torchenv creates; the tool never touches an object
 /// without it.
 pub const LABEL_MANAGED_BY: &str = "dev.torchenv.managed-by";

@@ -357,10 +357,24 @@ impl Ctx<'_> {
             Some(i) => text[..i].to_string(),
             None => text.clone(),
         };
-        let offset = e
+        let mut offset = e
             .location()
             .map(|l| locate::offset_of(self.source, l.line(), l.column()))
             .unwrap_or(0);
+        // A duplicate environment: point at the second definition.
+        if let Some(dup) = message
+            .split("duplicate environment `")
+            .nth(1)
+            .and_then(|r| r.split('`').next())
+        {
+            let key = format!("{dup}:");
+            let mut defs = line_offsets_of(self.source, |line| {
+                line.trim_start() == key || line.trim_start().starts_with(&format!("{key} "))
+            });
+            if let Some(second) = defs.nth(1) {
+                offset = second;
+            }
+        }
         let len = self.source[offset..]
             .find('\n')
             .unwrap_or(self.source.len() - offset);
@@ -373,12 +387,16 @@ impl Ctx<'_> {
     }
 
     fn resolve(&self, name: &str, defaults: &RawEnv, env: &RawEnv) -> Result<Env, SpecError> {
+        // `field` may be a dotted path such as `ssh.port`.
         let at = |field: &str| -> Vec<Step<'static>> {
-            vec![
-                Step::Key("environments"),
-                Step::Key(leak(name)),
-                Step::Key(leak(field)),
-            ]
+            let mut steps = vec![Step::Key("environments"), Step::Key(leak(name))];
+            steps.extend(
+                field
+                    .split('.')
+                    .filter(|f| !f.is_empty())
+                    .map(|f| Step::Key(leak(f))),
+            );
+            steps
         };
         let err = |field: &str, message: String, label: &str, help: Option<String>| {
             self.error(&at(field), message, label, help)
@@ -656,7 +674,7 @@ impl Ctx<'_> {
         if let Some(j) = &jupyter {
             if j.port == 0 {
                 return Err(err(
-                    "jupyter",
+                    "jupyter.port",
                     "Jupyter host port 0".into(),
                     "port must be 1-65535",
                     None,
@@ -665,7 +683,7 @@ impl Ctx<'_> {
             if let Some(t) = &j.token {
                 if t.len() < 32 {
                     return Err(err(
-                        "jupyter",
+                        "jupyter.token",
                         "Jupyter token shorter than 32 characters".into(),
                         "too short to be a secret",
                         Some("omit `token:` and one is generated at `up`".into()),
@@ -681,7 +699,7 @@ impl Ctx<'_> {
         });
         if ssh.as_ref().is_some_and(|s| s.port == 0) {
             return Err(err(
-                "ssh",
+                "ssh.port",
                 "SSH host port 0".into(),
                 "port must be 1-65535",
                 None,
@@ -737,10 +755,10 @@ impl Ctx<'_> {
         }
         let mut taken: Vec<(u16, &str)> = Vec::new();
         if let Some(j) = &jupyter {
-            taken.push((j.port, "jupyter"));
+            taken.push((j.port, "jupyter.port"));
         }
         if let Some(s) = &ssh {
-            taken.push((s.port, "ssh"));
+            taken.push((s.port, "ssh.port"));
         }
         for p in &ports {
             taken.push((p.host, "ports"));
@@ -930,6 +948,19 @@ impl Ctx<'_> {
             tolerances,
         })
     }
+}
+
+/// Offsets of the first non-blank character of each line matching `pred`.
+fn line_offsets_of<'a>(
+    source: &'a str,
+    pred: impl Fn(&str) -> bool + 'a,
+) -> impl Iterator<Item = usize> + 'a {
+    let mut offset = 0;
+    source.split_inclusive('\n').filter_map(move |line| {
+        let start = offset;
+        offset += line.len();
+        pred(line.trim_end()).then(|| start + (line.len() - line.trim_start().len()))
+    })
 }
 
 fn merge_jupyter(d: Option<&raw::RawJupyter>, e: Option<&raw::RawJupyter>) -> raw::RawJupyter {

@@ -1,1 +1,271 @@
+use std::path::Path;
 
+use super::*;
+
+const GOOD: &str = "\
+version: 1
+default: a
+defaults:
+  jupyter:
+    port: 8888
+environments:
+  a:
+    torch: 2.6.0
+    torchvision: 0.21.0
+    cuda: \"12.4\"
+    volumes:
+      - { source: ./data, target: /data, read_only: true }
+      - source: cache
+        target: /cache
+  b:
+    torch: 2.11.0
+    torchvision: 0.26.0
+    jupyter:
+      port: 8889
+    ssh:
+      port: 2223
+";
+
+fn parse(text: &str) -> Result<Spec, SpecError> {
+    Spec::parse(Path::new("/repo/environments.yaml"), text.to_string())
+}
+
+/// `file:line:col: message` plus the text of the line pointed at.
+fn error(text: &str) -> String {
+    let e = parse(text).expect_err("spec should be rejected");
+    let line = text
+        .lines()
+        .nth(e.line.saturating_sub(1))
+        .unwrap_or("")
+        .trim();
+    format!("{e}\n    | {line}")
+}
+
+#[test]
+fn good_spec_resolves_defaults() {
+    let spec = parse(GOOD).unwrap();
+    assert_eq!(spec.default, "a");
+    let a = &spec.environments["a"];
+    assert_eq!(a.python, "3.11");
+    assert_eq!(
+        a.base,
+        Base::Debian {
+            suite: "bookworm".into()
+        }
+    );
+    assert_eq!(a.gpus, Gpus::Auto);
+    assert_eq!(a.jupyter.as_ref().unwrap().port, 8888);
+    assert_eq!(a.ssh.as_ref().unwrap().port, 2222);
+    assert_eq!(a.host_ip.to_string(), "127.0.0.1");
+    assert_eq!(a.shm_size, 8 << 30);
+    assert_eq!(a.volumes[0].source, VolumeSource::Bind("/repo/data".into()));
+    assert!(a.volumes[0].read_only);
+    assert_eq!(a.volumes[1].source, VolumeSource::Named("cache".into()));
+    assert_eq!(a.workspace, Path::new("/repo/workspace/a"));
+    assert_eq!(spec.environments["b"].jupyter.as_ref().unwrap().port, 8889);
+}
+
+#[test]
+fn shipped_spec_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments.yaml");
+    let spec = Spec::load(&path).unwrap();
+    assert_eq!(spec.default, "pytorch-2.6-cuda12.4");
+    let default = spec.env(None).unwrap();
+    assert_eq!(
+        (default.torch.as_str(), default.torchvision.as_str()),
+        ("2.6.0", "0.21.0")
+    );
+    assert_eq!(default.cuda.as_deref(), Some("12.4"));
+    assert_eq!(spec.env(Some("pytorch-2.11")).unwrap().torch, "2.11.0");
+}
+
+#[test]
+fn gpu_forms() {
+    let with = |g: &str| {
+        let text = GOOD.replace(
+            "    cuda: \"12.4\"\n",
+            &format!("    cuda: \"12.4\"\n    gpus: {g}\n"),
+        );
+        parse(&text).map(|s| s.environments["a"].gpus.clone())
+    };
+    assert_eq!(with("all").unwrap(), Gpus::All);
+    assert_eq!(with("none").unwrap(), Gpus::None);
+    assert_eq!(with("0").unwrap(), Gpus::None);
+    assert_eq!(with("2").unwrap(), Gpus::Count(2));
+    assert_eq!(
+        with("[\"0\", \"GPU-1234\"]").unwrap(),
+        Gpus::Ids(vec!["0".into(), "GPU-1234".into()])
+    );
+    assert_eq!(
+        with("[nvidia.com/gpu=0, nvidia.com/gpu=1]").unwrap(),
+        Gpus::Cdi(vec!["nvidia.com/gpu=0".into(), "nvidia.com/gpu=1".into()])
+    );
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("512m"), Some(512 << 20));
+    assert_eq!(parse_size("16G"), Some(16 << 30));
+    assert_eq!(parse_size("1.5g"), Some(3 << 29));
+    assert_eq!(parse_size("1024"), Some(1024));
+    assert_eq!(parse_size("lots"), None);
+    assert_eq!(parse_size("-1g"), None);
+}
+
+/// Each malformed spec: the error names file:line:col and the line it shows
+/// is the offending one.
+#[test]
+fn malformed_specs() {
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "unknown key",
+            GOOD.replace(
+                "    torch: 2.6.0\n",
+                "    torch: 2.6.0\n    tourch: 2.6.0\n",
+            ),
+        ),
+        (
+            "unknown top-level key",
+            GOOD.replace("version: 1\n", "version: 1\nenvironmnets: {}\n"),
+        ),
+        (
+            "wrong type",
+            GOOD.replace("      port: 8889", "      port: [8889]"),
+        ),
+        (
+            "port out of range",
+            GOOD.replace("      port: 8889", "      port: 70000"),
+        ),
+        (
+            "port zero",
+            GOOD.replace("      port: 2223", "      port: 0"),
+        ),
+        (
+            "bad port mapping",
+            GOOD.replace(
+                "    cuda: \"12.4\"\n",
+                "    cuda: \"12.4\"\n    ports: [\"6006\"]\n",
+            ),
+        ),
+        (
+            "duplicate host port",
+            GOOD.replace("      port: 2223", "      port: 8889"),
+        ),
+        ("duplicate env", GOOD.replace("  b:\n", "  a:\n")),
+        (
+            "unknown torch version",
+            GOOD.replace("torch: 2.11.0", "torch: 2.8.0"),
+        ),
+        ("missing torch", GOOD.replace("    torch: 2.11.0\n", "")),
+        ("bad cuda", GOOD.replace("cuda: \"12.4\"", "cuda: twelve")),
+        (
+            "missing volume source",
+            GOOD.replace(
+                "      - source: cache\n        target: /cache",
+                "      - target: /cache",
+            ),
+        ),
+        (
+            "relative volume target",
+            GOOD.replace("target: /cache", "target: cache"),
+        ),
+        (
+            "bad volume source",
+            GOOD.replace("source: cache", "source: \"my cache\""),
+        ),
+        (
+            "bad gpus",
+            GOOD.replace(
+                "    cuda: \"12.4\"\n",
+                "    cuda: \"12.4\"\n    gpus: many\n",
+            ),
+        ),
+        (
+            "mixed gpus",
+            GOOD.replace(
+                "    cuda: \"12.4\"\n",
+                "    cuda: \"12.4\"\n    gpus: [\"0\", nvidia.com/gpu=1]\n",
+            ),
+        ),
+        (
+            "python mismatch",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    python: \"3.12\"\n",
+            ),
+        ),
+        (
+            "unpinned base image",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    base: { image: debian:bookworm }\n    python: \"3.11\"\n",
+            ),
+        ),
+        (
+            "unknown suite",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    base: { debian: sid }\n",
+            ),
+        ),
+        (
+            "bad host ip",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    host_ip: localhost:80\n",
+            ),
+        ),
+        (
+            "bad shm size",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    shm_size: lots\n",
+            ),
+        ),
+        (
+            "bad env var",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    env: { 1BAD: x }\n",
+            ),
+        ),
+        (
+            "pip option injection",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    pip: [\"--index-url=http://x\"]\n",
+            ),
+        ),
+        (
+            "bad apt package",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    apt: [\"Vim!\"]\n",
+            ),
+        ),
+        (
+            "unknown model",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    harness: { models: [resnet50] }\n",
+            ),
+        ),
+        ("unknown default", GOOD.replace("default: a", "default: c")),
+        ("bad env name", GOOD.replace("  b:\n", "  B c:\n")),
+        (
+            "short jupyter token",
+            GOOD.replace("      port: 8889", "      port: 8889\n      token: abc"),
+        ),
+        ("wrong version", GOOD.replace("version: 1", "version: 2")),
+        (
+            "yaml syntax",
+            GOOD.replace("    torch: 2.6.0\n", "    torch: [2.6.0\n"),
+        ),
+    ];
+    let mut report = String::new();
+    for (name, text) in &cases {
+        assert_ne!(text, GOOD, "case `{name}` did not change the spec");
+        report.push_str(&format!("## {name}\n{}\n", error(text)));
+    }
+    insta::assert_snapshot!(report);
+}

@@ -1,0 +1,349 @@
+//! `harness eval`: decode + preprocess on a thread pool, batched inference
+//! on the main thread (bounded channel between them), metrics and report.
+
+use crate::dataset::Sample;
+use crate::imagenet;
+use crate::models::ModelKind;
+use crate::preprocess::{self, Preset};
+use crate::report::{self, *};
+use crate::runtime;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::Instant;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+/// Errors that stop an evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("CUDA requested but not available to libtorch")]
+    NoCuda,
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("cannot start worker pool: {0}")]
+    Pool(String),
+    #[error("no image of the dataset could be decoded ({0} failed)")]
+    NothingEvaluated(usize),
+}
+
+/// Mixed precision mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Autocast {
+    /// CUDA autocast (float16 where safe).
+    Fp16,
+    /// Model and inputs cast to bfloat16.
+    Bf16,
+}
+
+/// Everything `eval` needs besides the dataset.
+pub struct EvalOptions {
+    pub model: ModelKind,
+    pub preset: Preset,
+    pub device: Device,
+    pub batch_size: usize,
+    pub workers: usize,
+    pub channels_last: bool,
+    pub autocast: Option<Autocast>,
+    pub deterministic: bool,
+}
+
+/// A model ready for inference.
+pub struct LoadedModel {
+    pub vs: nn::VarStore,
+    pub net: Box<dyn ModuleT + Send>,
+}
+
+/// NCHW tensor with channels-last strides (tch has no memory-format API;
+/// a permuted contiguous copy has exactly PyTorch's channels_last layout).
+fn to_channels_last(t: &Tensor) -> Result<Tensor, tch::TchError> {
+    t.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])
+}
+
+impl LoadedModel {
+    /// Moves/casts the weights for the run settings.
+    pub fn prepare(&mut self, opts: &EvalOptions) -> Result<(), EvalError> {
+        self.vs.set_device(opts.device);
+        if opts.autocast == Some(Autocast::Bf16) {
+            self.vs.bfloat16();
+        }
+        if opts.channels_last {
+            tch::no_grad(|| -> Result<(), tch::TchError> {
+                for (_, mut v) in self.vs.variables() {
+                    if v.dim() == 4 {
+                        let cl = to_channels_last(&v)?;
+                        v.f_set_data(&cl)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Logits (float32, CPU) of a batch of preprocessed CHW images.
+    pub fn forward(&self, input: &Tensor, opts: &EvalOptions) -> Result<Tensor, EvalError> {
+        let out = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
+            let mut x = input.f_to_device(opts.device)?;
+            if opts.autocast == Some(Autocast::Bf16) {
+                x = x.f_to_kind(Kind::BFloat16)?;
+            }
+            if opts.channels_last {
+                x = to_channels_last(&x)?;
+            }
+            let y = if opts.autocast == Some(Autocast::Fp16) {
+                tch::autocast(true, || self.net.forward_t(&x, false))
+            } else {
+                self.net.forward_t(&x, false)
+            };
+            y.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)
+        })?;
+        Ok(out)
+    }
+}
+
+/// Applies `--deterministic` (or the defaults) to libtorch's global context.
+/// Returns notes on switches that could not be set.
+pub fn apply_determinism(deterministic: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    if deterministic {
+        match runtime::TorchContext::get() {
+            Some(ctx) => {
+                let ok = [
+                    ("TF32 (cuBLAS) off", ctx.set_allow_tf32_cublas(false)),
+                    ("TF32 (cuDNN) off", ctx.set_allow_tf32_cudnn(false)),
+                    ("cuDNN deterministic", ctx.set_deterministic_cudnn(true)),
+                ];
+                for (what, set) in ok {
+                    if !set {
+                        notes.push(format!("could not set {what}: symbol not found in libtorch"));
+                    }
+                }
+            }
+            None => notes.push("libtorch global context not found: TF32/cuDNN switches unchanged".into()),
+        }
+        tch::Cuda::cudnn_set_benchmark(false);
+        tch::manual_seed(0);
+    }
+    notes
+}
+
+struct Batch {
+    samples: Vec<(usize, Result<Vec<f32>, String>)>,
+    seconds: f64,
+}
+
+/// Runs the evaluation and builds the report.
+pub fn evaluate(
+    model: &LoadedModel,
+    samples: &[Sample],
+    opts: &EvalOptions,
+    mut on_logits: impl FnMut(&[usize], &Tensor),
+) -> Result<(Vec<Option<Vec<f32>>>, Vec<(usize, String)>, f64, f64, f64, Option<u64>), EvalError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.workers.max(1))
+        .build()
+        .map_err(|e| EvalError::Pool(e.to_string()))?;
+    let start = Instant::now();
+    let (tx, rx) = mpsc::sync_channel::<Batch>(2);
+    let preset = opts.preset;
+    let batch_size = opts.batch_size.max(1);
+    let mut probs: Vec<Option<Vec<f32>>> = vec![None; samples.len()];
+    let mut failed = Vec::new();
+    let mut preprocess_seconds = 0.0;
+    let mut inference_seconds = 0.0;
+    let mut peak_gpu: Option<u64> = None;
+    let plane = (3 * preset.crop * preset.crop) as usize;
+    std::thread::scope(|scope| -> Result<(), EvalError> {
+        scope.spawn(|| {
+            let indexed: Vec<usize> = (0..samples.len()).collect();
+            for chunk in indexed.chunks(batch_size) {
+                let t0 = Instant::now();
+                let results: Vec<(usize, Result<Vec<f32>, String>)> = pool.install(|| {
+                    chunk
+                        .par_iter()
+                        .map(|&i| {
+                            let r = preprocess::preprocess_file(&samples[i].path, &preset).map_err(|e| e.to_string());
+                            (i, r)
+                        })
+                        .collect()
+                });
+                let batch = Batch {
+                    samples: results,
+                    seconds: t0.elapsed().as_secs_f64(),
+                };
+                if tx.send(batch).is_err() {
+                    break; // consumer stopped on an error
+                }
+            }
+            drop(tx);
+        });
+        for batch in rx.iter() {
+            preprocess_seconds += batch.seconds;
+            let mut idx = Vec::new();
+            let mut data = Vec::with_capacity(batch.samples.len() * plane);
+            for (i, r) in batch.samples {
+                match r {
+                    Ok(v) => {
+                        idx.push(i);
+                        data.extend_from_slice(&v);
+                    }
+                    Err(e) => failed.push((i, e)),
+                }
+            }
+            if idx.is_empty() {
+                continue;
+            }
+            let t0 = Instant::now();
+            let input = Tensor::f_from_slice(&data)?.f_view([idx.len() as i64, 3, preset.crop as i64, preset.crop as i64])?;
+            let logits = model.forward(&input, opts)?;
+            if let Device::Cuda(i) = opts.device {
+                tch::Cuda::synchronize(i as i64);
+                if let Some(used) = runtime::cuda_memory_used() {
+                    peak_gpu = Some(peak_gpu.map_or(used, |p| p.max(used)));
+                }
+            }
+            inference_seconds += t0.elapsed().as_secs_f64();
+            on_logits(&idx, &logits);
+            let p = logits.f_softmax(-1, Kind::Float)?;
+            let flat: Vec<f32> = Vec::<f32>::try_from(p.f_flatten(0, -1)?)?;
+            let ncls = flat.len() / idx.len();
+            for (row, &i) in idx.iter().enumerate() {
+                probs[i] = Some(flat[row * ncls..(row + 1) * ncls].to_vec());
+            }
+        }
+        Ok(())
+    })?;
+    failed.sort();
+    let wall = start.elapsed().as_secs_f64();
+    Ok((probs, failed, wall, preprocess_seconds, inference_seconds, peak_gpu))
+}
+
+/// Top-k indices of `p`, most probable first (ties: lower index first).
+pub fn top_k(p: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+/// Inputs to [`build_report`] that are not per-sample results.
+pub struct ReportContext {
+    pub model: ModelKind,
+    pub weights: WeightsInfo,
+    pub dataset_root: String,
+    pub labels_file: Option<String>,
+    pub settings: Settings,
+    pub versions: Versions,
+}
+
+/// Metrics, per-class table, confusions and per-sample results.
+#[allow(clippy::too_many_arguments)]
+pub fn build_report(
+    ctx: ReportContext,
+    samples: &[Sample],
+    probs: &[Option<Vec<f32>>],
+    failed: &[(usize, String)],
+    wall: f64,
+    preprocess_seconds: f64,
+    inference_seconds: f64,
+    peak_gpu: Option<u64>,
+) -> EvalReport {
+    let classes = imagenet::classes();
+    let mut results = Vec::new();
+    let mut misclassified = Vec::new();
+    let mut per_class: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let mut confusion: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    let (mut c1, mut c5) = (0, 0);
+    for (s, p) in samples.iter().zip(probs) {
+        let Some(p) = p else { continue };
+        let top = top_k(p, 5);
+        let correct = top[0] == s.label;
+        c1 += usize::from(correct);
+        c5 += usize::from(top.contains(&s.label));
+        let e = per_class.entry(s.label).or_default();
+        e.0 += 1;
+        e.1 += usize::from(correct);
+        if !correct {
+            *confusion.entry((s.label, top[0])).or_default() += 1;
+            misclassified.push(s.rel_path.clone());
+        }
+        results.push(SampleResult {
+            path: s.rel_path.clone(),
+            label: s.label,
+            label_synset: classes[s.label].synset.to_string(),
+            top5: top
+                .iter()
+                .map(|&i| Prediction {
+                    index: i,
+                    synset: classes.get(i).map_or(String::new(), |c| c.synset.to_string()),
+                    probability: f64::from(p[i]),
+                })
+                .collect(),
+            correct,
+        });
+    }
+    let n = results.len();
+    let frac = |c: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
+    let mut confusion: Vec<ConfusionEntry> = confusion
+        .into_iter()
+        .map(|((t, p), count)| ConfusionEntry {
+            true_index: t,
+            true_synset: classes[t].synset.into(),
+            predicted_index: p,
+            predicted_synset: classes.get(p).map_or(String::new(), |c| c.synset.into()),
+            count,
+        })
+        .collect();
+    confusion.sort_by(|a, b| b.count.cmp(&a.count).then(a.true_index.cmp(&b.true_index)).then(a.predicted_index.cmp(&b.predicted_index)));
+    EvalReport {
+        schema_version: report::SCHEMA_VERSION,
+        model: ctx.model.name().into(),
+        weights: ctx.weights,
+        dataset: DatasetInfo {
+            root: ctx.dataset_root,
+            labels_file: ctx.labels_file,
+            num_images: samples.len(),
+            num_evaluated: n,
+            num_failed: failed.len(),
+        },
+        settings: ctx.settings,
+        metrics: Metrics {
+            top1: frac(c1),
+            top5: frac(c5),
+            correct_top1: c1,
+            correct_top5: c5,
+            evaluated: n,
+        },
+        per_class: per_class
+            .into_iter()
+            .map(|(i, (n, c))| ClassAccuracy {
+                index: i,
+                synset: classes[i].synset.into(),
+                name: classes[i].name.into(),
+                n,
+                correct: c,
+                accuracy: c as f64 / n as f64,
+            })
+            .collect(),
+        confusion,
+        samples: results,
+        misclassified,
+        failed: failed
+            .iter()
+            .map(|(i, e)| FailedSample {
+                path: samples[*i].rel_path.clone(),
+                error: e.clone(),
+            })
+            .collect(),
+        performance: Performance {
+            wall_seconds: wall,
+            images_per_second: if wall > 0.0 { n as f64 / wall } else { 0.0 },
+            preprocess_seconds,
+            inference_seconds,
+            peak_host_rss_bytes: report::peak_rss_bytes(),
+            peak_gpu_memory_bytes: peak_gpu,
+        },
+        versions: ctx.versions,
+    }
+}

