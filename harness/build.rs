@@ -14,7 +14,7 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     if let Ok(dirs) = std::env::var("TORCHENV_HARNESS_RPATH") {
         for dir in dirs.split(':').filter(|d| !d.is_empty()) {
-            println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{dir}");
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
         }
     }
 }

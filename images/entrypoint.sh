@@ -97,10 +97,16 @@ if [ "${TORCHENV_JUPYTER:-1}" = 1 ]; then
     fi
     JUPYTER_TOKEN=$(cat "$token_file")
     export JUPYTER_TOKEN
-    if command -v jupyter-lab >/dev/null; then app=lab; else app=server; fi
+    if command -v jupyter-lab >/dev/null; then
+        app=(jupyter-lab)
+    elif command -v jupyter-server >/dev/null; then
+        app=(jupyter-server)
+    else
+        app=(python3 -m jupyter_server)
+    fi
     cd /workspace
-    log "starting jupyter $app"
-    as_user jupyter "$app" --no-browser --ip=0.0.0.0 --port=8888 \
+    log "starting ${app[*]}"
+    as_user "${app[@]}" --no-browser --ip=0.0.0.0 --port=8888 \
         --ServerApp.root_dir=/workspace
 fi
 

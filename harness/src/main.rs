@@ -1,18 +1,7 @@
 //! torchenv harness: runs inside each torchenv image (and on the host for
 //! tests), linked against exactly that image's libtorch.
 
-mod checkpoint;
-mod cli;
-mod cuda;
-mod dataset;
-mod eval;
-mod imagenet;
-mod models;
-mod npy;
-mod preprocess;
-mod report;
-mod runtime;
-mod weights_download;
+use harness::{checkpoint, cli, cuda, dataset, eval, models, npy, preprocess, report, runtime, weights_download};
 
 use clap::Parser;
 use cli::{Cli, Command, DeviceArg, EvalArgs, PresetOverrides};

@@ -2,11 +2,11 @@
 //! PIL `open().convert("RGB")` → `Resize(S)` (shorter side, PIL filter with
 //! antialias) → `CenterCrop(C)` → `ToTensor` → `Normalize(mean, std)`.
 //!
-//! Resizing is done on 8-bit RGB like PIL, with `fast_image_resize`'s
-//! convolution resampler (Catmull-Rom = PIL bicubic a = -0.5, or bilinear;
-//! support scaled by the downscale factor = antialias).
+//! Resizing is done on 8-bit RGB with a reimplementation of Pillow's
+//! resampler ([`crate::resample`]): identical output for identical decoded
+//! pixels. Remaining differences come from the JPEG decoder (zune-jpeg via
+//! `image` vs libjpeg-turbo in Pillow: IDCT/chroma upsampling rounding).
 
-use fast_image_resize as fir;
 use image::{DynamicImage, ImageReader, Limits};
 use std::path::Path;
 
@@ -24,8 +24,8 @@ pub enum PreprocessError {
     TooLarge { width: u32, height: u32 },
     #[error("image is empty ({width}x{height})")]
     Empty { width: u32, height: u32 },
-    #[error("resize failed: {0}")]
-    Resize(String),
+    #[error("truncated JPEG: no end-of-image marker (Pillow: 'image file is truncated')")]
+    TruncatedJpeg,
 }
 
 /// Resampling filter (PIL semantics).
@@ -54,6 +54,7 @@ pub struct Preset {
 /// extension) and converts to 8-bit RGB like PIL's `convert("RGB")`:
 /// gray is replicated, alpha dropped (not composited), 16-bit scaled to 8.
 pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, PreprocessError> {
+    check_jpeg_complete(path)?;
     let mut reader = ImageReader::open(path)?.with_guessed_format()?;
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 8);
@@ -74,6 +75,27 @@ pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, PreprocessError> {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
     })
+}
+
+/// The `image` crate decodes a cut-off JPEG silently (missing rows filled);
+/// Pillow refuses it. Require an EOI marker (FF D9) near the end of a JPEG.
+fn check_jpeg_complete(path: &Path) -> Result<(), PreprocessError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let mut magic = [0u8; 2];
+    if f.read(&mut magic)? < 2 || magic != [0xFF, 0xD8] {
+        return Ok(());
+    }
+    let len = f.metadata()?.len();
+    let tail_len = len.min(4096);
+    f.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = Vec::with_capacity(tail_len as usize);
+    f.read_to_end(&mut tail)?;
+    if tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        Ok(())
+    } else {
+        Err(PreprocessError::TruncatedJpeg)
+    }
 }
 
 /// torchvision's `Resize(int)` output size: shorter side = `size`, longer
@@ -104,22 +126,18 @@ pub fn crop_offset(len: u32, crop: u32) -> u32 {
 pub fn resize_crop(img: &image::RgbImage, preset: &Preset) -> Result<Vec<u8>, PreprocessError> {
     let (w, h) = img.dimensions();
     let (nw, nh) = resized_size(w, h, preset.resize);
-    let src = fir::images::ImageRef::new(w, h, img.as_raw(), fir::PixelType::U8x3)
-        .map_err(|e| PreprocessError::Resize(e.to_string()))?;
-    let mut dst = fir::images::Image::new(nw, nh, fir::PixelType::U8x3);
-    let filter = match preset.interpolation {
-        Interpolation::Bicubic => fir::FilterType::CatmullRom,
-        Interpolation::Bilinear => fir::FilterType::Bilinear,
-    };
-    let opts = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(filter));
-    fir::Resizer::new()
-        .resize(&src, &mut dst, &opts)
-        .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+    let buf = crate::resample::resize_rgb8(
+        img.as_raw(),
+        w as usize,
+        h as usize,
+        nw as usize,
+        nh as usize,
+        preset.interpolation,
+    );
     let c = preset.crop;
     // Pad with zeros like torchvision when the crop is larger than the image.
     let (pad_x, pad_y) = (c.saturating_sub(nw) / 2, c.saturating_sub(nh) / 2);
     let (left, top) = (crop_offset(nw, c), crop_offset(nh, c));
-    let buf = dst.buffer();
     let mut out = vec![0u8; (c * c * 3) as usize];
     for y in 0..c.min(nh) {
         let sy = top + y;

@@ -9,6 +9,8 @@
 use miette::Diagnostic;
 
 use crate::docker::DockerError;
+use crate::image::ImageError;
+use crate::launch::LaunchError;
 use crate::spec::{SpecError, UnknownEnv};
 
 pub mod exit {
@@ -33,6 +35,20 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Docker(#[from] DockerError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Image(#[from] ImageError),
+    /// The regression gate found a difference beyond tolerance (or a
+    /// missing baseline).
+    #[error("{summary}")]
+    #[diagnostic(
+        code(torchenv::regression),
+        help("accept intended changes with `cargo insta review` (fixtures/baselines/README.md)")
+    )]
+    Regression { summary: String },
     /// Anything else a task reports, with a hint how to fix it.
     #[error("{message}")]
     #[diagnostic(code(torchenv::failed))]
@@ -67,6 +83,9 @@ impl Error {
         match self {
             Error::Spec(_) | Error::UnknownEnv(_) => exit::BAD_INPUT,
             Error::Docker(DockerError::Unreachable { .. }) => exit::DOCKER_UNREACHABLE,
+            Error::Regression { .. } => exit::REGRESSION,
+            Error::Launch(e) => e.exit_code(),
+            Error::Image(e) => e.exit_code(),
             Error::Docker(_) | Error::Failed { .. } | Error::Io { .. } => exit::FAILED,
         }
     }

@@ -3,11 +3,22 @@
 //!
 //! One module per capability; `main.rs` only dispatches.
 
+pub mod bench_up;
 pub mod cache;
 pub mod compat;
 pub mod docker;
+pub mod doctor;
 pub mod error;
+pub mod gate;
+pub mod launch;
 pub mod lock;
 pub mod pip;
 pub mod spec;
 pub mod tasks;
+pub mod base;
+pub mod harness_build;
+pub mod image;
+pub mod models;
+pub mod progress;
+pub mod prune;
+pub mod wheels;

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::lock::{self, LockOptions};
 use crate::spec::{Base, Spec};
 
 /// `cargo xtask list`: one line per environment.
@@ -43,4 +44,15 @@ pub fn show(spec_path: &Path, name: Option<&str>, json: bool) -> Result<()> {
         print!("{}", serde_yaml::to_string(env).expect("spec serializes"));
     }
     Ok(())
+}
+
+/// `cargo xtask lock [ENV|--all] [--upgrade]`.
+pub fn lock(spec_path: &Path, env: Option<&str>, all: bool, upgrade: bool) -> Result<()> {
+    let spec = Spec::load(spec_path)?;
+    lock::lock(&spec, &lock_path(&spec), LockOptions { env, all, upgrade })
+}
+
+/// `environments.lock` beside the spec.
+pub fn lock_path(spec: &Spec) -> std::path::PathBuf {
+    spec.path.with_file_name(lock::LOCK_FILE)
 }

@@ -317,15 +317,13 @@ impl Vm<'_> {
                 b'U' => {
                     // SHORT_BINSTRING (py2 str): keep as text
                     let n = self.u8()? as usize;
-                    let b = self.take(n)?;
-                    self.stack
-                        .push(Value::Str(String::from_utf8_lossy(b).into_owned()));
+                    let text = String::from_utf8_lossy(self.take(n)?).into_owned();
+                    self.stack.push(Value::Str(text));
                 }
                 b'T' => {
                     let n = self.u32()? as usize;
-                    let b = self.take(n)?;
-                    self.stack
-                        .push(Value::Str(String::from_utf8_lossy(b).into_owned()));
+                    let text = String::from_utf8_lossy(self.take(n)?).into_owned();
+                    self.stack.push(Value::Str(text));
                 }
                 b'C' => {
                     let n = self.u8()? as usize;

@@ -372,6 +372,37 @@ impl Docker {
         }
     }
 
+    /// The id (`sha256:…`) of a local image, or `None` when it does not exist.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, DockerError> {
+        match self.api.inspect_image(reference).await {
+            Ok(i) => Ok(i.id),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(DockerError::api("inspect image", reference)(e)),
+        }
+    }
+
+    /// The newest local image labelled `dev.torchenv.env=<env>`.
+    pub async fn newest_env_image(&self, env: &str) -> Result<Option<String>, DockerError> {
+        let filters = HashMap::from([("label", vec![format!("{}={env}", super::LABEL_ENV)])]);
+        let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let mut images = self
+            .api
+            .list_images(Some(options))
+            .await
+            .map_err(DockerError::api("list images", env))?;
+        images.sort_by_key(|i| std::cmp::Reverse(i.created));
+        Ok(images.into_iter().find_map(|i| {
+            i.repo_tags
+                .into_iter()
+                .find(|t| t != "<none>:<none>")
+                .or(Some(i.id))
+        }))
+    }
+
     /// The engine's data root (for the free-disk check).
     pub async fn data_root(&self) -> Result<Option<String>, DockerError> {
         Ok(self.info().await?.docker_root_dir)

@@ -8,6 +8,8 @@
 use bollard::errors::Error as BollardError;
 
 pub mod containers;
+pub mod images;
+pub mod run;
 
 /// Label on everything torchenv creates; the tool never touches an object
 /// without it.

@@ -2,5 +2,7 @@
 //! packages into `environments.lock`.
 
 mod file;
+mod resolve;
 
 pub use file::*;
+pub use resolve::{check_fresh, inputs_hash, lock, LockOptions, SOURCE_DATE_EPOCH};

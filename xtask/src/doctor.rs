@@ -1,0 +1,261 @@
+//! `cargo xtask doctor`: checks this machine for what torchenv needs, one
+//! line per check (ok / warn / fail) with the fix.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::docker::containers::GpuSupport;
+use crate::docker::Docker;
+use crate::error::{Error, Result};
+use crate::spec::Spec;
+
+/// The one hand-kept table: the minimum Linux driver for each CUDA major
+/// version (minor version compatibility). Source: NVIDIA CUDA Toolkit
+/// Release Notes, Table 2 "CUDA Toolkit and Minimum Required Driver Version
+/// for CUDA Minor Version Compatibility"
+/// (<https://docs.nvidia.com/cuda/cuda-toolkit-release-notes/>):
+/// CUDA 11.x ≥ 450.80.02, 12.x ≥ 525.60.13, 13.x ≥ 580.
+pub const CUDA_MIN_DRIVER: &[(u32, &str)] = &[(11, "450.80.02"), (12, "525.60.13"), (13, "580")];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub level: Level,
+    pub what: String,
+    pub fix: Option<String>,
+}
+
+fn ok(what: impl Into<String>) -> Check {
+    Check {
+        level: Level::Ok,
+        what: what.into(),
+        fix: None,
+    }
+}
+
+fn warn(what: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        level: Level::Warn,
+        what: what.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+fn fail(what: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        level: Level::Fail,
+        what: what.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+/// The minimum driver for CUDA `cuda` ("12.4"), from [`CUDA_MIN_DRIVER`].
+pub fn min_driver(cuda: &str) -> Option<&'static str> {
+    let major: u32 = cuda.split('.').next()?.parse().ok()?;
+    CUDA_MIN_DRIVER.iter().find(|(m, _)| *m == major).map(|(_, d)| *d)
+}
+
+/// Compares dotted versions numerically (`525.60.13` < `580`).
+pub fn version_at_least(have: &str, need: &str) -> bool {
+    let parse = |s: &str| s.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    let (mut h, mut n) = (parse(have), parse(need));
+    let len = h.len().max(n.len());
+    h.resize(len, 0);
+    n.resize(len, 0);
+    h >= n
+}
+
+/// The host's NVIDIA driver version: `nvidia-smi`, else /proc/driver/nvidia/version.
+pub fn driver_version() -> Option<String> {
+    if let Ok(out) = Command::new("nvidia-smi")
+        .args(["--query-gpu=driver_version", "--format=csv,noheader"])
+        .output()
+    {
+        if out.status.success() {
+            if let Some(v) = String::from_utf8_lossy(&out.stdout).lines().next() {
+                return Some(v.trim().to_string());
+            }
+        }
+    }
+    let text = std::fs::read_to_string("/proc/driver/nvidia/version").ok()?;
+    // "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb ..."
+    text.split_whitespace()
+        .find(|w| w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .map(str::to_string)
+}
+
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(cmd).is_file()))
+}
+
+/// Free bytes on the file system holding `path` (`df -Pk`).
+fn free_bytes(path: &str) -> Option<u64> {
+    let out = Command::new("df").args(["-Pk", path]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kb: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn apt_sources() -> bool {
+    let mut files = vec![std::path::PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        files.extend(
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources")),
+        );
+    }
+    files.iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|t| {
+            t.lines().map(str::trim).any(|l| l.starts_with("deb ") || l.starts_with("Types:"))
+        })
+    })
+}
+
+/// Runs every check.
+pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
+    let mut out = Vec::new();
+    let docker = match Docker::connect().await {
+        Ok(d) => {
+            match d.version().await {
+                Ok((v, api)) => out.push(ok(format!("Docker engine {v} (API {api}) at {}", d.host))),
+                Err(e) => out.push(warn(format!("Docker engine at {}: {e}", d.host), "check the daemon")),
+            }
+            Some(d)
+        }
+        Err(e) => {
+            out.push(fail(
+                format!("Docker engine unreachable: {e}"),
+                "start the daemon (`systemctl start docker`) or set DOCKER_HOST (unix://, tcp:// with DOCKER_TLS_VERIFY, ssh://)",
+            ));
+            None
+        }
+    };
+    let support = match &docker {
+        Some(d) => d.gpu_support().await.unwrap_or_default(),
+        None => GpuSupport::default(),
+    };
+    if support.nvidia_runtime {
+        out.push(ok("NVIDIA container runtime registered with the engine"));
+    } else if !support.cdi_devices.is_empty() {
+        out.push(ok(format!("CDI GPU devices: {}", support.cdi_devices.join(", "))));
+    } else {
+        out.push(warn(
+            "no NVIDIA runtime and no CDI devices: environments run without GPUs (`gpus: auto`), `gpus: all` fails",
+            "install nvidia-container-toolkit, then `nvidia-ctk runtime configure --runtime=docker` (or `nvidia-ctk cdi generate`) and restart dockerd",
+        ));
+    }
+    let driver = driver_version();
+    match (&driver, spec) {
+        (None, _) => out.push(warn(
+            "no NVIDIA driver visible (nvidia-smi, /proc/driver/nvidia/version)",
+            "install the NVIDIA driver for GPU use; CPU-only use needs nothing",
+        )),
+        (Some(v), None) => out.push(ok(format!("NVIDIA driver {v}"))),
+        (Some(v), Some(spec)) => {
+            for env in spec.environments.values() {
+                let Some(cuda) = &env.cuda else { continue };
+                match min_driver(cuda) {
+                    Some(need) if version_at_least(v, need) => {
+                        out.push(ok(format!("driver {v} ≥ {need} needed by CUDA {cuda} ({})", env.name)))
+                    }
+                    Some(need) => out.push(fail(
+                        format!("driver {v} is older than {need}, the minimum for CUDA {cuda} ({})", env.name),
+                        format!("upgrade the NVIDIA driver to ≥ {need}"),
+                    )),
+                    None => out.push(warn(
+                        format!("CUDA {cuda} ({}) is not in torchenv's driver table", env.name),
+                        "add it to doctor::CUDA_MIN_DRIVER from NVIDIA's release notes",
+                    )),
+                }
+            }
+        }
+    }
+    if let Some(d) = &docker {
+        let local = d.host.starts_with("unix://");
+        let root = d.data_root().await.ok().flatten().unwrap_or_else(|| "/var/lib/docker".into());
+        let mut images: u64 = 0;
+        if let Some(spec) = spec {
+            for env in spec.environments.keys() {
+                if let Ok(Some(tag)) = d.newest_env_image(env).await {
+                    images += d.image_size(&tag).await.ok().flatten().unwrap_or(0) as u64;
+                }
+            }
+        }
+        // A PyTorch-CUDA image and its build context take ~15 GiB.
+        let need: u64 = 20 << 30;
+        match free_bytes(if local { &root } else { "/" }) {
+            Some(free) if free >= need => out.push(ok(format!(
+                "{:.1} GiB free for Docker ({root}); built images use {:.1} GiB",
+                free as f64 / f64::from(1u32 << 30),
+                images as f64 / f64::from(1u32 << 30)
+            ))),
+            Some(free) => out.push(warn(
+                format!("only {:.1} GiB free for Docker ({root}); a build needs ~20 GiB", free as f64 / f64::from(1u32 << 30)),
+                "free space, or `docker image prune` / `cargo xtask prune`",
+            )),
+            None => out.push(warn(format!("cannot tell the free space of {root}"), "check with `df -h`")),
+        }
+    }
+    if which("mmdebstrap") || which("debootstrap") {
+        out.push(ok("mmdebstrap/debootstrap present (Debian bases are bootstrapped locally)"));
+    } else {
+        out.push(fail("neither mmdebstrap nor debootstrap found", "apt-get install mmdebstrap"));
+    }
+    if apt_sources() {
+        out.push(ok("apt sources configured (the Debian mirror bases are built from)"));
+    } else {
+        out.push(fail("no apt sources configured", "add a Debian mirror to /etc/apt/sources.list.d/debian.sources"));
+    }
+    if which("ssh") && which("ssh-keygen") {
+        out.push(ok("openssh-client present (SSH readiness probe)"));
+    } else {
+        out.push(warn("no ssh client: `up` cannot verify SSH", "apt-get install openssh-client"));
+    }
+    out
+}
+
+/// `cargo xtask doctor`: prints the checks; fails (exit 1) when one fails.
+pub fn run(spec_path: &Path) -> Result<()> {
+    let spec = Spec::load(spec_path).ok();
+    let checks = crate::launch::block_on(async { Ok(checks(spec.as_ref()).await) })?;
+    let mut failed = 0;
+    for c in &checks {
+        let tag = match c.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => {
+                failed += 1;
+                "FAIL"
+            }
+        };
+        println!("{tag} {}", c.what);
+        if let Some(fix) = &c.fix {
+            println!("     fix: {fix}");
+        }
+    }
+    if failed > 0 {
+        return Err(Error::failed(format!("doctor: {failed} check(s) failed")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_table() {
+        assert_eq!(min_driver("12.4"), Some("525.60.13"));
+        assert_eq!(min_driver("13.0"), Some("580"));
+        assert!(version_at_least("550.54.14", "525.60.13"));
+        assert!(!version_at_least("525.60.12", "525.60.13"));
+        assert!(!version_at_least("575.51.03", "580"));
+        assert!(version_at_least("580.65.06", "580"));
+    }
+}

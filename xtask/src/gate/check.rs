@@ -1,0 +1,626 @@
+//! `cargo xtask check`: run `harness cuda` and `harness eval` for each model
+//! of an environment — in its container (the product path) or, for tests,
+//! with a harness binary on the host — and judge the results against the
+//! baselines.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bollard::models::DeviceRequest;
+
+use super::baseline::{Accuracy, SnapFile, Store, Stored, Versions};
+use super::compare::{self, Comparison};
+use super::report::{self, CudaReport};
+use crate::docker::run::{Bind, OneShot};
+use crate::docker::{Docker, LABEL_ENV};
+use crate::spec::{Env, Gpus};
+
+/// Where the dataset, weights and output appear inside the container.
+const DATA: &str = "/data";
+const WEIGHTS: &str = "/weights";
+const OUT: &str = "/out";
+/// The harness inside an environment's image (see `image.rs`).
+pub const IMAGE_HARNESS: &str = "/usr/local/bin/harness";
+
+/// `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    Cpu,
+    Cuda,
+}
+
+impl Device {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+        }
+    }
+
+    /// The default: CUDA when GPUs are expected, else CPU.
+    pub fn default_for(expect_gpus: u32) -> Device {
+        if expect_gpus > 0 {
+            Device::Cuda
+        } else {
+            Device::Cpu
+        }
+    }
+}
+
+/// How the harness runs.
+pub enum Runner {
+    /// In a one-shot container of `image` (dataset and weights read-only, an
+    /// output folder read-write, no network).
+    Container { docker: Docker, image: String },
+    /// A harness binary on this machine; `env` is added to its environment
+    /// (e.g. `LD_LIBRARY_PATH` to a venv's torch/lib).
+    Host {
+        harness: PathBuf,
+        env: Vec<(String, String)>,
+    },
+}
+
+/// What `check` needs besides the environment.
+pub struct CheckOptions {
+    pub device: Device,
+    pub expect_gpus: u32,
+    /// The weights file of each model.
+    pub weights: BTreeMap<String, PathBuf>,
+    pub store: Store,
+}
+
+/// One check of an environment: `cuda`, a model's eval, cross-env agreement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseResult {
+    pub name: String,
+    pub outcome: Outcome,
+    /// One line.
+    pub message: String,
+    /// The diff, or the harness's output.
+    pub detail: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    /// The run differs from its baseline beyond tolerance, or has none.
+    Fail,
+    /// The check could not run (harness crashed, no weights, …).
+    Error,
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.outcome == Outcome::Pass
+    }
+}
+
+/// The verdict of one model in one environment, for the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelResult {
+    pub model: String,
+    pub run: Option<Accuracy>,
+    pub comparison: Option<Comparison>,
+    /// `pass`, `REGRESSION`, `no baseline`, `error`.
+    pub verdict: String,
+}
+
+/// Everything `check` found for one environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvResult {
+    pub env: String,
+    pub cases: Vec<CaseResult>,
+    pub models: Vec<ModelResult>,
+    pub versions: Option<Versions>,
+    pub cuda: Option<CudaReport>,
+    /// Not failures: version changes, pending files written, …
+    pub notices: Vec<String>,
+}
+
+impl EnvResult {
+    pub fn passed(&self) -> bool {
+        self.cases.iter().all(CaseResult::passed)
+    }
+}
+
+/// A harness invocation's outcome.
+struct Ran {
+    exit_code: i64,
+    stdout: String,
+    stderr: String,
+}
+
+/// The harness arguments; paths are given as host paths and mapped for the
+/// container.
+enum Arg {
+    Lit(String),
+    Data,
+    Weights(PathBuf),
+    Out(String),
+}
+
+impl Runner {
+    async fn harness(
+        &self,
+        env: &Env,
+        out_dir: &Path,
+        args: &[Arg],
+        gpus: &[DeviceRequest],
+    ) -> Result<Ran, String> {
+        match self {
+            Runner::Host { harness, env: vars } => {
+                let mut cmd = tokio::process::Command::new(harness);
+                for a in args {
+                    match a {
+                        Arg::Lit(s) => cmd.arg(s),
+                        Arg::Data => cmd.arg(&env.harness.dataset),
+                        Arg::Weights(p) => cmd.arg(p),
+                        Arg::Out(f) => cmd.arg(out_dir.join(f)),
+                    };
+                }
+                cmd.envs(vars.iter().map(|(k, v)| (k, v)))
+                    .kill_on_drop(true)
+                    .stdin(std::process::Stdio::null());
+                log_command(&format!("{} {}", harness.display(), show(args)));
+                let out = cmd
+                    .output()
+                    .await
+                    .map_err(|e| format!("running {}: {e}", harness.display()))?;
+                Ok(Ran {
+                    exit_code: out.status.code().map_or(-1, i64::from),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                })
+            }
+            Runner::Container { docker, image } => {
+                let mut binds = vec![
+                    Bind::ro(&env.harness.dataset, DATA),
+                    Bind::rw(out_dir, OUT),
+                ];
+                let mut cmd = vec![IMAGE_HARNESS.to_string()];
+                for a in args {
+                    cmd.push(match a {
+                        Arg::Lit(s) => s.clone(),
+                        Arg::Data => DATA.into(),
+                        Arg::Weights(p) => {
+                            let name = p.file_name().map_or("weights".into(), |n| {
+                                n.to_string_lossy().into_owned()
+                            });
+                            let target = format!("{WEIGHTS}/{name}");
+                            binds.push(Bind::ro(p, &target));
+                            target
+                        }
+                        Arg::Out(f) => format!("{OUT}/{f}"),
+                    });
+                }
+                let job = OneShot {
+                    name: OneShot::unique_name(&format!("gate-{}", env.name)),
+                    image: image.clone(),
+                    cmd,
+                    binds,
+                    labels: [(LABEL_ENV.to_string(), env.name.clone())].into(),
+                    user: owner(out_dir),
+                    network_none: true,
+                    device_requests: gpus.to_vec(),
+                    shm_size: i64::try_from(env.shm_size).ok(),
+                    purpose: "gate".into(),
+                    ..Default::default()
+                };
+                log_command(&format!("docker run {image} harness {}", show(args)));
+                let out = docker
+                    .run_once(&job)
+                    .await
+                    .map_err(|e| format!("{e}"))?;
+                Ok(Ran {
+                    exit_code: out.exit_code,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                })
+            }
+        }
+    }
+}
+
+fn show(args: &[Arg]) -> String {
+    args.iter()
+        .map(|a| match a {
+            Arg::Lit(s) => s.clone(),
+            Arg::Data => "<dataset>".into(),
+            Arg::Weights(p) => p.display().to_string(),
+            Arg::Out(f) => format!("<out>/{f}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn log_command(line: &str) {
+    eprintln!("gate: $ {line}");
+}
+
+/// `uid:gid` owning `dir`, so the container writes files we can read and
+/// delete.
+fn owner(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir).ok()?;
+    Some(format!("{}:{}", m.uid(), m.gid()))
+}
+
+/// The GPU requests for a check on `device`: the environment's `gpus:`,
+/// with `auto`/`none` meaning all GPUs (the check asked for CUDA).
+pub fn gpu_requests(env: &Env, device: Device, expect_gpus: u32) -> Vec<DeviceRequest> {
+    if device == Device::Cpu && expect_gpus == 0 {
+        return Vec::new();
+    }
+    let nvidia = |count: Option<i64>, ids: Option<Vec<String>>| DeviceRequest {
+        driver: Some("nvidia".into()),
+        count,
+        device_ids: ids,
+        capabilities: Some(vec![vec!["gpu".into()]]),
+        options: None,
+    };
+    vec![match &env.gpus {
+        Gpus::Count(n) => nvidia(Some(i64::from(*n)), None),
+        Gpus::Ids(ids) => nvidia(None, Some(ids.clone())),
+        Gpus::Cdi(names) => DeviceRequest {
+            driver: Some("cdi".into()),
+            device_ids: Some(names.clone()),
+            ..Default::default()
+        },
+        Gpus::All | Gpus::Auto | Gpus::None => nvidia(Some(-1), None),
+    }]
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs every check of `env` and judges it; never stops at the first
+/// failure, so one run reports everything.
+pub async fn check_env(runner: &Runner, env: &Env, opts: &CheckOptions) -> EnvResult {
+    let mut result = EnvResult {
+        env: env.name.clone(),
+        cases: Vec::new(),
+        models: Vec::new(),
+        versions: None,
+        cuda: None,
+        notices: Vec::new(),
+    };
+    let out_dir = match tempfile::Builder::new().prefix("torchenv-gate-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            result.cases.push(CaseResult {
+                name: "setup".into(),
+                outcome: Outcome::Error,
+                message: format!("cannot create an output folder: {e}"),
+                detail: String::new(),
+                seconds: 0.0,
+            });
+            return result;
+        }
+    };
+    let gpus = gpu_requests(env, opts.device, opts.expect_gpus);
+
+    // 1. harness cuda
+    let started = Instant::now();
+    let args = [
+        Arg::Lit("cuda".into()),
+        Arg::Lit("--json".into()),
+        Arg::Lit("--expect-gpus".into()),
+        Arg::Lit(opts.expect_gpus.to_string()),
+    ];
+    let case = match runner.harness(env, out_dir.path(), &args, &gpus).await {
+        Err(e) => error_case("cuda", e, started),
+        Ok(ran) => match report::parse_cuda(&ran.stdout) {
+            Err(e) => error_case(
+                "cuda",
+                format!(
+                    "harness cuda exited {} without a report ({e})\n{}",
+                    ran.exit_code,
+                    tail(&ran.stderr, 30)
+                ),
+                started,
+            ),
+            Ok(cuda) => {
+                let ok = ran.exit_code == 0 && cuda.exit_code == 0;
+                let message = format!(
+                    "{} (exit {}; CUDA runtime {}, cuDNN {}, {} device(s))",
+                    cuda.verdict,
+                    ran.exit_code,
+                    cuda.cuda_runtime_version.as_deref().unwrap_or("-"),
+                    cuda.cudnn_version.as_deref().unwrap_or("-"),
+                    cuda.device_count
+                );
+                result.cuda = Some(cuda);
+                CaseResult {
+                    name: "cuda".into(),
+                    outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+                    message,
+                    detail: ran.stdout,
+                    seconds: started.elapsed().as_secs_f64(),
+                }
+            }
+        },
+    };
+    result.cases.push(case);
+
+    // 2. the versions baseline decides which probability tolerance applies.
+    let versions_name = Store::versions_name(&env.name);
+    let stored_versions = match opts.store.read(&versions_name) {
+        Ok(Stored::Found(f)) => match Versions::from_yaml(&f.body) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                result.notices.push(format!(
+                    "{}: unreadable ({e}); treated as missing",
+                    opts.store.path(&versions_name).display()
+                ));
+                None
+            }
+        },
+        Ok(Stored::Missing) => None,
+        Err(e) => {
+            result.notices.push(e);
+            None
+        }
+    };
+
+    // 3. harness eval per model
+    for model in &env.harness.models {
+        let started = Instant::now();
+        let (case, model_result) = eval_model(
+            runner,
+            env,
+            opts,
+            model,
+            out_dir.path(),
+            &gpus,
+            stored_versions.as_ref(),
+            &mut result,
+        )
+        .await;
+        let mut case = case;
+        case.seconds = started.elapsed().as_secs_f64();
+        result.cases.push(case);
+        result.models.push(model_result);
+    }
+
+    // 4. versions: a change is a notice (and a pending snapshot), not a failure.
+    if let Some(current) = result.versions.clone() {
+        let snap = SnapFile {
+            expression: format!("versions of {}", env.name),
+            body: current.to_yaml(),
+        };
+        match &stored_versions {
+            None => {
+                let case = match opts.store.write_new(&versions_name, &snap) {
+                    Ok(path) => CaseResult {
+                        name: "versions".into(),
+                        outcome: Outcome::Fail,
+                        message: format!("no versions baseline; wrote {}", path.display()),
+                        detail: format!("{}\n{ACCEPT_HINT}\n", current.to_yaml()),
+                        seconds: 0.0,
+                    },
+                    Err(e) => error_case("versions", e, Instant::now()),
+                };
+                result.cases.push(case);
+            }
+            Some(stored) => {
+                let changes = stored.changes(&current);
+                if changes.is_empty() {
+                    if let Err(e) = opts.store.remove_new(&versions_name) {
+                        result.notices.push(e);
+                    }
+                } else {
+                    let written = opts.store.write_new(&versions_name, &snap);
+                    result.notices.push(format!(
+                        "versions changed: {}{}",
+                        changes.join(", "),
+                        match written {
+                            Ok(p) => format!(" (wrote {}; {ACCEPT_HINT})", p.display()),
+                            Err(e) => format!(" (could not write the pending snapshot: {e})"),
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    result
+}
+
+/// How to accept pending baselines (see fixtures/baselines/README.md).
+pub const ACCEPT_HINT: &str =
+    "review and accept with `cargo insta review` (or `cargo insta accept`) from the repository root";
+
+fn error_case(name: &str, message: String, started: Instant) -> CaseResult {
+    let first = message.lines().next().unwrap_or_default().to_string();
+    CaseResult {
+        name: name.into(),
+        outcome: Outcome::Error,
+        message: first,
+        detail: message,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn eval_model(
+    runner: &Runner,
+    env: &Env,
+    opts: &CheckOptions,
+    model: &str,
+    out_dir: &Path,
+    gpus: &[DeviceRequest],
+    stored_versions: Option<&Versions>,
+    result: &mut EnvResult,
+) -> (CaseResult, ModelResult) {
+    let case_name = format!("eval {model}");
+    let now = Instant::now();
+    let errored = |message: String| {
+        (
+            error_case(&case_name, message, now),
+            ModelResult {
+                model: model.to_string(),
+                run: None,
+                comparison: None,
+                verdict: "error".into(),
+            },
+        )
+    };
+    let Some(weights) = opts.weights.get(model) else {
+        return errored(format!("no weights file for {model}"));
+    };
+    let json = format!("{model}.json");
+    let args = [
+        Arg::Lit("eval".into()),
+        Arg::Lit("--data".into()),
+        Arg::Data,
+        Arg::Lit("--model".into()),
+        Arg::Lit(model.into()),
+        Arg::Lit("--weights".into()),
+        Arg::Weights(weights.clone()),
+        Arg::Lit("--device".into()),
+        Arg::Lit(opts.device.as_str().into()),
+        Arg::Lit("--deterministic".into()),
+        Arg::Lit("--json".into()),
+        Arg::Out(json.clone()),
+    ];
+    let ran = match runner.harness(env, out_dir, &args, gpus).await {
+        Ok(r) => r,
+        Err(e) => return errored(e),
+    };
+    if ran.exit_code != 0 {
+        return errored(format!(
+            "harness eval exited {}\n{}",
+            ran.exit_code,
+            tail(&ran.stderr, 30)
+        ));
+    }
+    let path = out_dir.join(&json);
+    let report = match std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+        .and_then(|t| report::parse_eval(&t))
+    {
+        Ok(r) => r,
+        Err(e) => return errored(format!("harness eval wrote no usable report: {e}")),
+    };
+    if result.versions.is_none() {
+        result.versions = Some(Versions::from_report(
+            &env.name,
+            &report.settings.device,
+            &report.versions,
+        ));
+    }
+    let run = Accuracy::from_report(&env.name, &report);
+    let gpu = report.settings.is_gpu() || stored_versions.is_some_and(Versions::is_gpu);
+    let (case, comparison, verdict) = judge(&opts.store, env, &run, gpu);
+    (
+        CaseResult {
+            name: case_name,
+            ..case
+        },
+        ModelResult {
+            model: model.to_string(),
+            run: Some(run),
+            comparison,
+            verdict,
+        },
+    )
+}
+
+/// Compares `run` with its stored baseline; writes `<name>.snap.new` when
+/// they disagree (or no baseline exists) and removes a stale one when they
+/// agree.
+pub fn judge(
+    store: &Store,
+    env: &Env,
+    run: &Accuracy,
+    gpu: bool,
+) -> (CaseResult, Option<Comparison>, String) {
+    let name = Store::accuracy_name(&env.name, &run.model);
+    let snap = SnapFile {
+        expression: format!("harness eval of {} in {}", run.model, env.name),
+        body: run.to_yaml(),
+    };
+    let case = |outcome, message: String, detail: String| CaseResult {
+        name: format!("eval {}", run.model),
+        outcome,
+        message,
+        detail,
+        seconds: 0.0,
+    };
+    let pending = |store: &Store| match store.write_new(&name, &snap) {
+        Ok(p) => format!("wrote {}; {ACCEPT_HINT}", p.display()),
+        Err(e) => format!("could not write the pending snapshot: {e}"),
+    };
+    let base = match store.read(&name) {
+        Ok(Stored::Found(f)) => match Accuracy::from_yaml(&f.body) {
+            Ok(b) => b,
+            Err(e) => {
+                let note = pending(store);
+                return (
+                    case(
+                        Outcome::Fail,
+                        format!("baseline {} is unreadable: {e}", store.path(&name).display()),
+                        note,
+                    ),
+                    None,
+                    "bad baseline".into(),
+                );
+            }
+        },
+        Ok(Stored::Missing) => {
+            let note = pending(store);
+            return (
+                case(
+                    Outcome::Fail,
+                    format!(
+                        "no baseline {} for {} in {}",
+                        store.path(&name).display(),
+                        run.model,
+                        env.name
+                    ),
+                    format!(
+                        "top-1 {:.2}%, top-5 {:.2}% over {} images\n{note}\n",
+                        run.metrics.top1_pct(),
+                        run.metrics.top5_pct(),
+                        run.metrics.evaluated
+                    ),
+                ),
+                None,
+                "no baseline".into(),
+            );
+        }
+        Err(e) => return (case(Outcome::Error, e.clone(), e), None, "error".into()),
+    };
+    let comparison = compare::compare(&base, run, &env.harness.tolerances, gpu);
+    let mut diff = compare::render(&comparison);
+    if comparison.passed() {
+        if let Err(e) = store.remove_new(&name) {
+            diff += &format!("{e}\n");
+        }
+        let message = format!(
+            "top-1 {:.2}%, {} flip(s), max |Δp| {}",
+            comparison.top1.1,
+            comparison.flips.len(),
+            comparison
+                .max_prob
+                .as_ref()
+                .map_or("-".into(), |m| format!("{:.4}", m.delta))
+        );
+        (
+            case(Outcome::Pass, message, diff),
+            Some(comparison),
+            "pass".into(),
+        )
+    } else {
+        diff += &format!("  {}\n", pending(store));
+        let message = comparison.failures.join("; ");
+        (
+            case(Outcome::Fail, message, diff),
+            Some(comparison),
+            "REGRESSION".into(),
+        )
+    }
+}

@@ -1,0 +1,32 @@
+//! The gate's inputs on the product path: the environment's image (built
+//! when missing, with its harness) and the locked weights of each model.
+
+use std::path::PathBuf;
+
+use crate::docker::Docker;
+use crate::error::{Error, Result};
+use crate::lock::{Lock, LOCK_FILE};
+use crate::spec::{Env, Spec};
+use crate::{harness_build, image, models};
+
+fn lock(spec: &Spec) -> Result<Lock> {
+    Lock::read(&spec.path.with_file_name(LOCK_FILE))
+}
+
+/// The image of `env` with its harness: built (cached) like `cargo xtask
+/// build`, its tag returned.
+pub async fn ensure_image(docker: &Docker, spec: &Spec, env: &Env) -> Result<String> {
+    let lock = lock(spec)?;
+    let locked = lock.environments.get(&env.name).ok_or_else(|| Error::Failed {
+        message: format!("environments.lock has no entry for `{}`", env.name),
+        help: Some("run `cargo xtask lock`".into()),
+    })?;
+    let harness = tokio::task::block_in_place(|| harness_build::build(locked))?;
+    let image = image::ensure_image(docker, spec, &lock, env, Some(&harness.binary)).await?;
+    Ok(image.tag)
+}
+
+/// The locked weights file of `model`, fetched into the cache on first use.
+pub fn weights_path(spec: &Spec, model: &str) -> Result<PathBuf> {
+    models::weights_path(&lock(spec)?, model)
+}

@@ -1,0 +1,181 @@
+//! Building the in-image `harness` against an environment's own libtorch.
+//!
+//! The harness links libtorch through tch, and a tch release links exactly
+//! one torch version (`compat::TORCH_TCH`). For each torch version this
+//! module keeps, in the cache:
+//! - `pytorch/<torch>/venv`: a host virtualenv holding the environment's
+//!   locked wheels (the very files that go into the image), used to compile
+//!   tch (`LIBTORCH_USE_PYTORCH=1`) and to run the Python reference tests;
+//! - `harness/<torch>/target`: the cargo target dir of that build.
+//!
+//! The harness crate pins tch with a range; `harness/locks/torch-<v>.Cargo.lock`
+//! picks the exact tch for each torch version.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+use crate::lock::LockedEnv;
+use crate::progress::Progress;
+use crate::{cache, compat, pip, wheels};
+
+/// Where a harness build's outputs land.
+pub struct HarnessBuild {
+    pub binary: PathBuf,
+    /// The host venv with the environment's torch.
+    pub venv: PathBuf,
+}
+
+/// The repository's `harness/` crate.
+pub fn crate_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../harness")
+}
+
+/// Directory inside the image where the harness finds libtorch.
+pub const IMAGE_TORCH_LIB: &str = "/opt/venv/lib/python3.11/site-packages/torch/lib";
+
+/// The venv's python.
+pub fn venv_python(venv: &Path) -> PathBuf {
+    venv.join("bin").join("python")
+}
+
+/// `torch/lib` inside a venv.
+pub fn venv_torch_lib(venv: &Path, python: &str) -> PathBuf {
+    venv.join("lib").join(format!("python{python}")).join("site-packages/torch/lib")
+}
+
+/// Makes sure the host venv for `locked` exists and holds exactly its wheels.
+pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
+    let venv = cache::torch_venv(&locked.torch);
+    let marker = venv.join(".torchenv-wheels");
+    let want = wheel_set_hash(locked);
+    if std::fs::read_to_string(&marker).is_ok_and(|have| have.trim() == want) {
+        return Ok(venv);
+    }
+    check_host_python(&locked.python)?;
+    let files = wheels::fetch(&locked.wheels, &locked.python, &Progress::new())?;
+    eprintln!("harness: installing {} wheels into {}", files.len(), venv.display());
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).map_err(Error::io(format!("removing stale {}", venv.display())))?;
+    }
+    let python = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut cmd = Command::new(&python);
+    cmd.args(["-m", "venv"]).arg(&venv);
+    pip::run(cmd, "creating the host venv")?;
+    let mut cmd = Command::new(venv_python(&venv));
+    cmd.args(["-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-cache-dir", "--disable-pip-version-check"])
+        .args(&files);
+    pip::run(cmd, "installing the locked wheels into the host venv")?;
+    std::fs::write(&marker, want).map_err(Error::io(format!("writing {}", marker.display())))?;
+    Ok(venv)
+}
+
+fn wheel_set_hash(locked: &LockedEnv) -> String {
+    let joined: Vec<&str> = locked.wheels.iter().map(|w| w.sha256.as_str()).collect();
+    cache::sha256_bytes(joined.join("\n").as_bytes())
+}
+
+/// The host's python must be the image's MAJOR.MINOR to install its wheels.
+fn check_host_python(python: &str) -> Result<()> {
+    let host = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&host)
+        .args(["-c", "import sys;print(f'{sys.version_info[0]}.{sys.version_info[1]}')"])
+        .output()
+        .map_err(Error::io(format!("running {host}")))?;
+    let have = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if have != python {
+        return Err(Error::Failed {
+            message: format!("the harness is built against the image's wheels for python {python}, but `{host}` is python {have}"),
+            help: Some(format!("install python{python} and set TORCHENV_HOST_PYTHON to it")),
+        });
+    }
+    Ok(())
+}
+
+/// The lockfile that pins the tch release for `torch`.
+pub fn cargo_lock_for(torch: &str) -> Result<PathBuf> {
+    let tch = compat::tch_for_torch(torch)
+        .ok_or_else(|| Error::failed(format!("no tch release is known to link torch {torch}")))?;
+    let path = crate_dir().join("locks").join(format!("torch-{torch}.Cargo.lock"));
+    if !path.exists() {
+        return Err(Error::Failed {
+            message: format!("{} is missing (torch {torch} needs tch {tch})", path.display()),
+            help: Some(format!(
+                "create it: cd harness && cargo update -p tch --precise {tch} && cp Cargo.lock locks/torch-{torch}.Cargo.lock"
+            )),
+        });
+    }
+    Ok(path)
+}
+
+/// Environment for cargo invocations on the harness of `locked`.
+pub fn cargo_env(cmd: &mut Command, locked: &LockedEnv, venv: &Path) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![venv.join("bin")];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(paths).expect("PATH entries are valid"))
+        .env("LIBTORCH_USE_PYTORCH", "1")
+        .env("PYTHON_SYS_EXECUTABLE", venv_python(venv))
+        .env(
+            "TORCHENV_HARNESS_RPATH",
+            format!("{}:{IMAGE_TORCH_LIB}", venv_torch_lib(venv, &locked.python).display()),
+        )
+        .env("CARGO_TARGET_DIR", cache::harness_dir(&locked.torch).join("target"))
+        .env_remove("LIBTORCH")
+        .env_remove("CARGO_MANIFEST_DIR");
+}
+
+/// Puts the torch version's lockfile in place as `harness/Cargo.lock`
+/// (ignored by git), rewriting it only when it differs.
+fn select_lockfile(locked: &LockedEnv) -> Result<()> {
+    let source = cargo_lock_for(&locked.torch)?;
+    let dest = crate_dir().join("Cargo.lock");
+    let want = std::fs::read(&source).map_err(Error::io(format!("reading {}", source.display())))?;
+    if std::fs::read(&dest).ok().as_deref() != Some(want.as_slice()) {
+        std::fs::write(&dest, &want).map_err(Error::io(format!("writing {}", dest.display())))?;
+    }
+    Ok(())
+}
+
+/// Builds (or finds up to date) the release harness for `locked`.
+pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
+    let venv = ensure_torch_venv(locked)?;
+    select_lockfile(locked)?;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--release", "--locked", "--manifest-path"]).arg(crate_dir().join("Cargo.toml"));
+    cargo_env(&mut cmd, locked, &venv);
+    run_logged(cmd, &format!("building the harness for torch {}", locked.torch))?;
+    let binary = binary_path(&locked.torch);
+    if !binary.exists() {
+        return Err(Error::failed(format!("cargo built the harness but {} is missing", binary.display())));
+    }
+    Ok(HarnessBuild { binary, venv })
+}
+
+/// Runs the harness crate's own tests against `locked`'s torch, with the
+/// paths they need.
+pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
+    let venv = ensure_torch_venv(locked)?;
+    select_lockfile(locked)?;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["test", "--release", "--locked", "--manifest-path"]).arg(crate_dir().join("Cargo.toml"));
+    cargo_env(&mut cmd, locked, &venv);
+    cmd.env("TORCHENV_TEST_PYTHON", venv_python(&venv)).env("TORCHENV_LITE0_WEIGHTS", lite0_weights);
+    run_logged(cmd, &format!("harness tests (torch {})", locked.torch))
+}
+
+/// Path of the release binary for `torch`.
+pub fn binary_path(torch: &str) -> PathBuf {
+    cache::harness_dir(torch).join("target").join("release").join("harness")
+}
+
+/// Runs a build step with inherited output, logging the command before it
+/// runs and again if it fails (its first line may have scrolled away).
+pub fn run_logged(mut cmd: Command, what: &str) -> Result<()> {
+    eprintln!("==> {what}\n  $ {}", pip::display(&cmd));
+    let status = cmd.status().map_err(Error::io(format!("running {}", pip::display(&cmd))))?;
+    if !status.success() {
+        return Err(Error::failed(format!("{what} failed ({status}): {}", pip::display(&cmd))));
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `cargo xtask down [ENV | --all] [--volumes]`: removes this user's
+//! containers (only torchenv-managed ones); named volumes are kept unless
+//! `--volumes`, and then only the torchenv-labelled ones of those
+//! environments. The workspace is never touched.
+
+use std::path::Path;
+
+use super::{container_name, note, Identity, LABEL_OWNER};
+use crate::docker::{Docker, LABEL_ENV};
+use crate::error::Result;
+use crate::spec::Spec;
+
+#[derive(Debug, Clone, Default)]
+pub struct Down {
+    pub env: Option<String>,
+    /// Every environment of this user, also ones no longer in the spec.
+    pub all: bool,
+    pub volumes: bool,
+}
+
+impl Down {
+    pub fn run(&self, spec_path: &Path) -> Result<()> {
+        super::block_on(async {
+            let docker = Docker::connect().await?;
+            self.down(&docker, spec_path).await
+        })
+    }
+
+    pub async fn down(&self, docker: &Docker, spec_path: &Path) -> Result<()> {
+        let who = Identity::current();
+        let envs: Vec<String> = if self.all {
+            let mut envs: Vec<String> = docker
+                .list_managed_containers(&[(LABEL_OWNER, &who.user)])
+                .await?
+                .into_iter()
+                .filter_map(|c| c.labels?.get(LABEL_ENV).cloned())
+                .collect();
+            envs.sort();
+            envs.dedup();
+            envs
+        } else {
+            match &self.env {
+                // A named env need not be in the spec any more.
+                Some(e) => vec![e.clone()],
+                None => vec![Spec::load(spec_path)?.default],
+            }
+        };
+        if envs.is_empty() {
+            note("no torchenv containers to remove");
+        }
+        for env in envs {
+            let name = container_name(&env, &who);
+            match docker.inspect_container(&name).await? {
+                Some(c) => {
+                    super::up::ensure_managed(&name, &c)?;
+                    docker.remove_container(&name).await?;
+                    println!("removed {name}");
+                }
+                None => println!("{env}: not running (no container {name})"),
+            }
+            if self.volumes {
+                for v in docker.list_managed_volumes(&[(LABEL_ENV, &env)]).await? {
+                    docker.remove_volume(&v.name).await?;
+                    println!("removed volume {}", v.name);
+                }
+            }
+        }
+        Ok(())
+    }
+}

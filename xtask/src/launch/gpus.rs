@@ -1,0 +1,188 @@
+//! `gpus:` → the engine's `DeviceRequest`s, checked against what the daemon
+//! offers *before* anything is created.
+
+use bollard::models::DeviceRequest;
+
+use super::LaunchError;
+use crate::docker::containers::GpuSupport;
+use crate::spec::Gpus;
+
+/// What `up` asks the engine for, and a notice to print when `auto`
+/// resolved to no GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuPlan {
+    pub requests: Vec<DeviceRequest>,
+    pub notice: Option<String>,
+}
+
+fn nvidia(count: Option<i64>, ids: Option<Vec<String>>) -> DeviceRequest {
+    DeviceRequest {
+        driver: Some("nvidia".into()),
+        count,
+        device_ids: ids,
+        capabilities: Some(vec![vec!["gpu".into()]]),
+        options: None,
+    }
+}
+
+fn cdi(names: Vec<String>) -> DeviceRequest {
+    DeviceRequest {
+        driver: Some("cdi".into()),
+        count: None,
+        device_ids: Some(names),
+        capabilities: None,
+        options: None,
+    }
+}
+
+/// The request bodies for `gpus`, assuming the daemon can serve them (the
+/// NVIDIA runtime for all/count/ids, CDI for CDI names).
+pub fn device_requests(gpus: &Gpus) -> Vec<DeviceRequest> {
+    match gpus {
+        Gpus::None | Gpus::Auto => vec![],
+        Gpus::All => vec![nvidia(Some(-1), None)],
+        Gpus::Count(n) => vec![nvidia(Some(i64::from(*n)), None)],
+        Gpus::Ids(ids) => vec![nvidia(None, Some(ids.clone()))],
+        Gpus::Cdi(names) => vec![cdi(names.clone())],
+    }
+}
+
+fn describe(gpus: &Gpus) -> String {
+    match gpus {
+        Gpus::All => "all".into(),
+        Gpus::None => "none".into(),
+        Gpus::Auto => "auto".into(),
+        Gpus::Count(n) => n.to_string(),
+        Gpus::Ids(ids) | Gpus::Cdi(ids) => format!("[{}]", ids.join(", ")),
+    }
+}
+
+fn found(support: &GpuSupport) -> String {
+    if !support.nvidia_runtime && support.cdi_devices.is_empty() {
+        if support.cdi_spec_dirs.is_empty() {
+            "no NVIDIA runtime and no CDI devices".into()
+        } else {
+            format!(
+                "no NVIDIA runtime and no CDI devices in {}",
+                support.cdi_spec_dirs.join(", ")
+            )
+        }
+    } else if support.nvidia_runtime {
+        "the NVIDIA runtime but no CDI devices".into()
+    } else {
+        format!("CDI devices {} but no NVIDIA runtime", support.cdi_devices.join(", "))
+    }
+}
+
+/// Resolves `gpus` against the daemon: `auto` becomes all or none, and a
+/// request the daemon cannot serve is [`LaunchError::GpuUnavailable`].
+pub fn plan(env: &str, host: &str, gpus: &Gpus, support: &GpuSupport) -> Result<GpuPlan, LaunchError> {
+    let unavailable = || LaunchError::GpuUnavailable {
+        env: env.to_string(),
+        requested: describe(gpus),
+        host: host.to_string(),
+        found: found(support),
+    };
+    let requests = match gpus {
+        Gpus::None => vec![],
+        Gpus::Auto if support.nvidia_runtime => device_requests(&Gpus::All),
+        Gpus::Auto if !support.cdi_devices.is_empty() => vec![cdi(vec!["nvidia.com/gpu=all".into()])],
+        Gpus::Auto => {
+            return Ok(GpuPlan {
+                requests: vec![],
+                notice: Some(format!(
+                    "gpus: auto: the Docker engine has {}; starting without GPUs (`cargo xtask doctor` explains)",
+                    found(support)
+                )),
+            })
+        }
+        Gpus::All if !support.nvidia_runtime && !support.cdi_devices.is_empty() => {
+            vec![cdi(vec!["nvidia.com/gpu=all".into()])]
+        }
+        Gpus::All | Gpus::Count(_) | Gpus::Ids(_) if support.nvidia_runtime => device_requests(gpus),
+        Gpus::Cdi(names) if names.iter().all(|n| support.cdi_devices.contains(n)) => {
+            device_requests(gpus)
+        }
+        _ => return Err(unavailable()),
+    };
+    Ok(GpuPlan {
+        requests,
+        notice: None,
+    })
+}
+
+/// True when the engine's error on create/start is about GPUs.
+pub fn is_gpu_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("could not select device driver")
+        || m.contains("nvidia-container")
+        || m.contains("cdi device")
+        || m.contains("unresolvable cdi devices")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(gpus: Gpus) -> Vec<DeviceRequest> {
+        let support = GpuSupport {
+            nvidia_runtime: true,
+            cdi_spec_dirs: vec!["/etc/cdi".into()],
+            cdi_devices: vec!["nvidia.com/gpu=0".into(), "nvidia.com/gpu=1".into()],
+        };
+        plan("e", "unix:///var/run/docker.sock", &gpus, &support)
+            .unwrap()
+            .requests
+    }
+
+    #[test]
+    fn all() {
+        insta::assert_json_snapshot!(snap(Gpus::All));
+    }
+
+    #[test]
+    fn count() {
+        insta::assert_json_snapshot!(snap(Gpus::Count(2)));
+    }
+
+    #[test]
+    fn ids() {
+        insta::assert_json_snapshot!(snap(Gpus::Ids(vec!["0".into(), "GPU-3f2a".into()])));
+    }
+
+    #[test]
+    fn cdi_names() {
+        insta::assert_json_snapshot!(snap(Gpus::Cdi(vec!["nvidia.com/gpu=1".into()])));
+    }
+
+    #[test]
+    fn auto_without_runtime_is_none_with_notice() {
+        let p = plan("e", "h", &Gpus::Auto, &GpuSupport::default()).unwrap();
+        assert!(p.requests.is_empty());
+        assert!(p.notice.unwrap().contains("without GPUs"));
+    }
+
+    #[test]
+    fn auto_with_cdi_only_uses_cdi_all() {
+        let support = GpuSupport {
+            nvidia_runtime: false,
+            cdi_spec_dirs: vec!["/etc/cdi".into()],
+            cdi_devices: vec!["nvidia.com/gpu=0".into()],
+        };
+        let p = plan("e", "h", &Gpus::Auto, &support).unwrap();
+        assert_eq!(p.requests[0].driver.as_deref(), Some("cdi"));
+    }
+
+    #[test]
+    fn requested_without_runtime_fails() {
+        for g in [
+            Gpus::All,
+            Gpus::Count(1),
+            Gpus::Ids(vec!["0".into()]),
+            Gpus::Cdi(vec!["nvidia.com/gpu=0".into()]),
+        ] {
+            let e = plan("e", "h", &g, &GpuSupport::default()).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::exit::GPU_UNAVAILABLE);
+        }
+    }
+}

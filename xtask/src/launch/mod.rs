@@ -1,0 +1,193 @@
+//! The launch lifecycle: `cargo xtask up | down | status | shell | exec | logs`.
+//!
+//! One file per capability: [`plan`] turns an environment into the container
+//! torchenv creates (built step by step: ports, mounts, GPUs, ulimits),
+//! [`gpus`], [`ports`], [`mounts`], [`ssh`] and [`jupyter`] resolve their
+//! part of it, [`ready`] says when it is usable, and [`up`], [`down`],
+//! [`status`] and [`session`] are the commands.
+//!
+//! Containers are named `torchenv-<env>-<user>` and carry the managed-by,
+//! env, owner and spec-hash labels; nothing without the managed-by label is
+//! ever touched.
+
+pub mod down;
+pub mod gpus;
+pub mod image;
+pub mod jupyter;
+pub mod mounts;
+pub mod plan;
+pub mod ports;
+pub mod ready;
+pub mod session;
+pub mod ssh;
+pub mod status;
+pub mod up;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use miette::Diagnostic;
+
+use crate::error::{exit, Error, Result};
+
+/// Label: who started the container (the host user name).
+pub const LABEL_OWNER: &str = "dev.torchenv.owner";
+/// Label: hash of everything the container was created from; a different
+/// hash at `up` means the spec changed and the container is recreated.
+pub const LABEL_SPEC_HASH: &str = "dev.torchenv.spec-hash";
+/// The user inside the image.
+pub const CONTAINER_USER: &str = "dev";
+/// Where the workspace is mounted.
+pub const WORKSPACE_TARGET: &str = "/workspace";
+
+/// Failures of the launch commands, each with its documented exit code.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum LaunchError {
+    #[error("host port {port} ({purpose}) on {host_ip} is already in use")]
+    #[diagnostic(
+        code(torchenv::port_taken),
+        help("stop what listens there (`ss -ltnp 'sport = :{port}'`), change the port in environments.yaml, or run `cargo xtask up --auto-ports` to pick free ones")
+    )]
+    PortTaken {
+        port: u16,
+        host_ip: String,
+        purpose: String,
+    },
+    #[error("volume source {path} does not exist (mounted at {target})")]
+    #[diagnostic(
+        code(torchenv::volume_missing),
+        help("create it or fix `volumes:` in environments.yaml; torchenv never creates an empty folder in its place")
+    )]
+    VolumeMissing { path: PathBuf, target: String },
+    #[error("environment `{env}` asks for GPUs (`gpus: {requested}`) but the Docker engine at {host} has {found}")]
+    #[diagnostic(
+        code(torchenv::gpu_unavailable),
+        help("install and configure nvidia-container-toolkit (`nvidia-ctk runtime configure --runtime=docker`, then restart dockerd), or set `gpus: auto` / `gpus: none`; `cargo xtask doctor` checks the setup")
+    )]
+    GpuUnavailable {
+        env: String,
+        requested: String,
+        host: String,
+        found: String,
+    },
+    #[error("environment `{env}` was not ready after {waited:?}: {reason}\n--- last log lines of {container} ---\n{logs}")]
+    #[diagnostic(
+        code(torchenv::not_ready),
+        help("the container is left for inspection: `cargo xtask logs {env}`, `cargo xtask shell {env}`; remove it with `cargo xtask down {env}`; a slower machine may need `--timeout`")
+    )]
+    NotReady {
+        env: String,
+        container: String,
+        waited: Duration,
+        reason: String,
+        logs: String,
+    },
+    #[error("container {name} exists but was not created by torchenv (no {label} label)")]
+    #[diagnostic(
+        code(torchenv::foreign_container),
+        help("torchenv never touches containers it did not create; rename or remove it yourself (`docker rm {name}`)")
+    )]
+    ForeignContainer { name: String, label: &'static str },
+    #[error("environment `{env}` is not running (no container {container})")]
+    #[diagnostic(code(torchenv::not_running), help("start it with `cargo xtask up {env}`"))]
+    NotRunning { env: String, container: String },
+    #[error("SSH public key {path} cannot be read: {reason}")]
+    #[diagnostic(
+        code(torchenv::ssh_key),
+        help("fix `ssh.public_key` in environments.yaml, or create a key with `ssh-keygen -t ed25519`")
+    )]
+    SshKey { path: PathBuf, reason: String },
+}
+
+impl LaunchError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LaunchError::PortTaken { .. } => exit::PORT_TAKEN,
+            LaunchError::VolumeMissing { .. } => exit::VOLUME_MISSING,
+            LaunchError::GpuUnavailable { .. } => exit::GPU_UNAVAILABLE,
+            LaunchError::NotReady { .. } => exit::NOT_READY,
+            LaunchError::SshKey { .. } => exit::BAD_INPUT,
+            LaunchError::ForeignContainer { .. } | LaunchError::NotRunning { .. } => exit::FAILED,
+        }
+    }
+}
+
+/// The host user the container's `dev` user stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Name used in container names and the owner label.
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Identity {
+    /// The current user: uid/gid of this process (overridable with
+    /// `TORCHENV_UID` / `TORCHENV_GID`), name from `$USER` else `uid<N>`.
+    pub fn current() -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata("/proc/self").ok();
+        let from_env = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
+        let uid = from_env("TORCHENV_UID")
+            .or(meta.as_ref().map(|m| m.uid()))
+            .unwrap_or(1000);
+        let gid = from_env("TORCHENV_GID")
+            .or(meta.as_ref().map(|m| m.gid()))
+            .unwrap_or(1000);
+        let user = std::env::var("USER")
+            .ok()
+            .map(|u| sanitize(&u))
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| format!("uid{uid}"));
+        Identity { user, uid, gid }
+    }
+}
+
+/// Keeps the characters Docker allows in names: `[a-zA-Z0-9_.-]`.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        .collect()
+}
+
+/// `torchenv-<env>-<user>`: per-user names keep users of one engine apart.
+pub fn container_name(env: &str, who: &Identity) -> String {
+    format!("torchenv-{env}-{}", who.user)
+}
+
+/// Per-environment state (Jupyter token, known_hosts):
+/// `$XDG_STATE_HOME/torchenv/<env>`, else `~/.local/state/torchenv/<env>`.
+pub fn state_dir(env: &str) -> PathBuf {
+    let base = match std::env::var_os("XDG_STATE_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+            PathBuf::from(home).join(".local").join("state")
+        }
+    };
+    base.join("torchenv").join(env)
+}
+
+/// Creates the state dir with mode 0700.
+pub fn ensure_state_dir(env: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = state_dir(env);
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(Error::io(format!("chmod {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Runs an async command body on a fresh runtime.
+pub fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("start the async runtime"))?
+        .block_on(fut)
+}
+
+/// Prints what torchenv is doing, on stderr (stdout carries results).
+pub(crate) fn note(msg: impl std::fmt::Display) {
+    eprintln!("torchenv: {msg}");
+}

@@ -1,0 +1,257 @@
+//! `cargo xtask prune [--all] [--dry-run]`: removes what torchenv made and
+//! the current spec + lock no longer reference.
+//!
+//! Images: only those with `dev.torchenv.managed-by=torchenv` and no tag
+//! outside `torchenv/` (an image of yours built `FROM` a torchenv image
+//! inherits the label, and stays). An image a container uses (running or
+//! not) is reported, never removed. Kept without `--all`: for every
+//! environment with a fresh lock entry its base, its stage image, the image
+//! built without a harness, and the newest image built from the current
+//! lock entry (whatever harness it carries).
+//!
+//! Cache: wheels and root file systems the lock does not name (all of them
+//! with `--all`). Host PyTorch installs and harness builds are left alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::docker::images::ManagedImage;
+use crate::docker::{Docker, LABEL_ENV};
+use crate::error::{Error, Result};
+use crate::image::{self, LABEL_LOCK_SHA256};
+use crate::lock::Lock;
+use crate::progress::bytes;
+use crate::spec::Spec;
+use crate::cache;
+
+pub struct Prune<'a> {
+    pub spec: &'a Path,
+    pub lock: &'a Path,
+    /// Remove every torchenv image and cache entry, referenced or not.
+    pub all: bool,
+    /// Print what would go, remove nothing.
+    pub dry_run: bool,
+}
+
+/// What the current spec + lock reference.
+#[derive(Debug, Default)]
+struct Keep {
+    tags: BTreeSet<String>,
+    /// env → sha256 of its current lock entry.
+    lock_sha: BTreeMap<String, String>,
+    wheels: BTreeSet<String>,
+    rootfs: BTreeSet<String>,
+}
+
+impl Prune<'_> {
+    pub fn run(&self) -> Result<()> {
+        let keep = if self.all {
+            Keep::default()
+        } else {
+            let spec = Spec::load(self.spec)?;
+            let lock = Lock::read(self.lock)?;
+            referenced(&spec, &lock)
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::io("starting the async runtime"))?;
+        let freed_images = runtime.block_on(async {
+            let docker = Docker::connect().await?;
+            self.prune_images(&docker, &keep).await
+        })?;
+        let freed_cache = self.prune_cache(&keep)?;
+        let verb = if self.dry_run { "would free" } else { "freed" };
+        println!(
+            "{verb} {} of images (sizes shared between images counted once each) and {} of cache",
+            bytes(freed_images),
+            bytes(freed_cache)
+        );
+        Ok(())
+    }
+
+    async fn prune_images(&self, docker: &Docker, keep: &Keep) -> Result<u64> {
+        let images = docker.images_managed().await?;
+        let newest = newest_per_env(&images, keep);
+        let mut doomed: Vec<&ManagedImage> = Vec::new();
+        for img in &images {
+            if img.tags.iter().any(|t| keep.tags.contains(t)) || newest.contains(&img.id) {
+                continue;
+            }
+            if let Some(foreign) = img.tags.iter().find(|t| !t.starts_with("torchenv/")) {
+                println!(
+                    "keeping {} ({}): also tagged {foreign}, which torchenv did not make",
+                    short_id(&img.id),
+                    img.tags.join(", ")
+                );
+                continue;
+            }
+            doomed.push(img);
+        }
+        // Children before parents: environment images, stage images, bases.
+        doomed.sort_by_key(|i| rank(i));
+        let mut freed = 0;
+        for img in doomed {
+            let name = if img.tags.is_empty() {
+                short_id(&img.id).to_string()
+            } else {
+                img.tags.join(", ")
+            };
+            let users = docker.containers_using(&img.id).await?;
+            if !users.is_empty() {
+                println!("keeping {name}: used by container(s) {}", users.join(", "));
+                continue;
+            }
+            if self.dry_run {
+                println!("would remove image {name} ({})", bytes(img.size));
+                freed += img.size;
+                continue;
+            }
+            let refs = if img.tags.is_empty() {
+                vec![img.id.clone()]
+            } else {
+                img.tags.clone()
+            };
+            let mut ok = true;
+            for r in &refs {
+                if let Err(e) = docker.image_remove(r).await {
+                    println!("could not remove {r}: {e}");
+                    ok = false;
+                }
+            }
+            if ok {
+                println!("removed image {name} ({})", bytes(img.size));
+                freed += img.size;
+            }
+        }
+        Ok(freed)
+    }
+
+    fn prune_cache(&self, keep: &Keep) -> Result<u64> {
+        let mut freed = 0;
+        let wheels = cache::root().join("wheels");
+        for (name, path) in entries(&wheels)? {
+            if name.starts_with('.') || keep.wheels.contains(&name) {
+                continue;
+            }
+            freed += self.remove(&path, &format!("wheel {}", describe_wheel(&path)))?;
+        }
+        for (name, path) in entries(&cache::rootfs_dir())? {
+            let sha = name.split('.').next().unwrap_or_default().to_string();
+            if name.starts_with('.') || keep.rootfs.contains(&sha) {
+                continue;
+            }
+            freed += self.remove(&path, &format!("rootfs {name}"))?;
+        }
+        Ok(freed)
+    }
+
+    fn remove(&self, path: &Path, what: &str) -> Result<u64> {
+        let size = disk_usage(path);
+        if self.dry_run {
+            println!("would remove {what} ({})", bytes(size));
+            return Ok(size);
+        }
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        result.map_err(Error::io(format!("removing {}", path.display())))?;
+        println!("removed {what} ({})", bytes(size));
+        Ok(size)
+    }
+}
+
+/// Tags, lock entries, wheels and root file systems the spec + lock use.
+fn referenced(spec: &Spec, lock: &Lock) -> Keep {
+    let mut keep = Keep::default();
+    for env in spec.environments.values() {
+        let Ok(plan) = image::plan(spec, lock, env, None) else {
+            continue;
+        };
+        keep.tags.insert(plan.tag.clone());
+        keep.tags.insert(plan.venv_tag.clone());
+        keep.tags.insert(plan.base_image.clone());
+        keep.lock_sha
+            .insert(env.name.clone(), plan.labels[LABEL_LOCK_SHA256].clone());
+    }
+    for e in lock.environments.values() {
+        keep.wheels.extend(e.wheels.iter().map(|w| w.sha256.clone()));
+    }
+    for m in lock.models.values() {
+        keep.wheels.insert(m.wheel.sha256.clone());
+    }
+    keep.rootfs
+        .extend(lock.bases.values().map(|b| b.rootfs_sha256.clone()));
+    keep
+}
+
+/// Ids of the newest image (by tag order of the engine's listing) per
+/// environment among those built from its current lock entry.
+fn newest_per_env(images: &[ManagedImage], keep: &Keep) -> BTreeSet<String> {
+    // The engine lists newest first.
+    let mut seen = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    for img in images {
+        let (Some(env), Some(sha)) = (img.labels.get(LABEL_ENV), img.labels.get(LABEL_LOCK_SHA256))
+        else {
+            continue;
+        };
+        if keep.lock_sha.get(env) == Some(sha) && seen.insert(env.clone()) {
+            ids.insert(img.id.clone());
+        }
+    }
+    ids
+}
+
+fn rank(img: &ManagedImage) -> u8 {
+    let first = img.tags.first().map(String::as_str).unwrap_or("");
+    if first.starts_with("torchenv/base:") {
+        2
+    } else if first.starts_with("torchenv/venv:") {
+        1
+    } else {
+        0
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(String, PathBuf)> = read
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn describe_wheel(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .ok()
+        .and_then(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.ends_with(".whl"))
+        })
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|r| r.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
+}

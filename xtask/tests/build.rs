@@ -1,0 +1,231 @@
+//! `cargo xtask build` against the real Docker engine (no mocks).
+//!
+//! Cheap tests (seconds, an engine is all they need) run by default. The
+//! full build of the default environment needs environments.lock (or
+//! `TORCHENV_LOCK=path`), network to the host's package indexes on a cold
+//! cache, and minutes: `cargo test -p xtask --test build -- --ignored`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use xtask::docker::Docker;
+use xtask::error::Error;
+use xtask::image::{self, ContextBuild, ContextFile, ImageError};
+use xtask::lock::Lock;
+use xtask::progress::Progress;
+use xtask::spec::Spec;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn docker_cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn labels(tag: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (xtask::docker::LABEL_MANAGED_BY.to_string(), xtask::docker::MANAGED_BY.to_string()),
+        ("dev.torchenv.test".to_string(), tag.to_string()),
+    ])
+}
+
+#[tokio::test]
+async fn a_failing_step_leaves_no_tag_and_names_the_step() {
+    let docker = Docker::connect().await.expect("a Docker engine");
+    let tag = format!("torchenv/test-broken:{}", unique("t"));
+    let build = ContextBuild {
+        tag: tag.clone(),
+        dockerfile: "Dockerfile".into(),
+        files: BTreeMap::from([
+            (
+                "Dockerfile".to_string(),
+                ContextFile::Data(
+                    b"FROM scratch\nCOPY hello /hello\nRUN /no/such/program --fail\n".to_vec(),
+                    0o644,
+                ),
+            ),
+            ("hello".to_string(), ContextFile::Data(b"hi\n".to_vec(), 0o644)),
+        ]),
+        build_args: BTreeMap::new(),
+        labels: labels(&tag),
+    };
+    let err = image::build_context(&docker, build, &Progress::plain())
+        .await
+        .expect_err("the RUN step cannot succeed");
+    match &err {
+        Error::Image(ImageError::Build(f)) => {
+            assert!(f.step.contains("RUN /no/such/program --fail"), "{f:?}");
+            assert_eq!(f.image, tag);
+            assert!(!f.message.is_empty());
+        }
+        other => panic!("expected a build failure, got {other:?}"),
+    }
+    assert!(docker.image_inspect(&tag).await.unwrap().is_none(), "no tag on failure");
+}
+
+#[tokio::test]
+async fn a_good_build_is_tagged_with_its_labels() {
+    let docker = Docker::connect().await.expect("a Docker engine");
+    let tag = format!("torchenv/test-ok:{}", unique("t"));
+    let build = ContextBuild {
+        tag: tag.clone(),
+        dockerfile: "Dockerfile".into(),
+        files: BTreeMap::from([
+            (
+                "Dockerfile".to_string(),
+                ContextFile::Data(b"FROM scratch\nCOPY slot/ /slot/\nCOPY hello /hello\n".to_vec(), 0o644),
+            ),
+            ("hello".to_string(), ContextFile::Data(b"hi\n".to_vec(), 0o644)),
+            // An empty folder copies fine: the harness slot without a harness.
+            ("slot".to_string(), ContextFile::Dir),
+        ]),
+        build_args: BTreeMap::new(),
+        labels: labels(&tag),
+    };
+    let id = image::build_context(&docker, build, &Progress::plain())
+        .await
+        .expect("builds");
+    let inspected = docker.image_inspect(&tag).await.unwrap().expect("tagged");
+    assert_eq!(inspected.id.as_deref(), Some(id.as_str()));
+    let got = inspected.config.unwrap().labels.unwrap();
+    assert_eq!(got["dev.torchenv.test"], tag);
+    docker.image_remove(&tag).await.unwrap();
+}
+
+/// The default environment, built for real, then checked from the inside.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs environments.lock (or TORCHENV_LOCK), a cold build takes minutes"]
+async fn the_default_environment_builds_and_runs() {
+    let root = repo_root();
+    let spec = Spec::load(&root.join("environments.yaml")).unwrap();
+    let lock_path = std::env::var_os("TORCHENV_LOCK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("environments.lock"));
+    let lock = Lock::read(&lock_path).unwrap();
+    let env = spec.env(None).unwrap();
+    let locked = &lock.environments[&env.name];
+    let docker = Docker::connect().await.unwrap();
+    let progress = Progress::plain();
+
+    let start = Instant::now();
+    let image = image::ensure_image_with(&docker, &spec, &lock, env, None, &progress)
+        .await
+        .unwrap();
+    println!("first ensure_image: {:?} (built: {})", start.elapsed(), image.built);
+    assert_eq!(image.tag, image::image_tag(&spec, &lock, env, None).unwrap());
+
+    // A second call builds nothing and is fast.
+    let start = Instant::now();
+    let again = image::ensure_image_with(&docker, &spec, &lock, env, None, &progress)
+        .await
+        .unwrap();
+    let warm = start.elapsed();
+    println!("no-op ensure_image: {warm:?}");
+    assert!(!again.built);
+    assert_eq!(again.id, image.id);
+    assert!(warm.as_secs_f64() < 2.0, "no-op took {warm:?}");
+
+    // Labels.
+    for (k, v) in [
+        ("dev.torchenv.managed-by", "torchenv"),
+        ("dev.torchenv.env", env.name.as_str()),
+        ("dev.torchenv.torch", locked.torch.as_str()),
+        ("dev.torchenv.cuda", locked.cuda.as_str()),
+        ("dev.torchenv.cudnn", locked.cudnn.as_str()),
+        ("dev.torchenv.harness", "absent"),
+    ] {
+        assert_eq!(image.labels.get(k).map(String::as_str), Some(v), "label {k}");
+    }
+    for k in ["dev.torchenv.inputs", "dev.torchenv.spec", "dev.torchenv.lock-sha256"] {
+        assert!(image.labels.contains_key(k), "label {k}");
+    }
+
+    // torch, its CUDA and cuDNN, through the entrypoint as designed.
+    let (ok, out) = docker_cli(&[
+        "run", "--rm", "--network", "none", &image.tag, "python", "-c",
+        "import torch,torchvision;print(torch.__version__,torch.version.cuda,torch.backends.cudnn.version())",
+    ]);
+    assert!(ok, "{out}");
+    let expected = format!(
+        "{} {} {}",
+        locked.torch,
+        locked.cuda,
+        locked.cudnn_number().unwrap()
+    );
+    assert!(out.lines().any(|l| l.trim() == expected), "expected `{expected}` in:\n{out}");
+
+    // tini is PID 1; the command runs as `dev`.
+    let (ok, out) = docker_cli(&[
+        "run", "--rm", "--network", "none", "-e", "TORCHENV_SSH=0", &image.tag, "sh", "-c",
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; id -un",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("/usr/bin/tini -- /usr/local/bin/torchenv-entrypoint"), "{out}");
+    assert!(out.lines().any(|l| l.trim() == "dev"), "{out}");
+
+    // What must not be in the image (checked without the entrypoint, so
+    // nothing is generated at start).
+    let (ok, out) = docker_cli(&[
+        "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", &image.tag, "-c",
+        "for c in gcc cc c++ g++ clang make; do command -v $c && echo FOUND-COMPILER $c; done; \
+         ls /etc/ssh/ssh_host_* 2>/dev/null && echo FOUND-HOST-KEYS; \
+         test -e /tmp/wheelhouse && echo FOUND-WHEELHOUSE; \
+         for d in /root/.cache/pip /home/dev/.cache/pip; do test -e $d && echo FOUND-PIP-CACHE $d; done; \
+         find / -xdev -name '*.whl' -not -path '/usr/share/python-wheels/*' | sed 's/^/FOUND-WHEEL /'; \
+         test -s /etc/machine-id && echo FOUND-MACHINE-ID; \
+         grep -E '^(PasswordAuthentication|PermitRootLogin)' /etc/ssh/sshd_config; \
+         test -e /usr/local/bin/harness && echo FOUND-HARNESS; \
+         echo checked",
+    ]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("FOUND-"), "{out}");
+    assert!(out.contains("PasswordAuthentication no") && out.contains("PermitRootLogin no"), "{out}");
+
+    // Changing only the harness rebuilds only the last layer.
+    let dir = tempfile::tempdir().unwrap();
+    let harness = dir.path().join("harness");
+    std::fs::copy("/bin/true", &harness).unwrap();
+    std::fs::write(dir.path().join("marker"), unique("h")).unwrap();
+    // Make the binary unique to this run so the tag is new.
+    let mut bytes = std::fs::read(&harness).unwrap();
+    bytes.extend_from_slice(unique("h").as_bytes());
+    std::fs::write(&harness, bytes).unwrap();
+    let start = Instant::now();
+    let with = image::ensure_image_with(&docker, &spec, &lock, env, Some(&harness), &progress)
+        .await
+        .unwrap();
+    println!("harness-only rebuild: {:?}", start.elapsed());
+    assert!(with.built);
+    assert_ne!(with.tag, image.tag);
+    assert_eq!(
+        with.labels["dev.torchenv.harness"],
+        xtask::cache::sha256_file(&harness).unwrap()
+    );
+    let layers = |tag: &str| {
+        let (ok, out) = docker_cli(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", tag]);
+        assert!(ok, "{out}");
+        serde_json::from_str::<Vec<String>>(out.trim()).unwrap()
+    };
+    let (old, new) = (layers(&image.tag), layers(&with.tag));
+    assert_eq!(new.len(), old.len() + 1, "an empty COPY adds no layer; the harness adds one");
+    assert_eq!(&new[..old.len()], &old[..], "every layer below the harness is shared");
+    let (ok, out) = docker_cli(&[
+        "run", "--rm", "--entrypoint", "/usr/local/bin/harness", &with.tag,
+    ]);
+    assert!(ok, "{out}");
+    docker.image_remove(&with.tag).await.unwrap();
+}

@@ -1,0 +1,348 @@
+//! The launch lifecycle against the real Docker engine (no mocks): the
+//! built `xtask` binary is run as a subprocess on temporary specs with
+//! unique environment names and free ports, as a fixed test user
+//! (`USER=tlaunch`, `TORCHENV_UID/GID=1234`), with state in a temp
+//! `XDG_STATE_HOME`. Every environment is removed by a Drop guard, also
+//! when the test fails.
+//!
+//! The image: `TORCHENV_TEST_IMAGE` when set (the lead's test runner builds
+//! it first); otherwise the default environment's image of the repository's
+//! spec + lock via `image::ensure_image` (may take minutes). Never skipped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use xtask::launch::ready::http_status;
+
+const USER: &str = "tlaunch";
+const UID: u32 = 1234;
+
+fn test_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        if let Ok(tag) = std::env::var("TORCHENV_TEST_IMAGE") {
+            return tag;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let spec = xtask::spec::Spec::load(&root.join(xtask::spec::SPEC_FILE)).unwrap();
+        let lock = xtask::lock::Lock::read(&root.join(xtask::lock::LOCK_FILE)).unwrap();
+        let env = spec.env(None).unwrap().clone();
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let docker = xtask::docker::Docker::connect().await.unwrap();
+            xtask::image::ensure_image(&docker, &spec, &lock, &env, None)
+                .await
+                .unwrap()
+                .tag
+        })
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("lt{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// One temporary spec with one environment; `down --volumes` on drop.
+struct TestEnv {
+    dir: tempfile::TempDir,
+    name: String,
+    jupyter: u16,
+    ssh: u16,
+}
+
+impl TestEnv {
+    fn new(tag: &str, extra: &str) -> TestEnv {
+        Self::with_ports(tag, extra, free_port(), free_port())
+    }
+
+    fn with_ports(tag: &str, extra: &str, jupyter: u16, ssh: u16) -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let name = unique(tag);
+        let key = dir.path().join("id_ed25519");
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "torchenv-test", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen (openssh-client) is needed");
+        assert!(st.success());
+        let spec = format!(
+            "version: 1\ndefault: {name}\nenvironments:\n  {name}:\n    torch: 2.6.0\n    torchvision: 0.21.0\n    workspace: ./ws\n    shm_size: 1g\n    jupyter: {{ port: {jupyter} }}\n    ssh: {{ port: {ssh}, public_key: ./id_ed25519.pub }}\n{extra}"
+        );
+        std::fs::write(dir.path().join("environments.yaml"), spec).unwrap();
+        TestEnv {
+            dir,
+            name,
+            jupyter,
+            ssh,
+        }
+    }
+
+    fn spec(&self) -> PathBuf {
+        self.dir.path().join("environments.yaml")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state").join("torchenv").join(&self.name)
+    }
+
+    fn workspace(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+
+    fn container(&self) -> String {
+        format!("torchenv-{}-{USER}", self.name)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        c.arg("--spec")
+            .arg(self.spec())
+            .args(args)
+            .env("USER", USER)
+            .env("TORCHENV_UID", UID.to_string())
+            .env("TORCHENV_GID", UID.to_string())
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env_remove("TORCHENV_IMAGE");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().unwrap();
+        eprintln!(
+            "$ xtask {}\n-> {:?}\n{}{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn up(&self) -> Output {
+        self.run(&["up", "--image", test_image(), "--timeout", "180"])
+    }
+
+    fn ssh(&self, user: &str, extra: &[&str], command: &str) -> Output {
+        Command::new("ssh")
+            .args(["-p", &self.ssh.to_string(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.state().join("known_hosts").display()))
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-i"])
+            .arg(self.dir.path().join("id_ed25519"))
+            .args(extra)
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(command)
+            .output()
+            .unwrap()
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.state().join("jupyter_token")).unwrap().trim().to_string()
+    }
+
+    fn container_exists(&self) -> bool {
+        let name = self.container();
+        rt().block_on(async {
+            let docker = xtask::docker::Docker::connect().await.unwrap();
+            docker.inspect_container(&name).await.unwrap().is_some()
+        })
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down", &self.name, "--volumes"]).output();
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn up_jupyter_ssh_workspace_and_restart() {
+    let t = TestEnv::new("main", "");
+    let out = t.up();
+    assert!(out.status.success(), "up failed: {}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let token = t.token();
+    assert_eq!(token.len(), 64, "token is 32 random bytes, hex");
+    assert!(stdout.contains(&format!("http://127.0.0.1:{}/lab?token={token}", t.jupyter)));
+    assert!(stdout.contains("Host torchenv-"), "prints an ~/.ssh/config block");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(t.state().join("jupyter_token")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Jupyter: 200 with the token, 403 without.
+    rt().block_on(async {
+        assert_eq!(http_status("127.0.0.1", t.jupyter, "/api/status", Some(&token)).await.unwrap(), 200);
+        assert_eq!(http_status("127.0.0.1", t.jupyter, "/api/status", None).await.unwrap(), 403);
+    });
+    // The token is not in the container's inspect-visible environment.
+    let inspect = rt().block_on(async {
+        let docker = xtask::docker::Docker::connect().await.unwrap();
+        docker.inspect_container(&t.container()).await.unwrap().unwrap()
+    });
+    let env_vars = inspect.config.unwrap().env.unwrap_or_default().join("\n");
+    assert!(!env_vars.contains(&token));
+
+    // SSH with the key runs torch; writes into the workspace as the host user.
+    let o = t.ssh("dev", &[], "python -c 'import torch' && id -u && echo data > /workspace/from-ssh.txt");
+    assert!(o.status.success(), "ssh: {}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), UID.to_string());
+    let file = t.workspace().join("from-ssh.txt");
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), UID);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), UID);
+
+    // Passwords and root are refused.
+    let o = t.ssh("dev", &["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"], "true");
+    assert!(!o.status.success());
+    let o = t.ssh("root", &[], "true");
+    assert!(!o.status.success(), "root login must be refused");
+
+    // exec propagates the exit code; status lists the env.
+    let o = t.run(&["exec", &t.name, "--", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    let o = t.run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(status.as_array().unwrap().iter().any(|s| s["env"] == t.name.as_str() && s["state"] == "running"));
+
+    // Idempotent: same spec, running → left alone.
+    let o = t.up();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("already running"));
+
+    // down, then up: the workspace file survives.
+    let o = t.run(&["down", &t.name]);
+    assert!(o.status.success());
+    assert!(!t.container_exists());
+    let o = t.up();
+    assert!(o.status.success(), "second up: {}", stderr(&o));
+    let o = t.ssh("dev", &[], "cat /workspace/from-ssh.txt");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "data");
+}
+
+#[test]
+fn changed_spec_recreates_and_concurrent_ups_leave_one() {
+    let t = TestEnv::new("conc", "");
+    let image = test_image();
+    let children: Vec<_> = (0..2)
+        .map(|_| t.cmd(&["up", "--image", image, "--timeout", "180"]).spawn().unwrap())
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "a concurrent up failed");
+    }
+    let count = rt().block_on(async {
+        let docker = xtask::docker::Docker::connect().await.unwrap();
+        docker
+            .list_managed_containers(&[("dev.torchenv.env", &t.name)])
+            .await
+            .unwrap()
+            .len()
+    });
+    assert_eq!(count, 1);
+    // A changed spec is recreated.
+    let spec = std::fs::read_to_string(t.spec()).unwrap().replace("shm_size: 1g", "shm_size: 2g");
+    std::fs::write(t.spec(), spec).unwrap();
+    let o = t.up();
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("changed"), "says the spec changed");
+}
+
+#[test]
+fn two_containers_have_different_host_keys() {
+    let a = TestEnv::new("keya", "");
+    let b = TestEnv::new("keyb", "");
+    assert!(a.up().status.success());
+    assert!(b.up().status.success());
+    let keys = |t: &TestEnv| -> String {
+        let kh = std::fs::read_to_string(t.state().join("known_hosts")).unwrap();
+        kh.lines()
+            .filter(|l| l.contains("ssh-ed25519"))
+            .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+            .collect()
+    };
+    let (ka, kb) = (keys(&a), keys(&b));
+    assert!(!ka.is_empty());
+    assert_ne!(ka, kb);
+}
+
+#[test]
+fn gpus_all_without_runtime_exits_6_and_leaves_nothing() {
+    let support = rt().block_on(async {
+        let docker = xtask::docker::Docker::connect().await.unwrap();
+        docker.gpu_support().await.unwrap()
+    });
+    assert!(
+        !support.any(),
+        "this test checks the no-GPU path; the engine has GPU support ({support:?})"
+    );
+    let t = TestEnv::new("gpu", "    gpus: all\n");
+    let o = t.up();
+    assert_eq!(o.status.code(), Some(6));
+    let e = stderr(&o);
+    assert!(e.contains("nvidia-container-toolkit"), "{e}");
+    assert!(e.contains("cargo xtask doctor"), "{e}");
+    assert!(!t.container_exists());
+}
+
+#[test]
+fn port_taken_exits_4() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = TestEnv::with_ports("port", "", port, free_port());
+    let o = t.up();
+    assert_eq!(o.status.code(), Some(4));
+    let e = stderr(&o);
+    assert!(e.contains(&port.to_string()), "{e}");
+    assert!(e.contains("--auto-ports"), "{e}");
+    assert!(!t.container_exists());
+}
+
+#[test]
+fn daemon_unreachable_exits_3() {
+    let t = TestEnv::new("unreach", "");
+    let o = t.cmd(&["up"]).env("DOCKER_HOST", "unix:///nonexistent").output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent"));
+}
+
+#[test]
+fn unknown_env_exits_2() {
+    let t = TestEnv::new("unknown", "");
+    let o = t.run(&["up", "no-such-env"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no-such-env"));
+}
+
+#[test]
+fn missing_volume_source_exits_5_and_creates_nothing() {
+    let t = TestEnv::new("vol", "    volumes:\n      - { source: ./no-such-data, target: /data, read_only: true }\n");
+    let o = t.up();
+    assert_eq!(o.status.code(), Some(5));
+    assert!(stderr(&o).contains("no-such-data"));
+    assert!(!t.dir.path().join("no-such-data").exists(), "never auto-created");
+    assert!(!t.container_exists());
+}
+
+#[test]
+fn auto_ports_replaces_a_taken_port() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = TestEnv::with_ports("auto", "", port, free_port());
+    let o = t.run(&["up", "--image", test_image(), "--auto-ports", "--timeout", "180"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("host port {port} is taken")));
+}
