@@ -1,0 +1,76 @@
+//! `cargo xtask lock` and spec errors through the real CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A copy of the shipped spec and lock in a temp dir, optionally edited.
+fn workdir(edit: impl Fn(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(repo().join("environments.yaml")).unwrap();
+    std::fs::write(dir.path().join("environments.yaml"), edit(spec)).unwrap();
+    std::fs::copy(repo().join("environments.lock"), dir.path().join("environments.lock")).unwrap();
+    dir
+}
+
+fn xtask(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .arg("--spec")
+        .arg(dir.join("environments.yaml"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn relocking_an_unchanged_spec_is_byte_identical() {
+    let dir = workdir(|s| s);
+    let before = std::fs::read(dir.path().join("environments.lock")).unwrap();
+    let out = xtask(dir.path(), &["lock", "--all"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = std::fs::read(dir.path().join("environments.lock")).unwrap();
+    assert!(before == after, "re-locking changed environments.lock");
+}
+
+#[test]
+fn shipped_lock_matches_the_shipped_spec() {
+    let dir = workdir(|s| s);
+    // `lock` on a fresh entry resolves nothing and says so.
+    let out = xtask(dir.path(), &["lock", "--all"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pytorch-2.6-cuda12.4: up to date"), "{stderr}");
+    assert!(stderr.contains("pytorch-2.11: up to date"), "{stderr}");
+}
+
+#[test]
+fn cuda_disagreeing_with_the_wheels_names_both_versions() {
+    let dir = workdir(|s| s.replacen("cuda: \"12.4\"", "cuda: \"12.1\"", 1));
+    let out = xtask(dir.path(), &["lock"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("expects CUDA 12.1"), "{stderr}");
+    assert!(stderr.contains("resolves to CUDA 12.4"), "{stderr}");
+    let line = std::fs::read_to_string(dir.path().join("environments.yaml"))
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("cuda: \"12.1\""))
+        .unwrap()
+        + 1;
+    assert!(stderr.contains(&format!("environments.yaml:{line}:")), "{stderr}");
+}
+
+#[test]
+fn malformed_spec_exits_2_with_location_for_every_command() {
+    let dir = workdir(|s| s.replacen("    torch: 2.6.0\n", "    torch: 2.6.0\n    torhcvision: 0.21.0\n", 1));
+    for cmd in [&["list"][..], &["show"], &["lock"], &["build"], &["up"]] {
+        let out = xtask(dir.path(), cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {stderr}");
+        assert!(stderr.contains("environments.yaml:"), "{cmd:?}: {stderr}");
+        assert!(stderr.contains("unknown field `torhcvision`"), "{cmd:?}: {stderr}");
+    }
+}
