@@ -119,7 +119,10 @@ fn check_device(index: i64) -> DeviceCheck {
         let a = Tensor::f_randn([1024, 1024], (Kind::Float, Device::Cpu))?;
         let b = Tensor::f_randn([1024, 1024], (Kind::Float, Device::Cpu))?;
         let c_cpu = a.f_matmul(&b)?;
-        let c_gpu = a.f_to_device(dev)?.f_matmul(&b.f_to_device(dev)?)?.f_to_device(Device::Cpu)?;
+        let c_gpu = a
+            .f_to_device(dev)?
+            .f_matmul(&b.f_to_device(dev)?)?
+            .f_to_device(Device::Cpu)?;
         let diff = (c_gpu - &c_cpu).f_abs()?.f_max()?.f_double_value(&[])?;
         let scale = c_cpu.f_abs()?.f_max()?.f_double_value(&[])?;
         check.matmul_max_abs_diff = Some(diff);
@@ -142,7 +145,11 @@ fn check_device(index: i64) -> DeviceCheck {
 pub fn run(expect_gpus: u32) -> CudaReport {
     let torch = runtime::torch_info();
     let cuda_available = tch::Cuda::is_available();
-    let device_count = if cuda_available { tch::Cuda::device_count() } else { 0 };
+    let device_count = if cuda_available {
+        tch::Cuda::device_count()
+    } else {
+        0
+    };
     let driver = runtime::driver_status();
     let (driver_api, driver_devices, driver_reason) = match &driver {
         DriverStatus::LibcudaNotFound(e) => (
@@ -153,7 +160,9 @@ pub fn run(expect_gpus: u32) -> CudaReport {
         DriverStatus::InitFailed(rc) => (
             None,
             Vec::new(),
-            Some(format!("NVIDIA driver present but cuInit failed (CUresult {rc}); no usable device")),
+            Some(format!(
+                "NVIDIA driver present but cuInit failed (CUresult {rc}); no usable device"
+            )),
         ),
         DriverStatus::Ok {
             cuda_api_version,
@@ -184,12 +193,22 @@ pub fn run(expect_gpus: u32) -> CudaReport {
             devices.push(d);
         }
     }
-    let cuda_runtime_version = if cuda_available { runtime::cuda_runtime_version() } else { None };
+    let cuda_runtime_version = if cuda_available {
+        runtime::cuda_runtime_version()
+    } else {
+        None
+    };
     let cudnn_version = runtime::cudnn_version();
 
-    let runtime_cuda = cuda_runtime_version.clone().or_else(|| torch.built_cuda.clone());
+    let runtime_cuda = cuda_runtime_version
+        .clone()
+        .or_else(|| torch.built_cuda.clone());
     let declared: Vec<VersionCheck> = [
-        ("torch", "TORCHENV_TORCH_VERSION", Some(torch.version.clone())),
+        (
+            "torch",
+            "TORCHENV_TORCH_VERSION",
+            Some(torch.version.clone()),
+        ),
         ("cuda", "TORCHENV_CUDA_VERSION", runtime_cuda),
         ("cudnn", "TORCHENV_CUDNN_VERSION", cudnn_version.clone()),
     ]
@@ -213,19 +232,33 @@ pub fn run(expect_gpus: u32) -> CudaReport {
 
     let usable = devices.iter().filter(|d| d.ok).count() as u32;
     let (exit_code, verdict) = if devices.iter().any(|d| !d.ok) {
-        (EXIT_GPU_WRONG, "a GPU computation was wrong or failed".to_string())
+        (
+            EXIT_GPU_WRONG,
+            "a GPU computation was wrong or failed".to_string(),
+        )
     } else if usable < expect_gpus {
-        let why = no_gpu_reason.clone().unwrap_or_else(|| "not enough devices".into());
+        let why = no_gpu_reason
+            .clone()
+            .unwrap_or_else(|| "not enough devices".into());
         (
             EXIT_TOO_FEW_GPUS,
             format!("expected {expect_gpus} usable GPU(s), found {usable}: {why}"),
         )
     } else if declared.iter().any(|c| c.matches == Some(false)) {
-        (EXIT_VERSION_MISMATCH, "declared versions disagree with the runtime".to_string())
+        (
+            EXIT_VERSION_MISMATCH,
+            "declared versions disagree with the runtime".to_string(),
+        )
     } else if usable == 0 {
-        (EXIT_OK, "no GPU (none expected); versions consistent".to_string())
+        (
+            EXIT_OK,
+            "no GPU (none expected); versions consistent".to_string(),
+        )
     } else {
-        (EXIT_OK, format!("{usable} GPU(s) usable; versions consistent"))
+        (
+            EXIT_OK,
+            format!("{usable} GPU(s) usable; versions consistent"),
+        )
     };
 
     CudaReport {
@@ -251,9 +284,16 @@ pub fn run(expect_gpus: u32) -> CudaReport {
 pub fn render(r: &CudaReport) -> String {
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     let mut s = String::new();
-    s += &format!("torch            {}  (built for CUDA {})\n", r.torch.version, opt(&r.torch.built_cuda));
+    s += &format!(
+        "torch            {}  (built for CUDA {})\n",
+        r.torch.version,
+        opt(&r.torch.built_cuda)
+    );
     s += &format!("libtorch         {}\n", opt(&r.torch.lib_dir));
-    s += &format!("CUDA available   {}  ({} device(s))\n", r.cuda_available, r.device_count);
+    s += &format!(
+        "CUDA available   {}  ({} device(s))\n",
+        r.cuda_available, r.device_count
+    );
     s += &format!("CUDA runtime     {}\n", opt(&r.cuda_runtime_version));
     s += &format!("driver CUDA API  {}\n", opt(&r.cuda_driver_api_version));
     s += &format!("NVIDIA driver    {}\n", opt(&r.nvidia_driver_version));
@@ -268,16 +308,25 @@ pub fn render(r: &CudaReport) -> String {
             opt(&d.name),
             opt(&d.compute_capability),
             d.total_memory_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64,
-            d.matmul_max_abs_diff.map_or("-".into(), |v| format!("{v:.3e}")),
-            d.matmul_tolerance.map_or("-".into(), |v| format!("{v:.3e}")),
+            d.matmul_max_abs_diff
+                .map_or("-".into(), |v| format!("{v:.3e}")),
+            d.matmul_tolerance
+                .map_or("-".into(), |v| format!("{v:.3e}")),
             d.roundtrip_equal.map_or("-".into(), |v| v.to_string()),
             if d.ok { "ok" } else { "FAILED" },
-            d.error.as_ref().map_or(String::new(), |e| format!(" ({e})")),
+            d.error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" ({e})")),
         );
     }
     for c in &r.declared {
         match (&c.declared, c.matches) {
-            (None, _) => s += &format!("{:<6} {} unset: nothing to compare\n", c.component, c.env_var),
+            (None, _) => {
+                s += &format!(
+                    "{:<6} {} unset: nothing to compare\n",
+                    c.component, c.env_var
+                )
+            }
             (Some(d), m) => {
                 s += &format!(
                     "{:<6} declared {} runtime {} -> {}\n",

@@ -12,7 +12,9 @@ pub enum DatasetError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("dataset {path}: directory {dir:?} is not an ImageNet-1k synset (expected e.g. n01440764)")]
+    #[error(
+        "dataset {path}: directory {dir:?} is not an ImageNet-1k synset (expected e.g. n01440764)"
+    )]
     UnknownSynset { path: PathBuf, dir: String },
     #[error("labels file {path}, line {line}: {msg}")]
     LabelsLine {
@@ -36,7 +38,9 @@ pub struct Sample {
 
 /// File names that are listed as samples (case-insensitive extension);
 /// anything else is skipped. Decoding sniffs the real format.
-const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
+const IMAGE_EXTENSIONS: [&str; 9] = [
+    "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
+];
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
     move |source| DatasetError::Io {
@@ -62,11 +66,15 @@ pub fn image_folder(root: &Path) -> Result<Vec<Sample>, DatasetError> {
     dirs.sort();
     let mut samples = Vec::new();
     for dir in dirs {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let label = imagenet::index_of_synset(&name).ok_or_else(|| DatasetError::UnknownSynset {
-            path: root.to_owned(),
-            dir: name.clone(),
-        })?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let label =
+            imagenet::index_of_synset(&name).ok_or_else(|| DatasetError::UnknownSynset {
+                path: root.to_owned(),
+                dir: name.clone(),
+            })?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(io_err(&dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -74,12 +82,22 @@ pub fn image_folder(root: &Path) -> Result<Vec<Sample>, DatasetError> {
             .collect();
         files.sort();
         for f in files {
-            let rel_path = f.strip_prefix(root).unwrap_or(&f).to_string_lossy().into_owned();
-            samples.push(Sample { path: f, rel_path, label });
+            let rel_path = f
+                .strip_prefix(root)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .into_owned();
+            samples.push(Sample {
+                path: f,
+                rel_path,
+                label,
+            });
         }
     }
     if samples.is_empty() {
-        return Err(DatasetError::Empty { path: root.to_owned() });
+        return Err(DatasetError::Empty {
+            path: root.to_owned(),
+        });
     }
     Ok(samples)
 }
@@ -109,8 +127,11 @@ pub fn labels_file(root: &Path, labels: &Path) -> Result<Vec<Sample>, DatasetErr
             }
             n
         } else {
-            imagenet::index_of_synset(label)
-                .ok_or_else(|| bad(format!("{label:?} is neither a class index nor an ImageNet-1k synset")))?
+            imagenet::index_of_synset(label).ok_or_else(|| {
+                bad(format!(
+                    "{label:?} is neither a class index nor an ImageNet-1k synset"
+                ))
+            })?
         };
         samples.push(Sample {
             path: root.join(rel),
@@ -119,7 +140,9 @@ pub fn labels_file(root: &Path, labels: &Path) -> Result<Vec<Sample>, DatasetErr
         });
     }
     if samples.is_empty() {
-        return Err(DatasetError::Empty { path: labels.to_owned() });
+        return Err(DatasetError::Empty {
+            path: labels.to_owned(),
+        });
     }
     Ok(samples)
 }

@@ -57,7 +57,9 @@ pub struct LoadedModel {
 /// NCHW tensor with channels-last strides (tch has no memory-format API;
 /// a permuted contiguous copy has exactly PyTorch's channels_last layout).
 fn to_channels_last(t: &Tensor) -> Result<Tensor, tch::TchError> {
-    t.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])
+    t.f_permute([0, 2, 3, 1])?
+        .f_contiguous()?
+        .f_permute([0, 3, 1, 2])
 }
 
 impl LoadedModel {
@@ -116,11 +118,14 @@ pub fn apply_determinism(deterministic: bool) -> Vec<String> {
                 ];
                 for (what, set) in ok {
                     if !set {
-                        notes.push(format!("could not set {what}: symbol not found in libtorch"));
+                        notes.push(format!(
+                            "could not set {what}: symbol not found in libtorch"
+                        ));
                     }
                 }
             }
-            None => notes.push("libtorch global context not found: TF32/cuDNN switches unchanged".into()),
+            None => notes
+                .push("libtorch global context not found: TF32/cuDNN switches unchanged".into()),
         }
         tch::Cuda::cudnn_set_benchmark(false);
         tch::manual_seed(0);
@@ -139,7 +144,17 @@ pub fn evaluate(
     samples: &[Sample],
     opts: &EvalOptions,
     mut on_logits: impl FnMut(&[usize], &Tensor),
-) -> Result<(Vec<Option<Vec<f32>>>, Vec<(usize, String)>, f64, f64, f64, Option<u64>), EvalError> {
+) -> Result<
+    (
+        Vec<Option<Vec<f32>>>,
+        Vec<(usize, String)>,
+        f64,
+        f64,
+        f64,
+        Option<u64>,
+    ),
+    EvalError,
+> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.workers.max(1))
         .build()
@@ -163,7 +178,8 @@ pub fn evaluate(
                     chunk
                         .par_iter()
                         .map(|&i| {
-                            let r = preprocess::preprocess_file(&samples[i].path, &preset).map_err(|e| e.to_string());
+                            let r = preprocess::preprocess_file(&samples[i].path, &preset)
+                                .map_err(|e| e.to_string());
                             (i, r)
                         })
                         .collect()
@@ -195,7 +211,12 @@ pub fn evaluate(
                 continue;
             }
             let t0 = Instant::now();
-            let input = Tensor::f_from_slice(&data)?.f_view([idx.len() as i64, 3, preset.crop as i64, preset.crop as i64])?;
+            let input = Tensor::f_from_slice(&data)?.f_view([
+                idx.len() as i64,
+                3,
+                preset.crop as i64,
+                preset.crop as i64,
+            ])?;
             let logits = model.forward(&input, opts)?;
             if let Device::Cuda(i) = opts.device {
                 tch::Cuda::synchronize(i as i64);
@@ -216,7 +237,14 @@ pub fn evaluate(
     })?;
     failed.sort();
     let wall = start.elapsed().as_secs_f64();
-    Ok((probs, failed, wall, preprocess_seconds, inference_seconds, peak_gpu))
+    Ok((
+        probs,
+        failed,
+        wall,
+        preprocess_seconds,
+        inference_seconds,
+        peak_gpu,
+    ))
 }
 
 /// Top-k indices of `p`, most probable first (ties: lower index first).
@@ -276,7 +304,9 @@ pub fn build_report(
                 .iter()
                 .map(|&i| Prediction {
                     index: i,
-                    synset: classes.get(i).map_or(String::new(), |c| c.synset.to_string()),
+                    synset: classes
+                        .get(i)
+                        .map_or(String::new(), |c| c.synset.to_string()),
                     probability: f64::from(p[i]),
                 })
                 .collect(),
@@ -295,7 +325,12 @@ pub fn build_report(
             count,
         })
         .collect();
-    confusion.sort_by(|a, b| b.count.cmp(&a.count).then(a.true_index.cmp(&b.true_index)).then(a.predicted_index.cmp(&b.predicted_index)));
+    confusion.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.true_index.cmp(&b.true_index))
+            .then(a.predicted_index.cmp(&b.predicted_index))
+    });
     EvalReport {
         schema_version: report::SCHEMA_VERSION,
         model: ctx.model.name().into(),

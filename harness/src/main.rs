@@ -1,7 +1,10 @@
 //! torchenv harness: runs inside each torchenv image (and on the host for
 //! tests), linked against exactly that image's libtorch.
 
-use harness::{checkpoint, cli, cuda, dataset, eval, models, npy, preprocess, report, runtime, weights_download};
+use harness::{
+    checkpoint, cli, cuda, dataset, eval, models, npy, preprocess, report, runtime,
+    weights_download,
+};
 
 use clap::Parser;
 use cli::{Cli, Command, DeviceArg, EvalArgs, PresetOverrides};
@@ -97,7 +100,11 @@ fn preset_for(model: ModelKind, o: &PresetOverrides) -> Result<Preset, HarnessEr
     Ok(p)
 }
 
-fn load_model(model: ModelKind, weights: &Path, sha256: Option<&str>) -> Result<(eval::LoadedModel, checkpoint::StateDict), HarnessError> {
+fn load_model(
+    model: ModelKind,
+    weights: &Path,
+    sha256: Option<&str>,
+) -> Result<(eval::LoadedModel, checkpoint::StateDict), HarnessError> {
     let sd = checkpoint::load(weights, sha256)?;
     let vs = nn::VarStore::new(Device::Cpu);
     let net = model.build(&vs);
@@ -111,13 +118,20 @@ fn load_model(model: ModelKind, weights: &Path, sha256: Option<&str>) -> Result<
     Ok((eval::LoadedModel { vs, net }, meta))
 }
 
-fn run_preprocess(model: ModelKind, o: &PresetOverrides, images: &[std::path::PathBuf], out: &Path) -> Result<(), HarnessError> {
+fn run_preprocess(
+    model: ModelKind,
+    o: &PresetOverrides,
+    images: &[std::path::PathBuf],
+    out: &Path,
+) -> Result<(), HarnessError> {
     let preset = preset_for(model, o)?;
     let mut data = Vec::new();
     for img in images {
-        let v = preprocess::preprocess_file(img, &preset).map_err(|source| HarnessError::Preprocess {
-            path: img.display().to_string(),
-            source,
+        let v = preprocess::preprocess_file(img, &preset).map_err(|source| {
+            HarnessError::Preprocess {
+                path: img.display().to_string(),
+                source,
+            }
         })?;
         data.extend(v);
     }
@@ -126,11 +140,19 @@ fn run_preprocess(model: ModelKind, o: &PresetOverrides, images: &[std::path::Pa
     Ok(())
 }
 
-fn run_forward(model: ModelKind, weights: &Path, input: &Path, out: &Path) -> Result<(), HarnessError> {
+fn run_forward(
+    model: ModelKind,
+    weights: &Path,
+    input: &Path,
+    out: &Path,
+) -> Result<(), HarnessError> {
     let (m, _) = load_model(model, weights, None)?;
     let (shape, data) = npy::read_f32(input)?;
     if shape.len() != 4 || shape[1] != 3 {
-        return Err(HarnessError::Usage(format!("{}: expected an N×3×H×W tensor, got {shape:?}", input.display())));
+        return Err(HarnessError::Usage(format!(
+            "{}: expected an N×3×H×W tensor, got {shape:?}",
+            input.display()
+        )));
     }
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     let x = Tensor::f_from_slice(&data)?.f_view(dims.as_slice())?;
@@ -153,7 +175,9 @@ fn run_forward(model: ModelKind, weights: &Path, input: &Path, out: &Path) -> Re
 fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
     let preset = preset_for(args.model, &args.overrides)?;
     if args.batch_size == 0 {
-        return Err(HarnessError::Usage("--batch-size must be at least 1".into()));
+        return Err(HarnessError::Usage(
+            "--batch-size must be at least 1".into(),
+        ));
     }
     let mut samples = match &args.labels {
         Some(l) => dataset::labels_file(&args.data, l)?,
@@ -162,7 +186,9 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
     if let Some(n) = args.limit {
         samples.truncate(n);
         if samples.is_empty() {
-            return Err(HarnessError::Usage("--limit 0 leaves nothing to evaluate".into()));
+            return Err(HarnessError::Usage(
+                "--limit 0 leaves nothing to evaluate".into(),
+            ));
         }
     }
     let device = match args.device {
@@ -190,7 +216,9 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
         preset,
         device,
         batch_size: args.batch_size,
-        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         channels_last: args.channels_last,
         autocast: args.autocast,
         deterministic: args.deterministic,
@@ -198,16 +226,17 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
     model.prepare(&opts)?;
     let mut dumped: Vec<(usize, Vec<f32>)> = Vec::new();
     let dump = args.dump_logits.is_some();
-    let (probs, failed, wall, pre_s, inf_s, peak_gpu) = eval::evaluate(&model, &samples, &opts, |idx, logits| {
-        if dump {
-            if let Ok(v) = Vec::<f32>::try_from(logits.flatten(0, -1)) {
-                let n = v.len() / idx.len();
-                for (r, &i) in idx.iter().enumerate() {
-                    dumped.push((i, v[r * n..(r + 1) * n].to_vec()));
+    let (probs, failed, wall, pre_s, inf_s, peak_gpu) =
+        eval::evaluate(&model, &samples, &opts, |idx, logits| {
+            if dump {
+                if let Ok(v) = Vec::<f32>::try_from(logits.flatten(0, -1)) {
+                    let n = v.len() / idx.len();
+                    for (r, &i) in idx.iter().enumerate() {
+                        dumped.push((i, v[r * n..(r + 1) * n].to_vec()));
+                    }
                 }
             }
-        }
-    })?;
+        })?;
     if probs.iter().all(Option::is_none) {
         return Err(eval::EvalError::NothingEvaluated(failed.len()).into());
     }
@@ -224,7 +253,11 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
                 runtime::DriverStatus::Ok { devices, .. } => devices.get(i).map(|d| d.name.clone()),
                 _ => None,
             };
-            (runtime::cuda_runtime_version(), runtime::cudnn_version(), name.unwrap_or_else(|| format!("cuda:{i}")))
+            (
+                runtime::cuda_runtime_version(),
+                runtime::cudnn_version(),
+                name.unwrap_or_else(|| format!("cuda:{i}")),
+            )
         }
         _ => (None, None, "cpu".to_string()),
     };
@@ -244,7 +277,12 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
             },
             batch_size: opts.batch_size,
             workers: opts.workers,
-            dtype: if opts.autocast == Some(eval::Autocast::Bf16) { "bfloat16" } else { "float32" }.into(),
+            dtype: if opts.autocast == Some(eval::Autocast::Bf16) {
+                "bfloat16"
+            } else {
+                "float32"
+            }
+            .into(),
             autocast: opts.autocast.map(|a| match a {
                 eval::Autocast::Fp16 => "fp16".into(),
                 eval::Autocast::Bf16 => "bf16".into(),
@@ -264,7 +302,8 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
     let rep = eval::build_report(ctx, &samples, &probs, &failed, wall, pre_s, inf_s, peak_gpu);
     print!("{}", report::render(&rep));
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&rep).map_err(|e| HarnessError::Usage(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&rep).map_err(|e| HarnessError::Usage(e.to_string()))?;
         std::fs::write(path, text).map_err(|source| HarnessError::Write {
             path: path.display().to_string(),
             source,

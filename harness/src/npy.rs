@@ -21,7 +21,11 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyEr
         [n] => format!("({n},)"),
         _ => format!(
             "({})",
-            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
@@ -63,16 +67,24 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), NpyError> {
         ),
         _ => return Err(fmt("unsupported version")),
     };
-    let header = std::str::from_utf8(bytes.get(hstart..hstart + hlen).ok_or_else(|| fmt("truncated header"))?)
-        .map_err(|_| fmt("header is not utf-8"))?;
+    let header = std::str::from_utf8(
+        bytes
+            .get(hstart..hstart + hlen)
+            .ok_or_else(|| fmt("truncated header"))?,
+    )
+    .map_err(|_| fmt("header is not utf-8"))?;
     if !header.contains("'<f4'") {
         return Err(fmt("dtype is not <f4"));
     }
     if header.contains("'fortran_order': True") {
         return Err(fmt("fortran order"));
     }
-    let shape_start = header.find("'shape': (").ok_or_else(|| fmt("no shape"))? + "'shape': (".len();
-    let shape_end = header[shape_start..].find(')').ok_or_else(|| fmt("no shape"))? + shape_start;
+    let shape_start =
+        header.find("'shape': (").ok_or_else(|| fmt("no shape"))? + "'shape': (".len();
+    let shape_end = header[shape_start..]
+        .find(')')
+        .ok_or_else(|| fmt("no shape"))?
+        + shape_start;
     let shape: Vec<usize> = header[shape_start..shape_end]
         .split(',')
         .map(str::trim)

@@ -101,7 +101,11 @@ fn check_jpeg_complete(path: &Path) -> Result<(), PreprocessError> {
 /// torchvision's `Resize(int)` output size: shorter side = `size`, longer
 /// side = `int(size * long / short)`.
 pub fn resized_size(width: u32, height: u32, size: u32) -> (u32, u32) {
-    let (short, long) = if width <= height { (width, height) } else { (height, width) };
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
     let new_long = (f64::from(size) * f64::from(long) / f64::from(short)) as u32;
     if width <= height {
         (size, new_long.max(1))

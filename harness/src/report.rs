@@ -187,7 +187,10 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn render(r: &EvalReport) -> String {
     let mut s = String::new();
     s += &format!("model        {}\n", r.model);
-    s += &format!("weights      {} ({}, sha256 {})\n", r.weights.source, r.weights.format, r.weights.sha256);
+    s += &format!(
+        "weights      {} ({}, sha256 {})\n",
+        r.weights.source, r.weights.format, r.weights.sha256
+    );
     s += &format!(
         "dataset      {} ({} images, {} evaluated, {} failed)\n",
         r.dataset.root, r.dataset.num_images, r.dataset.num_evaluated, r.dataset.num_failed
@@ -227,8 +230,10 @@ pub fn render(r: &EvalReport) -> String {
     s += &format!(
         "memory       peak RSS {:.0} MiB{}\n",
         p.peak_host_rss_bytes.unwrap_or(0) as f64 / 1048576.0,
-        p.peak_gpu_memory_bytes
-            .map_or(String::new(), |b| format!(", peak GPU {:.0} MiB", b as f64 / 1048576.0))
+        p.peak_gpu_memory_bytes.map_or(String::new(), |b| format!(
+            ", peak GPU {:.0} MiB",
+            b as f64 / 1048576.0
+        ))
     );
     s += "\nper class\n  synset     n  correct  acc%    name\n";
     for c in &r.per_class {
@@ -244,7 +249,10 @@ pub fn render(r: &EvalReport) -> String {
     if !r.confusion.is_empty() {
         s += "\nconfusions (true -> predicted: count)\n";
         for c in r.confusion.iter().take(20) {
-            s += &format!("  {} -> {}: {}\n", c.true_synset, c.predicted_synset, c.count);
+            s += &format!(
+                "  {} -> {}: {}\n",
+                c.true_synset, c.predicted_synset, c.count
+            );
         }
     }
     if !r.misclassified.is_empty() {

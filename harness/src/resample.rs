@@ -64,11 +64,19 @@ fn precompute(in_size: usize, out_size: usize, interp: Interpolation) -> Coeffs 
         for x in 0..xmax {
             let w = if ww != 0.0 { k[x] / ww } else { k[x] };
             let fixed = w * f64::from(1u32 << PRECISION_BITS);
-            weights[xx * ksize + x] = if w < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
+            weights[xx * ksize + x] = if w < 0.0 {
+                (fixed - 0.5) as i32
+            } else {
+                (fixed + 0.5) as i32
+            };
         }
         bounds.push((xmin, xmax));
     }
-    Coeffs { bounds, ksize, weights }
+    Coeffs {
+        bounds,
+        ksize,
+        weights,
+    }
 }
 
 #[inline]
@@ -83,14 +91,25 @@ fn clip8(v: i64) -> u8 {
 }
 
 /// Resizes packed RGB8 (`w × h`) to `nw × nh` like Pillow.
-pub fn resize_rgb8(src: &[u8], w: usize, h: usize, nw: usize, nh: usize, interp: Interpolation) -> Vec<u8> {
+pub fn resize_rgb8(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    nw: usize,
+    nh: usize,
+    interp: Interpolation,
+) -> Vec<u8> {
     let half = 1i64 << (PRECISION_BITS - 1);
     // Horizontal pass (only rows the vertical pass will read).
     let (tmp, tw, row0, rows) = if nw != w {
         let cv = precompute(h, nh, interp);
         let first = cv.bounds.first().map_or(0, |b| b.0);
         let last = cv.bounds.last().map_or(h, |b| b.0 + b.1);
-        let (row0, rows) = if nh != h { (first, last - first) } else { (0, h) };
+        let (row0, rows) = if nh != h {
+            (first, last - first)
+        } else {
+            (0, h)
+        };
         let ch = precompute(w, nw, interp);
         let mut out = vec![0u8; rows * nw * 3];
         for y in 0..rows {

@@ -53,7 +53,9 @@ pub fn torch_info() -> TorchInfo {
     if let Ok(text) = std::fs::read_to_string(lib.join("../version.py")) {
         let field = |name: &str| {
             text.lines()
-                .find(|l| l.starts_with(name) && l[name.len()..].trim_start().starts_with([':', '=']))
+                .find(|l| {
+                    l.starts_with(name) && l[name.len()..].trim_start().starts_with([':', '='])
+                })
                 .and_then(|l| l.split('=').nth(1))
                 .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
                 .filter(|v| v != "None")
@@ -67,9 +69,13 @@ pub fn torch_info() -> TorchInfo {
     let version = std::fs::read_to_string(lib.join("../build-version"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
-    let built_cuda = version
-        .split_once("+cu")
-        .map(|(_, cu)| format!("{}.{}", &cu[..cu.len().saturating_sub(1)], &cu[cu.len().saturating_sub(1)..]));
+    let built_cuda = version.split_once("+cu").map(|(_, cu)| {
+        format!(
+            "{}.{}",
+            &cu[..cu.len().saturating_sub(1)],
+            &cu[cu.len().saturating_sub(1)..]
+        )
+    });
     TorchInfo {
         version,
         built_cuda,
@@ -135,7 +141,9 @@ pub fn cudnn_version() -> Option<String> {
     };
     // SAFETY: documented signature `size_t cudnnGetVersion(void)`.
     unsafe {
-        let f = lib.get::<unsafe extern "C" fn() -> usize>(b"cudnnGetVersion\0").ok()?;
+        let f = lib
+            .get::<unsafe extern "C" fn() -> usize>(b"cudnnGetVersion\0")
+            .ok()?;
         let v = f();
         (v > 0).then(|| format_cudnn_version(v))
     }
@@ -206,11 +214,13 @@ pub fn driver_status() -> DriverStatus {
             f(&mut count);
         }
         let get = lib.get::<unsafe extern "C" fn(*mut c_int, c_int) -> c_int>(b"cuDeviceGet\0");
-        let name_fn =
-            lib.get::<unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int>(b"cuDeviceGetName\0");
-        let mem_fn = lib.get::<unsafe extern "C" fn(*mut usize, c_int) -> c_int>(b"cuDeviceTotalMem_v2\0");
-        let attr_fn =
-            lib.get::<unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_int>(b"cuDeviceGetAttribute\0");
+        let name_fn = lib
+            .get::<unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int>(b"cuDeviceGetName\0");
+        let mem_fn =
+            lib.get::<unsafe extern "C" fn(*mut usize, c_int) -> c_int>(b"cuDeviceTotalMem_v2\0");
+        let attr_fn = lib.get::<unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_int>(
+            b"cuDeviceGetAttribute\0",
+        );
         let mut devices = Vec::new();
         if let (Ok(get), Ok(name_fn), Ok(mem_fn), Ok(attr_fn)) = (get, name_fn, mem_fn, attr_fn) {
             for i in 0..count {
@@ -220,7 +230,9 @@ pub fn driver_status() -> DriverStatus {
                 }
                 let mut buf = [0 as c_char; 256];
                 name_fn(buf.as_mut_ptr(), 255, dev);
-                let name = std::ffi::CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
+                let name = std::ffi::CStr::from_ptr(buf.as_ptr())
+                    .to_string_lossy()
+                    .into_owned();
                 let mut mem = 0usize;
                 mem_fn(&mut mem, dev);
                 // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
@@ -276,7 +288,10 @@ impl TorchContext {
         // SAFETY: non-virtual `void at::Context::setX(bool)`; under the
         // Itanium C++ ABI `this` is passed as the first argument.
         unsafe {
-            match self.lib.get::<unsafe extern "C" fn(*mut c_void, bool)>(symbol) {
+            match self
+                .lib
+                .get::<unsafe extern "C" fn(*mut c_void, bool)>(symbol)
+            {
                 Ok(f) => {
                     f(self.ctx, value);
                     true

@@ -66,7 +66,10 @@ pub fn fetch(url: &str, sha256: Option<&str>, cache_dir: &Path) -> Result<PathBu
     if dest.is_file() {
         return Ok(dest); // verified before it was renamed into place
     }
-    let http = |msg: String| DownloadError::Http { url: url.into(), msg };
+    let http = |msg: String| DownloadError::Http {
+        url: url.into(),
+        msg,
+    };
     let resp = ureq::get(url).call().map_err(|e| match e {
         ureq::Error::Status(code, r) => http(format!("HTTP {code} {}", r.status_text())),
         other => http(other.to_string()),
@@ -90,7 +93,11 @@ pub fn fetch(url: &str, sha256: Option<&str>, cache_dir: &Path) -> Result<PathBu
     }
     file.sync_all().map_err(io(&tmp))?;
     drop(file);
-    let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let actual: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if actual != expected {
         let _ = std::fs::remove_file(&tmp);
         return Err(DownloadError::HashMismatch {

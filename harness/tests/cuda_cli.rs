@@ -11,7 +11,11 @@ fn has_nvidia_driver() -> bool {
 
 #[test]
 fn cuda_check_reports_no_gpu_or_passes() {
-    let out = run(harness().arg("cuda").env_remove("TORCHENV_TORCH_VERSION").env_remove("TORCHENV_CUDA_VERSION").env_remove("TORCHENV_CUDNN_VERSION"));
+    let out = run(harness()
+        .arg("cuda")
+        .env_remove("TORCHENV_TORCH_VERSION")
+        .env_remove("TORCHENV_CUDA_VERSION")
+        .env_remove("TORCHENV_CUDNN_VERSION"));
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     if has_nvidia_driver() {
@@ -33,23 +37,39 @@ fn expecting_a_gpu_without_one_exits_3_with_reason() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(3), "{t}");
     assert!(t.contains("expected 1 usable GPU(s), found 0"), "{t}");
-    assert!(t.contains("libcuda.so.1 not found") || t.contains("not available"), "{t}");
+    assert!(
+        t.contains("libcuda.so.1 not found") || t.contains("not available"),
+        "{t}"
+    );
 }
 
 #[test]
 fn json_report_and_declared_versions() {
-    let out = run(harness().args(["cuda", "--json"]).env("TORCHENV_TORCH_VERSION", "0.0.1"));
+    let out = run(harness()
+        .args(["cuda", "--json"])
+        .env("TORCHENV_TORCH_VERSION", "0.0.1"));
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cuda --json is not JSON");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cuda --json is not JSON");
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["exit_code"], 4);
     let torch = v["torch"]["version"].as_str().unwrap().to_string();
-    assert!(torch.chars().next().unwrap().is_ascii_digit(), "torch version {torch}");
-    let torch_check = v["declared"].as_array().unwrap().iter().find(|c| c["component"] == "torch").unwrap();
+    assert!(
+        torch.chars().next().unwrap().is_ascii_digit(),
+        "torch version {torch}"
+    );
+    let torch_check = v["declared"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["component"] == "torch")
+        .unwrap();
     assert_eq!(torch_check["matches"], false);
 
     // The real version (without local suffix) is consistent.
     let plain = torch.split('+').next().unwrap();
-    let out = run(harness().args(["cuda"]).env("TORCHENV_TORCH_VERSION", plain));
+    let out = run(harness()
+        .args(["cuda"])
+        .env("TORCHENV_TORCH_VERSION", plain));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

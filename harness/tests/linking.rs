@@ -1,7 +1,7 @@
 //! The binary must keep libtorch_cuda.so as a NEEDED entry (see build.rs),
 //! otherwise libtorch never registers CUDA and no GPU is ever seen.
 
-use object::read::elf::{ElfFile64, FileHeader};
+use object::read::elf::{Dyn, ElfFile64, FileHeader};
 use object::Endianness;
 
 #[test]
@@ -12,7 +12,10 @@ fn binary_needs_libtorch_cuda() {
     let endian = elf.endian();
     let header = elf.elf_header();
     let sections = header.sections(endian, &*data).unwrap();
-    let (dynamic, link) = sections.dynamic(endian, &*data).unwrap().expect("no dynamic section");
+    let (dynamic, link) = sections
+        .dynamic(endian, &*data)
+        .unwrap()
+        .expect("no dynamic section");
     let strings = sections.strings(endian, &*data, link).unwrap();
     let mut needed = Vec::new();
     for d in dynamic {
@@ -25,5 +28,8 @@ fn binary_needs_libtorch_cuda() {
         needed.iter().any(|n| n == "libtorch_cuda.so"),
         "libtorch_cuda.so not in NEEDED: {needed:?}"
     );
-    assert!(needed.iter().any(|n| n == "libtorch_cpu.so"), "NEEDED: {needed:?}");
+    assert!(
+        needed.iter().any(|n| n == "libtorch_cpu.so"),
+        "NEEDED: {needed:?}"
+    );
 }

@@ -67,13 +67,7 @@ pub fn bootstrap(
     source_date_epoch: u64,
     out_dir: &Path,
 ) -> Result<Bootstrapped> {
-    bootstrap_with(
-        suite,
-        include,
-        source_date_epoch,
-        out_dir,
-        &Progress::new(),
-    )
+    bootstrap_with(suite, include, source_date_epoch, out_dir, &Progress::new())
 }
 
 /// [`bootstrap`] on a given progress display.
@@ -85,11 +79,15 @@ pub fn bootstrap_with(
     progress: &Progress,
 ) -> Result<Bootstrapped> {
     ensure_mmdebstrap(progress)?;
-    std::fs::create_dir_all(out_dir).map_err(Error::io(format!("creating {}", out_dir.display())))?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(Error::io(format!("creating {}", out_dir.display())))?;
     let scratch = tempfile::Builder::new()
         .prefix(".bootstrap-")
         .tempdir_in(out_dir)
-        .map_err(Error::io(format!("creating a temporary folder in {}", out_dir.display())))?;
+        .map_err(Error::io(format!(
+            "creating a temporary folder in {}",
+            out_dir.display()
+        )))?;
     let tar_tmp = scratch.path().join("rootfs.tar");
     let packages_tmp = scratch.path().join("packages");
     let mirrors = host_sources(suite)?;
@@ -128,8 +126,8 @@ pub fn bootstrap_with(
         }
         .into());
     }
-    let sha256 =
-        cache::sha256_file(&tar_tmp).map_err(Error::io(format!("hashing {}", tar_tmp.display())))?;
+    let sha256 = cache::sha256_file(&tar_tmp)
+        .map_err(Error::io(format!("hashing {}", tar_tmp.display())))?;
     let mut packages: Vec<String> = std::fs::read_to_string(&packages_tmp)
         .map_err(Error::io(format!("reading {}", packages_tmp.display())))?
         .lines()
@@ -141,7 +139,8 @@ pub fn bootstrap_with(
     let list = out_dir.join(format!("{sha256}.packages"));
     std::fs::write(&packages_tmp, packages.join("\n") + "\n")
         .map_err(Error::io(format!("writing {}", packages_tmp.display())))?;
-    std::fs::rename(&packages_tmp, &list).map_err(Error::io(format!("writing {}", list.display())))?;
+    std::fs::rename(&packages_tmp, &list)
+        .map_err(Error::io(format!("writing {}", list.display())))?;
     std::fs::rename(&tar_tmp, &tar).map_err(Error::io(format!("writing {}", tar.display())))?;
     let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
     task.finish(&format!(
@@ -186,7 +185,10 @@ pub async fn ensure_base_image(
         .bases
         .get(&env.base)
         .ok_or_else(|| ImageError::StaleLock {
-            message: format!("the lock names base `{}` but has no [bases] entry for it", env.base),
+            message: format!(
+                "the lock names base `{}` but has no [bases] entry for it",
+                env.base
+            ),
         })?;
     let tag = format!("{BASE_REPO}:{}", base.key());
     if docker.image_inspect(&tag).await?.is_some() {
@@ -219,7 +221,14 @@ pub async fn ensure_base_image(
     let task = progress.bytes(format!("load {tag}"), Some(size));
     // The engine checks the layer against the config's diff_id (the locked
     // sha256), so a corrupted cache file cannot become the base.
-    let archive = image_archive(&tag, &tar, size, base.source_date_epoch, &base.rootfs_sha256, &base.key());
+    let archive = image_archive(
+        &tag,
+        &tar,
+        size,
+        base.source_date_epoch,
+        &base.rootfs_sha256,
+        &base.key(),
+    );
     let counted = count_bytes(archive, task.bar_handle());
     match docker.image_load(&tag, counted).await {
         Ok(()) => {
@@ -361,8 +370,10 @@ pub fn host_sources(suite: &str) -> Result<Vec<String>> {
     let codename = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(|v| v.trim_matches('"').to_string()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("VERSION_CODENAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
         })
         .unwrap_or_default();
     let mut texts = Vec::new();
@@ -458,8 +469,18 @@ fn parse_deb822(text: &str) -> Vec<AptSource> {
             .get("components")
             .map(|c| c.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
-        for uri in fields.get("uris").map(String::as_str).unwrap_or("").split_whitespace() {
-            for suite in fields.get("suites").map(String::as_str).unwrap_or("").split_whitespace() {
+        for uri in fields
+            .get("uris")
+            .map(String::as_str)
+            .unwrap_or("")
+            .split_whitespace()
+        {
+            for suite in fields
+                .get("suites")
+                .map(String::as_str)
+                .unwrap_or("")
+                .split_whitespace()
+            {
                 out.push(AptSource {
                     uri: uri.to_string(),
                     suite: suite.to_string(),
@@ -520,7 +541,13 @@ fn ensure_mmdebstrap(progress: &Progress) -> Result<()> {
     let task = progress.spinner("install mmdebstrap");
     for args in [
         &["update", "-qq"][..],
-        &["install", "-y", "-qq", "--no-install-recommends", "mmdebstrap"][..],
+        &[
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "mmdebstrap",
+        ][..],
     ] {
         let mut cmd = Command::new("apt-get");
         cmd.args(args)
@@ -543,18 +570,15 @@ fn ensure_mmdebstrap(progress: &Progress) -> Result<()> {
 }
 
 fn which(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|d| d.join(tool).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
 }
 
 /// Runs `cmd`, showing each output line on `task`. `Ok(None)` on success,
 /// `Ok(Some(tail))` with the last lines when it exits non-zero.
 pub(crate) fn run_streaming(cmd: &mut Command, task: &Task) -> Result<Option<Vec<String>>> {
     let what = describe(cmd);
-    let mut child = cmd
-        .spawn()
-        .map_err(Error::io(format!("starting {what}")))?;
+    let mut child = cmd.spawn().map_err(Error::io(format!("starting {what}")))?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -585,7 +609,9 @@ pub(crate) fn run_streaming(cmd: &mut Command, task: &Task) -> Result<Option<Vec
     for r in readers {
         let _ = r.join();
     }
-    let status = child.wait().map_err(Error::io(format!("waiting for {what}")))?;
+    let status = child
+        .wait()
+        .map_err(Error::io(format!("waiting for {what}")))?;
     if status.success() {
         Ok(None)
     } else {

@@ -41,13 +41,28 @@ impl BenchUp {
             let docker = Docker::connect().await?;
             self.bench(&docker, &spec, spec_path).await
         })?;
-        println!("up to ready (median of {}):      {:.2} s", self.reps, r.up.as_secs_f64());
-        println!("raw docker run to ready (median): {:.2} s", r.raw.as_secs_f64());
-        println!("ratio up / raw:                   {:.2}", r.up.as_secs_f64() / r.raw.as_secs_f64());
+        println!(
+            "up to ready (median of {}):      {:.2} s",
+            self.reps,
+            r.up.as_secs_f64()
+        );
+        println!(
+            "raw docker run to ready (median): {:.2} s",
+            r.raw.as_secs_f64()
+        );
+        println!(
+            "ratio up / raw:                   {:.2}",
+            r.up.as_secs_f64() / r.raw.as_secs_f64()
+        );
         Ok(())
     }
 
-    pub async fn bench(&self, docker: &Docker, spec: &Spec, spec_path: &Path) -> Result<BenchResult> {
+    pub async fn bench(
+        &self,
+        docker: &Docker,
+        spec: &Spec,
+        spec_path: &Path,
+    ) -> Result<BenchResult> {
         let env = spec.env(self.env.as_deref())?.clone();
         let up = Up {
             env: Some(env.name.clone()),
@@ -105,7 +120,10 @@ impl BenchUp {
         let name = format!("{}-rawbench", container_name(&env.name, &who));
         let state = crate::launch::ensure_state_dir(&env.name)?;
         let token = jupyter::read_token(&state).ok_or_else(|| Error::failed("no token file"))?;
-        let key = env.ssh.as_ref().and_then(|s| ssh::find_key(s).ok().flatten());
+        let key = env
+            .ssh
+            .as_ref()
+            .and_then(|s| ssh::find_key(s).ok().flatten());
         let plan = ContainerPlan {
             name: name.clone(),
             image: image.to_string(),
@@ -144,7 +162,14 @@ impl BenchUp {
                 Purpose::Extra => {}
             }
         }
-        let result = ready::wait(docker, &env.name, &name, &waits, crate::launch::up::DEFAULT_TIMEOUT).await;
+        let result = ready::wait(
+            docker,
+            &env.name,
+            &name,
+            &waits,
+            crate::launch::up::DEFAULT_TIMEOUT,
+        )
+        .await;
         let elapsed = t.elapsed();
         docker.remove_container(&name).await?;
         result?;

@@ -58,12 +58,19 @@ fn fail(what: impl Into<String>, fix: impl Into<String>) -> Check {
 /// The minimum driver for CUDA `cuda` ("12.4"), from [`CUDA_MIN_DRIVER`].
 pub fn min_driver(cuda: &str) -> Option<&'static str> {
     let major: u32 = cuda.split('.').next()?.parse().ok()?;
-    CUDA_MIN_DRIVER.iter().find(|(m, _)| *m == major).map(|(_, d)| *d)
+    CUDA_MIN_DRIVER
+        .iter()
+        .find(|(m, _)| *m == major)
+        .map(|(_, d)| *d)
 }
 
 /// Compares dotted versions numerically (`525.60.13` < `580`).
 pub fn version_at_least(have: &str, need: &str) -> bool {
-    let parse = |s: &str| s.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    let parse = |s: &str| {
+        s.split('.')
+            .map(|p| p.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
     let (mut h, mut n) = (parse(have), parse(need));
     let len = h.len().max(n.len());
     h.resize(len, 0);
@@ -91,14 +98,21 @@ pub fn driver_version() -> Option<String> {
 }
 
 fn which(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(cmd).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(cmd).is_file()))
 }
 
 /// Free bytes on the file system holding `path` (`df -Pk`).
 fn free_bytes(path: &str) -> Option<u64> {
     let out = Command::new("df").args(["-Pk", path]).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let kb: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    let kb: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
     Some(kb * 1024)
 }
 
@@ -112,7 +126,9 @@ fn apt_sources() -> bool {
     }
     files.iter().any(|f| {
         std::fs::read_to_string(f).is_ok_and(|t| {
-            t.lines().map(str::trim).any(|l| l.starts_with("deb ") || l.starts_with("Types:"))
+            t.lines()
+                .map(str::trim)
+                .any(|l| l.starts_with("deb ") || l.starts_with("Types:"))
         })
     })
 }
@@ -123,8 +139,13 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
     let docker = match Docker::connect().await {
         Ok(d) => {
             match d.version().await {
-                Ok((v, api)) => out.push(ok(format!("Docker engine {v} (API {api}) at {}", d.host))),
-                Err(e) => out.push(warn(format!("Docker engine at {}: {e}", d.host), "check the daemon")),
+                Ok((v, api)) => {
+                    out.push(ok(format!("Docker engine {v} (API {api}) at {}", d.host)))
+                }
+                Err(e) => out.push(warn(
+                    format!("Docker engine at {}: {e}", d.host),
+                    "check the daemon",
+                )),
             }
             Some(d)
         }
@@ -143,7 +164,10 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
     if support.nvidia_runtime {
         out.push(ok("NVIDIA container runtime registered with the engine"));
     } else if !support.cdi_devices.is_empty() {
-        out.push(ok(format!("CDI GPU devices: {}", support.cdi_devices.join(", "))));
+        out.push(ok(format!(
+            "CDI GPU devices: {}",
+            support.cdi_devices.join(", ")
+        )));
     } else {
         out.push(warn(
             "no NVIDIA runtime and no CDI devices: environments run without GPUs (`gpus: auto`), `gpus: all` fails",
@@ -161,15 +185,22 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
             for env in spec.environments.values() {
                 let Some(cuda) = &env.cuda else { continue };
                 match min_driver(cuda) {
-                    Some(need) if version_at_least(v, need) => {
-                        out.push(ok(format!("driver {v} ≥ {need} needed by CUDA {cuda} ({})", env.name)))
-                    }
+                    Some(need) if version_at_least(v, need) => out.push(ok(format!(
+                        "driver {v} ≥ {need} needed by CUDA {cuda} ({})",
+                        env.name
+                    ))),
                     Some(need) => out.push(fail(
-                        format!("driver {v} is older than {need}, the minimum for CUDA {cuda} ({})", env.name),
+                        format!(
+                            "driver {v} is older than {need}, the minimum for CUDA {cuda} ({})",
+                            env.name
+                        ),
                         format!("upgrade the NVIDIA driver to ≥ {need}"),
                     )),
                     None => out.push(warn(
-                        format!("CUDA {cuda} ({}) is not in torchenv's driver table", env.name),
+                        format!(
+                            "CUDA {cuda} ({}) is not in torchenv's driver table",
+                            env.name
+                        ),
                         "add it to doctor::CUDA_MIN_DRIVER from NVIDIA's release notes",
                     )),
                 }
@@ -178,7 +209,12 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
     }
     if let Some(d) = &docker {
         let local = d.host.starts_with("unix://");
-        let root = d.data_root().await.ok().flatten().unwrap_or_else(|| "/var/lib/docker".into());
+        let root = d
+            .data_root()
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "/var/lib/docker".into());
         let mut images: u64 = 0;
         if let Some(spec) = spec {
             for env in spec.environments.keys() {
@@ -196,26 +232,45 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
                 images as f64 / f64::from(1u32 << 30)
             ))),
             Some(free) => out.push(warn(
-                format!("only {:.1} GiB free for Docker ({root}); a build needs ~20 GiB", free as f64 / f64::from(1u32 << 30)),
+                format!(
+                    "only {:.1} GiB free for Docker ({root}); a build needs ~20 GiB",
+                    free as f64 / f64::from(1u32 << 30)
+                ),
                 "free space, or `docker image prune` / `cargo xtask prune`",
             )),
-            None => out.push(warn(format!("cannot tell the free space of {root}"), "check with `df -h`")),
+            None => out.push(warn(
+                format!("cannot tell the free space of {root}"),
+                "check with `df -h`",
+            )),
         }
     }
     if which("mmdebstrap") || which("debootstrap") {
-        out.push(ok("mmdebstrap/debootstrap present (Debian bases are bootstrapped locally)"));
+        out.push(ok(
+            "mmdebstrap/debootstrap present (Debian bases are bootstrapped locally)",
+        ));
     } else {
-        out.push(fail("neither mmdebstrap nor debootstrap found", "apt-get install mmdebstrap"));
+        out.push(fail(
+            "neither mmdebstrap nor debootstrap found",
+            "apt-get install mmdebstrap",
+        ));
     }
     if apt_sources() {
-        out.push(ok("apt sources configured (the Debian mirror bases are built from)"));
+        out.push(ok(
+            "apt sources configured (the Debian mirror bases are built from)",
+        ));
     } else {
-        out.push(fail("no apt sources configured", "add a Debian mirror to /etc/apt/sources.list.d/debian.sources"));
+        out.push(fail(
+            "no apt sources configured",
+            "add a Debian mirror to /etc/apt/sources.list.d/debian.sources",
+        ));
     }
     if which("ssh") && which("ssh-keygen") {
         out.push(ok("openssh-client present (SSH readiness probe)"));
     } else {
-        out.push(warn("no ssh client: `up` cannot verify SSH", "apt-get install openssh-client"));
+        out.push(warn(
+            "no ssh client: `up` cannot verify SSH",
+            "apt-get install openssh-client",
+        ));
     }
     out
 }

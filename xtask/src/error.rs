@@ -28,19 +28,19 @@ pub mod exit {
 pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Spec(#[from] SpecError),
+    Spec(Box<SpecError>),
     #[error(transparent)]
     #[diagnostic(transparent)]
     UnknownEnv(#[from] UnknownEnv),
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Docker(#[from] DockerError),
+    Docker(Box<DockerError>),
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Launch(#[from] LaunchError),
+    Launch(Box<LaunchError>),
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Image(#[from] ImageError),
+    Image(Box<ImageError>),
     /// The regression gate found a difference beyond tolerance (or a
     /// missing baseline).
     #[error("{summary}")]
@@ -82,7 +82,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Spec(_) | Error::UnknownEnv(_) => exit::BAD_INPUT,
-            Error::Docker(DockerError::Unreachable { .. }) => exit::DOCKER_UNREACHABLE,
+            Error::Docker(e) if matches!(**e, DockerError::Unreachable { .. }) => {
+                exit::DOCKER_UNREACHABLE
+            }
             Error::Regression { .. } => exit::REGRESSION,
             Error::Launch(e) => e.exit_code(),
             Error::Image(e) => e.exit_code(),
@@ -90,5 +92,23 @@ impl Error {
         }
     }
 }
+
+/// The boxed variants keep `Error` small (clippy's `result_large_err`);
+/// `?` still converts from the unboxed errors.
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+boxed_from!(
+    Spec(SpecError),
+    Docker(DockerError),
+    Launch(LaunchError),
+    Image(ImageError)
+);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -41,7 +41,9 @@ pub fn venv_python(venv: &Path) -> PathBuf {
 
 /// `torch/lib` inside a venv.
 pub fn venv_torch_lib(venv: &Path, python: &str) -> PathBuf {
-    venv.join("lib").join(format!("python{python}")).join("site-packages/torch/lib")
+    venv.join("lib")
+        .join(format!("python{python}"))
+        .join("site-packages/torch/lib")
 }
 
 /// Makes sure the host venv for `locked` exists and holds exactly its wheels.
@@ -54,17 +56,31 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     }
     check_host_python(&locked.python)?;
     let files = wheels::fetch(&locked.wheels, &locked.python, &Progress::new())?;
-    eprintln!("harness: installing {} wheels into {}", files.len(), venv.display());
+    eprintln!(
+        "harness: installing {} wheels into {}",
+        files.len(),
+        venv.display()
+    );
     if venv.exists() {
-        std::fs::remove_dir_all(&venv).map_err(Error::io(format!("removing stale {}", venv.display())))?;
+        std::fs::remove_dir_all(&venv)
+            .map_err(Error::io(format!("removing stale {}", venv.display())))?;
     }
     let python = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut cmd = Command::new(&python);
     cmd.args(["-m", "venv"]).arg(&venv);
     pip::run(cmd, "creating the host venv")?;
     let mut cmd = Command::new(venv_python(&venv));
-    cmd.args(["-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-cache-dir", "--disable-pip-version-check"])
-        .args(&files);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-index",
+        "--no-deps",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+    ])
+    .args(&files);
     pip::run(cmd, "installing the locked wheels into the host venv")?;
     std::fs::write(&marker, want).map_err(Error::io(format!("writing {}", marker.display())))?;
     Ok(venv)
@@ -79,7 +95,10 @@ fn wheel_set_hash(locked: &LockedEnv) -> String {
 fn check_host_python(python: &str) -> Result<()> {
     let host = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&host)
-        .args(["-c", "import sys;print(f'{sys.version_info[0]}.{sys.version_info[1]}')"])
+        .args([
+            "-c",
+            "import sys;print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+        ])
         .output()
         .map_err(Error::io(format!("running {host}")))?;
     let have = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -96,7 +115,9 @@ fn check_host_python(python: &str) -> Result<()> {
 pub fn cargo_lock_for(torch: &str) -> Result<PathBuf> {
     let tch = compat::tch_for_torch(torch)
         .ok_or_else(|| Error::failed(format!("no tch release is known to link torch {torch}")))?;
-    let path = crate_dir().join("locks").join(format!("torch-{torch}.Cargo.lock"));
+    let path = crate_dir()
+        .join("locks")
+        .join(format!("torch-{torch}.Cargo.lock"));
     if !path.exists() {
         return Err(Error::Failed {
             message: format!("{} is missing (torch {torch} needs tch {tch})", path.display()),
@@ -113,16 +134,25 @@ pub fn cargo_env(cmd: &mut Command, locked: &LockedEnv, venv: &Path) {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![venv.join("bin")];
     paths.extend(std::env::split_paths(&path));
-    cmd.env("PATH", std::env::join_paths(paths).expect("PATH entries are valid"))
-        .env("LIBTORCH_USE_PYTORCH", "1")
-        .env("PYTHON_SYS_EXECUTABLE", venv_python(venv))
-        .env(
-            "TORCHENV_HARNESS_RPATH",
-            format!("{}:{IMAGE_TORCH_LIB}", venv_torch_lib(venv, &locked.python).display()),
-        )
-        .env("CARGO_TARGET_DIR", cache::harness_dir(&locked.torch).join("target"))
-        .env_remove("LIBTORCH")
-        .env_remove("CARGO_MANIFEST_DIR");
+    cmd.env(
+        "PATH",
+        std::env::join_paths(paths).expect("PATH entries are valid"),
+    )
+    .env("LIBTORCH_USE_PYTORCH", "1")
+    .env("PYTHON_SYS_EXECUTABLE", venv_python(venv))
+    .env(
+        "TORCHENV_HARNESS_RPATH",
+        format!(
+            "{}:{IMAGE_TORCH_LIB}",
+            venv_torch_lib(venv, &locked.python).display()
+        ),
+    )
+    .env(
+        "CARGO_TARGET_DIR",
+        cache::harness_dir(&locked.torch).join("target"),
+    )
+    .env_remove("LIBTORCH")
+    .env_remove("CARGO_MANIFEST_DIR");
 }
 
 /// Puts the torch version's lockfile in place as `harness/Cargo.lock`
@@ -130,7 +160,8 @@ pub fn cargo_env(cmd: &mut Command, locked: &LockedEnv, venv: &Path) {
 fn select_lockfile(locked: &LockedEnv) -> Result<()> {
     let source = cargo_lock_for(&locked.torch)?;
     let dest = crate_dir().join("Cargo.lock");
-    let want = std::fs::read(&source).map_err(Error::io(format!("reading {}", source.display())))?;
+    let want =
+        std::fs::read(&source).map_err(Error::io(format!("reading {}", source.display())))?;
     if std::fs::read(&dest).ok().as_deref() != Some(want.as_slice()) {
         std::fs::write(&dest, &want).map_err(Error::io(format!("writing {}", dest.display())))?;
     }
@@ -142,12 +173,19 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
     let venv = ensure_torch_venv(locked)?;
     select_lockfile(locked)?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "--release", "--locked", "--manifest-path"]).arg(crate_dir().join("Cargo.toml"));
+    cmd.args(["build", "--release", "--locked", "--manifest-path"])
+        .arg(crate_dir().join("Cargo.toml"));
     cargo_env(&mut cmd, locked, &venv);
-    run_logged(cmd, &format!("building the harness for torch {}", locked.torch))?;
+    run_logged(
+        cmd,
+        &format!("building the harness for torch {}", locked.torch),
+    )?;
     let binary = binary_path(&locked.torch);
     if !binary.exists() {
-        return Err(Error::failed(format!("cargo built the harness but {} is missing", binary.display())));
+        return Err(Error::failed(format!(
+            "cargo built the harness but {} is missing",
+            binary.display()
+        )));
     }
     Ok(HarnessBuild { binary, venv })
 }
@@ -158,24 +196,34 @@ pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
     let venv = ensure_torch_venv(locked)?;
     select_lockfile(locked)?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["test", "--release", "--locked", "--manifest-path"]).arg(crate_dir().join("Cargo.toml"));
+    cmd.args(["test", "--release", "--locked", "--manifest-path"])
+        .arg(crate_dir().join("Cargo.toml"));
     cargo_env(&mut cmd, locked, &venv);
-    cmd.env("TORCHENV_TEST_PYTHON", venv_python(&venv)).env("TORCHENV_LITE0_WEIGHTS", lite0_weights);
+    cmd.env("TORCHENV_TEST_PYTHON", venv_python(&venv))
+        .env("TORCHENV_LITE0_WEIGHTS", lite0_weights);
     run_logged(cmd, &format!("harness tests (torch {})", locked.torch))
 }
 
 /// Path of the release binary for `torch`.
 pub fn binary_path(torch: &str) -> PathBuf {
-    cache::harness_dir(torch).join("target").join("release").join("harness")
+    cache::harness_dir(torch)
+        .join("target")
+        .join("release")
+        .join("harness")
 }
 
 /// Runs a build step with inherited output, logging the command before it
 /// runs and again if it fails (its first line may have scrolled away).
 pub fn run_logged(mut cmd: Command, what: &str) -> Result<()> {
     eprintln!("==> {what}\n  $ {}", pip::display(&cmd));
-    let status = cmd.status().map_err(Error::io(format!("running {}", pip::display(&cmd))))?;
+    let status = cmd
+        .status()
+        .map_err(Error::io(format!("running {}", pip::display(&cmd))))?;
     if !status.success() {
-        return Err(Error::failed(format!("{what} failed ({status}): {}", pip::display(&cmd))));
+        return Err(Error::failed(format!(
+            "{what} failed ({status}): {}",
+            pip::display(&cmd)
+        )));
     }
     Ok(())
 }

@@ -67,7 +67,9 @@ pub enum ImageError {
     #[error("mmdebstrap failed to bootstrap Debian {suite}")]
     #[diagnostic(code(torchenv::base::bootstrap), help("{}", tail.join("\n")))]
     Bootstrap { suite: String, tail: Vec<String> },
-    #[error("base {key}: the bootstrapped root file system has sha256 {got}, the lock says {locked}")]
+    #[error(
+        "base {key}: the bootstrapped root file system has sha256 {got}, the lock says {locked}"
+    )]
     #[diagnostic(
         code(torchenv::base::mismatch),
         help("the Debian mirror moved since the lock was made (new package versions); run `cargo xtask lock --upgrade` to re-pin the base, or bootstrap from a mirror snapshot of the lock's date")
@@ -77,7 +79,9 @@ pub enum ImageError {
         locked: String,
         got: String,
     },
-    #[error("base image {reference} is not in the Docker engine, and torchenv cannot pull it here")]
+    #[error(
+        "base image {reference} is not in the Docker engine, and torchenv cannot pull it here"
+    )]
     #[diagnostic(
         code(torchenv::base::missing),
         help("on a machine with registry access: `docker pull {reference}` then `docker save {reference} | docker load` here; or use `base: debian: SUITE`")
@@ -130,8 +134,8 @@ impl ImageError {
 impl From<BuildError> for Error {
     fn from(e: BuildError) -> Self {
         match e {
-            BuildError::Failed(f) => Error::Image(ImageError::Build(f)),
-            BuildError::Docker(d) => Error::Docker(d),
+            BuildError::Failed(f) => ImageError::Build(f).into(),
+            BuildError::Docker(d) => d.into(),
         }
     }
 }
@@ -321,7 +325,8 @@ fn read_dir_hashes(dir: &Path) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for path in walk(dir)? {
         let rel = relative(dir, &path);
-        let sha = cache::sha256_file(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+        let sha =
+            cache::sha256_file(&path).map_err(Error::io(format!("reading {}", path.display())))?;
         out.insert(rel, sha);
     }
     Ok(out)
@@ -414,7 +419,10 @@ pub async fn ensure_image_with(
     }
     build_final(docker, &plan, progress).await?;
     let mut built = existing(docker, &plan.tag).await?.ok_or_else(|| {
-        Error::failed(format!("the build of {} ended but the tag is missing", plan.tag))
+        Error::failed(format!(
+            "the build of {} ended but the tag is missing",
+            plan.tag
+        ))
     })?;
     built.built = true;
     Ok(built)
@@ -572,11 +580,13 @@ async fn build_venv(docker: &Docker, plan: &Plan, progress: &Progress) -> Result
     let wheels = plan.locked.wheels.clone();
     let python = plan.locked.python.clone();
     let task_progress = progress.clone();
-    let paths = tokio::task::spawn_blocking(move || wheels::fetch(&wheels, &python, &task_progress))
-        .await
-        .map_err(|e| Error::failed(format!("wheel fetch panicked: {e}")))??;
+    let paths =
+        tokio::task::spawn_blocking(move || wheels::fetch(&wheels, &python, &task_progress))
+            .await
+            .map_err(|e| Error::failed(format!("wheel fetch panicked: {e}")))??;
     let dockerfile = plan.images_dir.join(VENV_DOCKERFILE);
-    let text = std::fs::read(&dockerfile).map_err(Error::io(format!("reading {}", dockerfile.display())))?;
+    let text = std::fs::read(&dockerfile)
+        .map_err(Error::io(format!("reading {}", dockerfile.display())))?;
     let mut files = BTreeMap::from([
         (VENV_DOCKERFILE.to_string(), ContextFile::Data(text, 0o644)),
         (
@@ -618,7 +628,10 @@ pub fn final_context(plan: &Plan) -> Result<BTreeMap<String, ContextFile>> {
     }
     files.insert("harness".to_string(), ContextFile::Dir);
     if let Some(h) = &plan.harness {
-        files.insert("harness/harness".to_string(), ContextFile::Path(h.clone(), 0o755));
+        files.insert(
+            "harness/harness".to_string(),
+            ContextFile::Path(h.clone(), 0o755),
+        );
     }
     Ok(files)
 }
@@ -666,7 +679,8 @@ impl Build<'_> {
             let progress = Progress::new();
             for env in envs {
                 let start = std::time::Instant::now();
-                let image = ensure_image_with(&docker, &spec, &lock, env, self.harness, &progress).await?;
+                let image =
+                    ensure_image_with(&docker, &spec, &lock, env, self.harness, &progress).await?;
                 let what = if image.built { "built" } else { "up to date" };
                 let size = docker
                     .image_inspect(&image.tag)

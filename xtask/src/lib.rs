@@ -3,6 +3,7 @@
 //!
 //! One module per capability; `main.rs` only dispatches.
 
+pub mod base;
 pub mod bench_up;
 pub mod cache;
 pub mod compat;
@@ -10,15 +11,14 @@ pub mod docker;
 pub mod doctor;
 pub mod error;
 pub mod gate;
-pub mod launch;
-pub mod lock;
-pub mod pip;
-pub mod spec;
-pub mod tasks;
-pub mod base;
 pub mod harness_build;
 pub mod image;
+pub mod launch;
+pub mod lock;
 pub mod models;
+pub mod pip;
 pub mod progress;
 pub mod prune;
+pub mod spec;
+pub mod tasks;
 pub mod wheels;

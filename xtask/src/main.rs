@@ -234,10 +234,12 @@ fn main() -> ExitCode {
             Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => Err(e),
         },
-        Command::Exec { env, cmd } => match xtask::launch::session::exec(&cli.spec, Some(&env), &cmd) {
-            Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
-            Err(e) => Err(e),
-        },
+        Command::Exec { env, cmd } => {
+            match xtask::launch::session::exec(&cli.spec, Some(&env), &cmd) {
+                Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
+                Err(e) => Err(e),
+            }
+        }
         Command::Logs { env, follow, tail } => {
             xtask::launch::session::logs(&cli.spec, env.as_deref(), follow, tail)
         }
@@ -273,8 +275,15 @@ fn main() -> ExitCode {
         .run(&cli.spec),
         Command::List => xtask::tasks::list(&cli.spec),
         Command::Show { env, json } => xtask::tasks::show(&cli.spec, env.as_deref(), json),
-        Command::Lock { env, all, upgrade } => xtask::tasks::lock(&cli.spec, env.as_deref(), all, upgrade),
-        Command::Build { env, all, harness, lock } => xtask::image::Build {
+        Command::Lock { env, all, upgrade } => {
+            xtask::tasks::lock(&cli.spec, env.as_deref(), all, upgrade)
+        }
+        Command::Build {
+            env,
+            all,
+            harness,
+            lock,
+        } => xtask::image::Build {
             spec: &cli.spec,
             lock: &lock.unwrap_or_else(|| cli.spec.with_file_name(xtask::lock::LOCK_FILE)),
             env: env.as_deref(),

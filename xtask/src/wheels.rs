@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::base::{describe, run_streaming};
-use crate::{cache, compat, pip};
 use crate::error::{Error, Result};
 use crate::image::ImageError;
 use crate::lock::LockedWheel;
 use crate::progress::Progress;
+use crate::{cache, compat, pip};
 
 /// Marker written beside a wheel once its hash was checked: `<file> <size>`.
 const VERIFIED: &str = ".verified";
@@ -109,7 +109,10 @@ fn download(missing: &[&LockedWheel], python: &str, progress: &Progress) -> Resu
     let scratch = tempfile::Builder::new()
         .prefix(".download-")
         .tempdir_in(&root)
-        .map_err(Error::io(format!("creating a temporary folder in {}", root.display())))?;
+        .map_err(Error::io(format!(
+            "creating a temporary folder in {}",
+            root.display()
+        )))?;
     let requirements = scratch.path().join("requirements.txt");
     std::fs::write(&requirements, download_requirements(missing))
         .map_err(Error::io(format!("writing {}", requirements.display())))?;
@@ -127,7 +130,11 @@ fn download(missing: &[&LockedWheel], python: &str, progress: &Progress) -> Resu
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let task = progress.counter("fetch wheels", missing.len() as u64);
-    task.log(&format!("{} wheels: running {}", missing.len(), describe(&cmd)));
+    task.log(&format!(
+        "{} wheels: running {}",
+        missing.len(),
+        describe(&cmd)
+    ));
 
     // pip prints `Saved <path>` per wheel: count those, with their bytes.
     let counter = task.bar_handle();
@@ -191,6 +198,8 @@ mod tests {
         let args = pip_platform_args("3.13");
         assert!(args.windows(2).any(|w| w == ["--abi", "cp313"]));
         assert!(args.windows(2).any(|w| w == ["--python-version", "3.13"]));
-        assert!(args.windows(2).any(|w| w == ["--platform", "manylinux_2_28_x86_64"]));
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["--platform", "manylinux_2_28_x86_64"]));
     }
 }

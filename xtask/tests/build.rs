@@ -18,7 +18,10 @@ use xtask::progress::Progress;
 use xtask::spec::Spec;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn unique(prefix: &str) -> String {
@@ -30,15 +33,21 @@ fn unique(prefix: &str) -> String {
 }
 
 fn docker_cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().expect("docker CLI");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
 fn labels(tag: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (xtask::docker::LABEL_MANAGED_BY.to_string(), xtask::docker::MANAGED_BY.to_string()),
+        (
+            xtask::docker::LABEL_MANAGED_BY.to_string(),
+            xtask::docker::MANAGED_BY.to_string(),
+        ),
         ("dev.torchenv.test".to_string(), tag.to_string()),
     ])
 }
@@ -58,7 +67,10 @@ async fn a_failing_step_leaves_no_tag_and_names_the_step() {
                     0o644,
                 ),
             ),
-            ("hello".to_string(), ContextFile::Data(b"hi\n".to_vec(), 0o644)),
+            (
+                "hello".to_string(),
+                ContextFile::Data(b"hi\n".to_vec(), 0o644),
+            ),
         ]),
         build_args: BTreeMap::new(),
         labels: labels(&tag),
@@ -67,14 +79,20 @@ async fn a_failing_step_leaves_no_tag_and_names_the_step() {
         .await
         .expect_err("the RUN step cannot succeed");
     match &err {
-        Error::Image(ImageError::Build(f)) => {
+        Error::Image(image_err) if matches!(**image_err, ImageError::Build(_)) => {
+            let ImageError::Build(f) = &**image_err else {
+                unreachable!()
+            };
             assert!(f.step.contains("RUN /no/such/program --fail"), "{f:?}");
             assert_eq!(f.image, tag);
             assert!(!f.message.is_empty());
         }
         other => panic!("expected a build failure, got {other:?}"),
     }
-    assert!(docker.image_inspect(&tag).await.unwrap().is_none(), "no tag on failure");
+    assert!(
+        docker.image_inspect(&tag).await.unwrap().is_none(),
+        "no tag on failure"
+    );
 }
 
 #[tokio::test]
@@ -87,9 +105,15 @@ async fn a_good_build_is_tagged_with_its_labels() {
         files: BTreeMap::from([
             (
                 "Dockerfile".to_string(),
-                ContextFile::Data(b"FROM scratch\nCOPY slot/ /slot/\nCOPY hello /hello\n".to_vec(), 0o644),
+                ContextFile::Data(
+                    b"FROM scratch\nCOPY slot/ /slot/\nCOPY hello /hello\n".to_vec(),
+                    0o644,
+                ),
             ),
-            ("hello".to_string(), ContextFile::Data(b"hi\n".to_vec(), 0o644)),
+            (
+                "hello".to_string(),
+                ContextFile::Data(b"hi\n".to_vec(), 0o644),
+            ),
             // An empty folder copies fine: the harness slot without a harness.
             ("slot".to_string(), ContextFile::Dir),
         ]),
@@ -125,8 +149,15 @@ async fn the_default_environment_builds_and_runs() {
     let image = image::ensure_image_with(&docker, &spec, &lock, env, None, &progress)
         .await
         .unwrap();
-    println!("first ensure_image: {:?} (built: {})", start.elapsed(), image.built);
-    assert_eq!(image.tag, image::image_tag(&spec, &lock, env, None).unwrap());
+    println!(
+        "first ensure_image: {:?} (built: {})",
+        start.elapsed(),
+        image.built
+    );
+    assert_eq!(
+        image.tag,
+        image::image_tag(&spec, &lock, env, None).unwrap()
+    );
 
     // A second call builds nothing and is fast.
     let start = Instant::now();
@@ -148,9 +179,17 @@ async fn the_default_environment_builds_and_runs() {
         ("dev.torchenv.cudnn", locked.cudnn.as_str()),
         ("dev.torchenv.harness", "absent"),
     ] {
-        assert_eq!(image.labels.get(k).map(String::as_str), Some(v), "label {k}");
+        assert_eq!(
+            image.labels.get(k).map(String::as_str),
+            Some(v),
+            "label {k}"
+        );
     }
-    for k in ["dev.torchenv.inputs", "dev.torchenv.spec", "dev.torchenv.lock-sha256"] {
+    for k in [
+        "dev.torchenv.inputs",
+        "dev.torchenv.spec",
+        "dev.torchenv.lock-sha256",
+    ] {
         assert!(image.labels.contains_key(k), "label {k}");
     }
 
@@ -166,15 +205,29 @@ async fn the_default_environment_builds_and_runs() {
         locked.cuda,
         locked.cudnn_number().unwrap()
     );
-    assert!(out.lines().any(|l| l.trim() == expected), "expected `{expected}` in:\n{out}");
+    assert!(
+        out.lines().any(|l| l.trim() == expected),
+        "expected `{expected}` in:\n{out}"
+    );
 
     // tini is PID 1; the command runs as `dev`.
     let (ok, out) = docker_cli(&[
-        "run", "--rm", "--network", "none", "-e", "TORCHENV_SSH=0", &image.tag, "sh", "-c",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-e",
+        "TORCHENV_SSH=0",
+        &image.tag,
+        "sh",
+        "-c",
         "tr '\\0' ' ' < /proc/1/cmdline; echo; id -un",
     ]);
     assert!(ok, "{out}");
-    assert!(out.contains("/usr/bin/tini -- /usr/local/bin/torchenv-entrypoint"), "{out}");
+    assert!(
+        out.contains("/usr/bin/tini -- /usr/local/bin/torchenv-entrypoint"),
+        "{out}"
+    );
     assert!(out.lines().any(|l| l.trim() == "dev"), "{out}");
 
     // What must not be in the image (checked without the entrypoint, so
@@ -193,7 +246,10 @@ async fn the_default_environment_builds_and_runs() {
     ]);
     assert!(ok, "{out}");
     assert!(!out.contains("FOUND-"), "{out}");
-    assert!(out.contains("PasswordAuthentication no") && out.contains("PermitRootLogin no"), "{out}");
+    assert!(
+        out.contains("PasswordAuthentication no") && out.contains("PermitRootLogin no"),
+        "{out}"
+    );
 
     // Changing only the harness rebuilds only the last layer.
     let dir = tempfile::tempdir().unwrap();
@@ -221,10 +277,22 @@ async fn the_default_environment_builds_and_runs() {
         serde_json::from_str::<Vec<String>>(out.trim()).unwrap()
     };
     let (old, new) = (layers(&image.tag), layers(&with.tag));
-    assert_eq!(new.len(), old.len() + 1, "an empty COPY adds no layer; the harness adds one");
-    assert_eq!(&new[..old.len()], &old[..], "every layer below the harness is shared");
+    assert_eq!(
+        new.len(),
+        old.len() + 1,
+        "an empty COPY adds no layer; the harness adds one"
+    );
+    assert_eq!(
+        &new[..old.len()],
+        &old[..],
+        "every layer below the harness is shared"
+    );
     let (ok, out) = docker_cli(&[
-        "run", "--rm", "--entrypoint", "/usr/local/bin/harness", &with.tag,
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/usr/local/bin/harness",
+        &with.tag,
     ]);
     assert!(ok, "{out}");
     docker.image_remove(&with.tag).await.unwrap();

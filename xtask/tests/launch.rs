@@ -40,13 +40,21 @@ fn test_image() -> &'static str {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn unique(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("lt{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "lt{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// One temporary spec with one environment; `down --volumes` on drop.
@@ -89,7 +97,11 @@ impl TestEnv {
     }
 
     fn state(&self) -> PathBuf {
-        self.dir.path().join("state").join("torchenv").join(&self.name)
+        self.dir
+            .path()
+            .join("state")
+            .join("torchenv")
+            .join(&self.name)
     }
 
     fn workspace(&self) -> PathBuf {
@@ -131,10 +143,26 @@ impl TestEnv {
 
     fn ssh(&self, user: &str, extra: &[&str], command: &str) -> Output {
         Command::new("ssh")
-            .args(["-p", &self.ssh.to_string(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+            .args([
+                "-p",
+                &self.ssh.to_string(),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+            ])
             .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.state().join("known_hosts").display()))
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-i"])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.state().join("known_hosts").display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-i",
+            ])
             .arg(self.dir.path().join("id_ed25519"))
             .args(extra)
             .arg(format!("{user}@127.0.0.1"))
@@ -144,7 +172,10 @@ impl TestEnv {
     }
 
     fn token(&self) -> String {
-        std::fs::read_to_string(self.state().join("jupyter_token")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.state().join("jupyter_token"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     fn container_exists(&self) -> bool {
@@ -179,25 +210,50 @@ fn up_jupyter_ssh_workspace_and_restart() {
     let token = t.token();
     assert_eq!(token.len(), 64, "token is 32 random bytes, hex");
     assert!(stdout.contains(&format!("http://127.0.0.1:{}/lab?token={token}", t.jupyter)));
-    assert!(stdout.contains("Host torchenv-"), "prints an ~/.ssh/config block");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(t.state().join("jupyter_token")).unwrap().permissions());
+    assert!(
+        stdout.contains("Host torchenv-"),
+        "prints an ~/.ssh/config block"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(t.state().join("jupyter_token"))
+            .unwrap()
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 
     // Jupyter: 200 with the token, 403 without.
     rt().block_on(async {
-        assert_eq!(http_status("127.0.0.1", t.jupyter, "/api/status", Some(&token)).await.unwrap(), 200);
-        assert_eq!(http_status("127.0.0.1", t.jupyter, "/api/status", None).await.unwrap(), 403);
+        assert_eq!(
+            http_status("127.0.0.1", t.jupyter, "/api/status", Some(&token))
+                .await
+                .unwrap(),
+            200
+        );
+        assert_eq!(
+            http_status("127.0.0.1", t.jupyter, "/api/status", None)
+                .await
+                .unwrap(),
+            403
+        );
     });
     // The token is not in the container's inspect-visible environment.
     let inspect = rt().block_on(async {
         let docker = xtask::docker::Docker::connect().await.unwrap();
-        docker.inspect_container(&t.container()).await.unwrap().unwrap()
+        docker
+            .inspect_container(&t.container())
+            .await
+            .unwrap()
+            .unwrap()
     });
     let env_vars = inspect.config.unwrap().env.unwrap_or_default().join("\n");
     assert!(!env_vars.contains(&token));
 
     // SSH with the key runs torch; writes into the workspace as the host user.
-    let o = t.ssh("dev", &[], "python -c 'import torch' && id -u && echo data > /workspace/from-ssh.txt");
+    let o = t.ssh(
+        "dev",
+        &[],
+        "python -c 'import torch' && id -u && echo data > /workspace/from-ssh.txt",
+    );
     assert!(o.status.success(), "ssh: {}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), UID.to_string());
     let file = t.workspace().join("from-ssh.txt");
@@ -206,7 +262,16 @@ fn up_jupyter_ssh_workspace_and_restart() {
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), UID);
 
     // Passwords and root are refused.
-    let o = t.ssh("dev", &["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"], "true");
+    let o = t.ssh(
+        "dev",
+        &[
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+        ],
+        "true",
+    );
     assert!(!o.status.success());
     let o = t.ssh("root", &[], "true");
     assert!(!o.status.success(), "root login must be refused");
@@ -216,7 +281,11 @@ fn up_jupyter_ssh_workspace_and_restart() {
     assert_eq!(o.status.code(), Some(7));
     let o = t.run(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(status.as_array().unwrap().iter().any(|s| s["env"] == t.name.as_str() && s["state"] == "running"));
+    assert!(status
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["env"] == t.name.as_str() && s["state"] == "running"));
 
     // Idempotent: same spec, running → left alone.
     let o = t.up();
@@ -238,7 +307,11 @@ fn changed_spec_recreates_and_concurrent_ups_leave_one() {
     let t = TestEnv::new("conc", "");
     let image = test_image();
     let children: Vec<_> = (0..2)
-        .map(|_| t.cmd(&["up", "--image", image, "--timeout", "180"]).spawn().unwrap())
+        .map(|_| {
+            t.cmd(&["up", "--image", image, "--timeout", "180"])
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
@@ -254,7 +327,9 @@ fn changed_spec_recreates_and_concurrent_ups_leave_one() {
     });
     assert_eq!(count, 1);
     // A changed spec is recreated.
-    let spec = std::fs::read_to_string(t.spec()).unwrap().replace("shm_size: 1g", "shm_size: 2g");
+    let spec = std::fs::read_to_string(t.spec())
+        .unwrap()
+        .replace("shm_size: 1g", "shm_size: 2g");
     std::fs::write(t.spec(), spec).unwrap();
     let o = t.up();
     assert!(o.status.success());
@@ -314,7 +389,11 @@ fn port_taken_exits_4() {
 #[test]
 fn daemon_unreachable_exits_3() {
     let t = TestEnv::new("unreach", "");
-    let o = t.cmd(&["up"]).env("DOCKER_HOST", "unix:///nonexistent").output().unwrap();
+    let o = t
+        .cmd(&["up"])
+        .env("DOCKER_HOST", "unix:///nonexistent")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("/nonexistent"));
 }
@@ -329,11 +408,17 @@ fn unknown_env_exits_2() {
 
 #[test]
 fn missing_volume_source_exits_5_and_creates_nothing() {
-    let t = TestEnv::new("vol", "    volumes:\n      - { source: ./no-such-data, target: /data, read_only: true }\n");
+    let t = TestEnv::new(
+        "vol",
+        "    volumes:\n      - { source: ./no-such-data, target: /data, read_only: true }\n",
+    );
     let o = t.up();
     assert_eq!(o.status.code(), Some(5));
     assert!(stderr(&o).contains("no-such-data"));
-    assert!(!t.dir.path().join("no-such-data").exists(), "never auto-created");
+    assert!(
+        !t.dir.path().join("no-such-data").exists(),
+        "never auto-created"
+    );
     assert!(!t.container_exists());
 }
 
@@ -342,7 +427,14 @@ fn auto_ports_replaces_a_taken_port() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let t = TestEnv::with_ports("auto", "", port, free_port());
-    let o = t.run(&["up", "--image", test_image(), "--auto-ports", "--timeout", "180"]);
+    let o = t.run(&[
+        "up",
+        "--image",
+        test_image(),
+        "--auto-ports",
+        "--timeout",
+        "180",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains(&format!("host port {port} is taken")));
 }

@@ -12,7 +12,11 @@ fn workdir(edit: impl Fn(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let spec = std::fs::read_to_string(repo().join("environments.yaml")).unwrap();
     std::fs::write(dir.path().join("environments.yaml"), edit(spec)).unwrap();
-    std::fs::copy(repo().join("environments.lock"), dir.path().join("environments.lock")).unwrap();
+    std::fs::copy(
+        repo().join("environments.lock"),
+        dir.path().join("environments.lock"),
+    )
+    .unwrap();
     dir
 }
 
@@ -31,7 +35,11 @@ fn relocking_an_unchanged_spec_is_byte_identical() {
     let dir = workdir(|s| s);
     let before = std::fs::read(dir.path().join("environments.lock")).unwrap();
     let out = xtask(dir.path(), &["lock", "--all"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = std::fs::read(dir.path().join("environments.lock")).unwrap();
     assert!(before == after, "re-locking changed environments.lock");
 }
@@ -42,7 +50,10 @@ fn shipped_lock_matches_the_shipped_spec() {
     // `lock` on a fresh entry resolves nothing and says so.
     let out = xtask(dir.path(), &["lock", "--all"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("pytorch-2.6-cuda12.4: up to date"), "{stderr}");
+    assert!(
+        stderr.contains("pytorch-2.6-cuda12.4: up to date"),
+        "{stderr}"
+    );
     assert!(stderr.contains("pytorch-2.11: up to date"), "{stderr}");
 }
 
@@ -60,17 +71,29 @@ fn cuda_disagreeing_with_the_wheels_names_both_versions() {
         .position(|l| l.contains("cuda: \"12.1\""))
         .unwrap()
         + 1;
-    assert!(stderr.contains(&format!("environments.yaml:{line}:")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("environments.yaml:{line}:")),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn malformed_spec_exits_2_with_location_for_every_command() {
-    let dir = workdir(|s| s.replacen("    torch: 2.6.0\n", "    torch: 2.6.0\n    torhcvision: 0.21.0\n", 1));
+    let dir = workdir(|s| {
+        s.replacen(
+            "    torch: 2.6.0\n",
+            "    torch: 2.6.0\n    torhcvision: 0.21.0\n",
+            1,
+        )
+    });
     for cmd in [&["list"][..], &["show"], &["lock"], &["build"], &["up"]] {
         let out = xtask(dir.path(), cmd);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd:?}: {stderr}");
         assert!(stderr.contains("environments.yaml:"), "{cmd:?}: {stderr}");
-        assert!(stderr.contains("unknown field `torhcvision`"), "{cmd:?}: {stderr}");
+        assert!(
+            stderr.contains("unknown field `torhcvision`"),
+            "{cmd:?}: {stderr}"
+        );
     }
 }

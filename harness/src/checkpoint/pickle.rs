@@ -43,7 +43,10 @@ pub enum Value {
     List(ListRef),
     Dict(DictRef),
     /// `module.name` reference (GLOBAL / STACK_GLOBAL), never imported.
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// `callable(*args)` from REDUCE or NEWOBJ, with state from BUILD.
     Call {
         callable: Box<Value>,
@@ -151,11 +154,15 @@ impl Vm<'_> {
             })
     }
     fn pop(&mut self) -> Result<Value, PickleError> {
-        self.stack.pop().ok_or(PickleError::StackUnderflow(self.pos))
+        self.stack
+            .pop()
+            .ok_or(PickleError::StackUnderflow(self.pos))
     }
     fn top(&mut self) -> Result<&mut Value, PickleError> {
         let pos = self.pos;
-        self.stack.last_mut().ok_or(PickleError::StackUnderflow(pos))
+        self.stack
+            .last_mut()
+            .ok_or(PickleError::StackUnderflow(pos))
     }
     /// Pops everything above the last MARK (and the mark itself).
     fn pop_mark(&mut self) -> Result<Vec<Value>, PickleError> {
@@ -497,7 +504,9 @@ mod tests {
         let data = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01X\x01\x00\x00\x00bq\x02]q\x03(K\x02J\xfd\xff\xff\xffeu.";
         let (v, end) = unpickle(data, 0).unwrap();
         assert_eq!(end, data.len());
-        let Value::Dict(d) = v else { panic!("not a dict") };
+        let Value::Dict(d) = v else {
+            panic!("not a dict")
+        };
         let d = d.borrow();
         assert_eq!(d[0].0.as_str(), Some("a"));
         assert_eq!(d[0].1.as_int(), Some(1));

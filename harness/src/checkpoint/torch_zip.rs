@@ -11,7 +11,8 @@ pub(super) fn read(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>, C
         path: path.to_owned(),
         msg,
     };
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| zip_err(e.to_string()))?;
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| zip_err(e.to_string()))?;
     let pkl_name = archive
         .file_names()
         .find(|n| n.ends_with("/data.pkl") || *n == "data.pkl")

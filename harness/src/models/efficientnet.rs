@@ -41,7 +41,11 @@ fn make_divisible(v: f64) -> i64 {
     let divisor = 8.0;
     let new_v = ((v + divisor / 2.0) / divisor).floor() * divisor;
     let new_v = new_v.max(divisor);
-    let new_v = if new_v < 0.9 * v { new_v + divisor } else { new_v };
+    let new_v = if new_v < 0.9 * v {
+        new_v + divisor
+    } else {
+        new_v
+    };
     new_v as i64
 }
 
@@ -175,8 +179,21 @@ impl EfficientNet {
             last_out = cout;
         }
         let head_out = 4 * last_out;
-        let head = ConvBn::new(&features / (STAGES.len() + 1), last_out, head_out, 1, 1, 1, true);
-        let classifier = nn::linear(p / "classifier" / 1, head_out, num_classes, Default::default());
+        let head = ConvBn::new(
+            &features / (STAGES.len() + 1),
+            last_out,
+            head_out,
+            1,
+            1,
+            1,
+            true,
+        );
+        let classifier = nn::linear(
+            p / "classifier" / 1,
+            head_out,
+            num_classes,
+            Default::default(),
+        );
         EfficientNet {
             stem,
             blocks,

@@ -66,7 +66,8 @@ impl nn::Module for SameConv {
         if top + bottom + left + right == 0 {
             xs.apply(&self.conv)
         } else {
-            xs.constant_pad_nd([left, right, top, bottom]).apply(&self.conv)
+            xs.constant_pad_nd([left, right, top, bottom])
+                .apply(&self.conv)
         }
     }
 }

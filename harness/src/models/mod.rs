@@ -23,7 +23,9 @@ pub enum ModelError {
         key: String,
         more: String,
     },
-    #[error("weights do not fit {model}: key {key} has shape {found:?}, model expects {expected:?}")]
+    #[error(
+        "weights do not fit {model}: key {key} has shape {found:?}, model expects {expected:?}"
+    )]
     ShapeMismatch {
         model: &'static str,
         key: String,
@@ -144,7 +146,8 @@ impl ModelKind {
         let mut src: HashMap<String, tch::Tensor> = weights.into_map();
         src.retain(|k, _| !k.ends_with("num_batches_tracked"));
         let vars = vs.variables();
-        let mut missing: BTreeSet<&String> = vars.keys().filter(|k| !src.contains_key(*k)).collect();
+        let mut missing: BTreeSet<&String> =
+            vars.keys().filter(|k| !src.contains_key(*k)).collect();
         if let Some(first) = missing.pop_first() {
             return Err(ModelError::MissingKey {
                 model,
@@ -152,7 +155,8 @@ impl ModelKind {
                 more: and_more(missing.len()),
             });
         }
-        let mut unexpected: BTreeSet<&String> = src.keys().filter(|k| !vars.contains_key(*k)).collect();
+        let mut unexpected: BTreeSet<&String> =
+            src.keys().filter(|k| !vars.contains_key(*k)).collect();
         if let Some(first) = unexpected.pop_first() {
             return Err(ModelError::UnexpectedKey {
                 model,

@@ -14,7 +14,8 @@ pub fn harness() -> Command {
 
 /// Runs a command, returning its output (panics only if it cannot start).
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 pub fn text(o: &Output) -> String {
@@ -57,14 +58,24 @@ pub fn fixture_images_dir() -> PathBuf {
 pub fn fixture_images() -> Vec<(String, String)> {
     let root = fixture_images_dir();
     let mut out = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dirs.sort();
     for d in dirs.into_iter().filter(|d| d.is_dir()) {
         let syn = d.file_name().unwrap().to_string_lossy().into_owned();
-        let mut files: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for f in files {
-            let rel = f.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            let rel = f
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             out.push((rel, syn.clone()));
         }
     }
@@ -73,8 +84,13 @@ pub fn fixture_images() -> Vec<(String, String)> {
 
 /// Runs a reference script from `harness/python/`.
 pub fn run_python(script: &str, args: &[&std::ffi::OsStr]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(script);
-    let out = run(Command::new(python()).arg(&path).args(args).current_dir(fixture_images_dir()));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let out = run(Command::new(python())
+        .arg(&path)
+        .args(args)
+        .current_dir(fixture_images_dir()));
     assert!(out.status.success(), "{script} failed:\n{}", text(&out));
 }
 
@@ -94,5 +110,8 @@ pub fn argmax(row: &[f32]) -> usize {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

@@ -56,7 +56,10 @@ pub struct ManagedImage {
 
 impl Docker {
     /// The image called `reference`, or `None` when the engine has none.
-    pub async fn image_inspect(&self, reference: &str) -> Result<Option<ImageInspect>, DockerError> {
+    pub async fn image_inspect(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ImageInspect>, DockerError> {
         match self.api.inspect_image(reference).await {
             Ok(i) => Ok(Some(i)),
             Err(e) => {
@@ -110,9 +113,9 @@ impl Docker {
             .buildargs(&args)
             .labels(&labels)
             .build();
-        let mut stream = self
-            .api
-            .build_image(options, None, Some(bollard::body_try_stream(context)));
+        let mut stream =
+            self.api
+                .build_image(options, None, Some(bollard::body_try_stream(context)));
         let mut step = String::from("(before the first step)");
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut id = None;
@@ -182,7 +185,10 @@ impl Docker {
         self.api
             .tag_image(source, Some(options))
             .await
-            .map_err(DockerError::api("image tag", format!("{source} as {repo}:{tag}")))
+            .map_err(DockerError::api(
+                "image tag",
+                format!("{source} as {repo}:{tag}"),
+            ))
     }
 
     /// Removes one tag (or an untagged image by id); never forces, so an

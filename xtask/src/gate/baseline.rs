@@ -261,7 +261,11 @@ impl Versions {
             ("CUDA", show(&self.cuda), show(&new.cuda)),
             ("cuDNN", show(&self.cudnn), show(&new.cudnn)),
             ("device", self.device.clone(), new.device.clone()),
-            ("device name", self.device_name.clone(), new.device_name.clone()),
+            (
+                "device name",
+                self.device_name.clone(),
+                new.device_name.clone(),
+            ),
         ] {
             if a != b {
                 out.push(format!("{field} {a} → {b}"));
@@ -310,7 +314,9 @@ impl SnapFile {
             .or_else(|| rest.find("\n---\r\n"))
             .ok_or("unterminated insta header (no second `---` line)")?;
         let header = &rest[..end];
-        let body_start = rest[end + 1..].find('\n').map_or(rest.len(), |i| end + 1 + i + 1);
+        let body_start = rest[end + 1..]
+            .find('\n')
+            .map_or(rest.len(), |i| end + 1 + i + 1);
         let body = rest[body_start..].to_string();
         let header: serde_yaml::Value =
             serde_yaml::from_str(header).map_err(|e| format!("insta header: {e}"))?;

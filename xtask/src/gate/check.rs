@@ -175,19 +175,16 @@ impl Runner {
                 })
             }
             Runner::Container { docker, image } => {
-                let mut binds = vec![
-                    Bind::ro(&env.harness.dataset, DATA),
-                    Bind::rw(out_dir, OUT),
-                ];
+                let mut binds = vec![Bind::ro(&env.harness.dataset, DATA), Bind::rw(out_dir, OUT)];
                 let mut cmd = vec![IMAGE_HARNESS.to_string()];
                 for a in args {
                     cmd.push(match a {
                         Arg::Lit(s) => s.clone(),
                         Arg::Data => DATA.into(),
                         Arg::Weights(p) => {
-                            let name = p.file_name().map_or("weights".into(), |n| {
-                                n.to_string_lossy().into_owned()
-                            });
+                            let name = p
+                                .file_name()
+                                .map_or("weights".into(), |n| n.to_string_lossy().into_owned());
                             let target = format!("{WEIGHTS}/{name}");
                             binds.push(Bind::ro(p, &target));
                             target
@@ -209,10 +206,7 @@ impl Runner {
                     ..Default::default()
                 };
                 log_command(&format!("docker run {image} harness {}", show(args)));
-                let out = docker
-                    .run_once(&job)
-                    .await
-                    .map_err(|e| format!("{e}"))?;
+                let out = docker.run_once(&job).await.map_err(|e| format!("{e}"))?;
                 Ok(Ran {
                     exit_code: out.exit_code,
                     stdout: out.stdout,
@@ -387,6 +381,11 @@ pub async fn check_env(runner: &Runner, env: &Env, opts: &CheckOptions) -> EnvRe
     }
 
     // 4. versions: a change is a notice (and a pending snapshot), not a failure.
+    // The eval report has no CUDA/cuDNN versions on CPU; `harness cuda` does.
+    if let (Some(v), Some(c)) = (result.versions.as_mut(), result.cuda.as_ref()) {
+        v.cuda = v.cuda.take().or_else(|| c.cuda_runtime_version.clone());
+        v.cudnn = v.cudnn.take().or_else(|| c.cudnn_version.clone());
+    }
     if let Some(current) = result.versions.clone() {
         let snap = SnapFile {
             expression: format!("versions of {}", env.name),
@@ -562,7 +561,10 @@ pub fn judge(
                 return (
                     case(
                         Outcome::Fail,
-                        format!("baseline {} is unreadable: {e}", store.path(&name).display()),
+                        format!(
+                            "baseline {} is unreadable: {e}",
+                            store.path(&name).display()
+                        ),
                         note,
                     ),
                     None,

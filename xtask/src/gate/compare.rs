@@ -357,8 +357,14 @@ pub fn render(c: &Comparison) -> String {
         more(&mut s, c.prob_violations.len());
     }
     for (what, list) in [
-        ("missing images (in the baseline, not evaluated now)", &c.missing_samples),
-        ("new images (evaluated now, not in the baseline)", &c.new_samples),
+        (
+            "missing images (in the baseline, not evaluated now)",
+            &c.missing_samples,
+        ),
+        (
+            "new images (evaluated now, not in the baseline)",
+            &c.new_samples,
+        ),
         ("newly failing to decode", &c.newly_failed),
         ("no longer failing to decode", &c.no_longer_failed),
     ] {

@@ -19,14 +19,20 @@ pub fn render(envs: &[EnvResult], pairs: &[PairResult]) -> String {
         if passed { "PASS" } else { "FAIL" },
         envs.len()
     );
-    s.push_str("| env | torch | CUDA | cuDNN | device | model | top-1 | top-5 | baseline | notes |\n");
+    s.push_str(
+        "| env | torch | CUDA | cuDNN | device | model | top-1 | top-5 | baseline | notes |\n",
+    );
     s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for env in envs {
         let v = env.versions.as_ref();
         let torch = v.map_or("-".into(), |v| v.torch.clone());
         let cuda = v
             .and_then(|v| v.cuda.clone())
-            .or_else(|| env.cuda.as_ref().and_then(|c| c.cuda_runtime_version.clone()))
+            .or_else(|| {
+                env.cuda
+                    .as_ref()
+                    .and_then(|c| c.cuda_runtime_version.clone())
+            })
             .unwrap_or_else(|| "-".into());
         let cudnn = v
             .and_then(|v| v.cudnn.clone())
@@ -47,12 +53,21 @@ pub fn render(envs: &[EnvResult], pairs: &[PairResult]) -> String {
             .collect();
         notes.extend(env.notices.iter().cloned());
         let rows: Vec<(String, String, String, String, String)> = if env.models.is_empty() {
-            vec![("-".into(), "-".into(), "-".into(), "-".into(), String::new())]
+            vec![(
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                String::new(),
+            )]
         } else {
             env.models
                 .iter()
                 .map(|m| {
-                    let case = env.cases.iter().find(|c| c.name == format!("eval {}", m.model));
+                    let case = env
+                        .cases
+                        .iter()
+                        .find(|c| c.name == format!("eval {}", m.model));
                     let note = case
                         .filter(|c| c.outcome != Outcome::Pass)
                         .map_or(String::new(), |c| c.message.clone());
@@ -104,7 +119,11 @@ pub fn render(envs: &[EnvResult], pairs: &[PairResult]) -> String {
                 p.agreement
                     .max_prob
                     .as_ref()
-                    .map_or("-".into(), |m| format!("{:.4} ({})", m.delta, cell(&m.path))),
+                    .map_or("-".into(), |m| format!(
+                        "{:.4} ({})",
+                        m.delta,
+                        cell(&m.path)
+                    )),
                 if p.case.passed() { "pass" } else { "FAIL" }
             );
         }

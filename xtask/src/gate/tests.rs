@@ -89,7 +89,13 @@ fn a_probability_beyond_tolerance_fails_naming_the_image() {
     set_top5(
         &mut run,
         1,
-        &[("n01882714", 0.95), ("n02137549", 0.03), ("n02500267", 0.005), ("n02134084", 0.004), ("n02120079", 0.001)],
+        &[
+            ("n01882714", 0.95),
+            ("n02137549", 0.03),
+            ("n02500267", 0.005),
+            ("n02134084", 0.004),
+            ("n02120079", 0.001),
+        ],
     );
     let c = compare(&accuracy(&base), &accuracy(&run), &TOL, false);
     assert!(!c.passed());
@@ -105,7 +111,13 @@ fn a_probability_beyond_tolerance_fails_naming_the_image() {
     set_top5(
         &mut run,
         1,
-        &[("n01882714", 0.965), ("n02137549", 0.015), ("n02500267", 0.005), ("n02134084", 0.004), ("n02120079", 0.001)],
+        &[
+            ("n01882714", 0.965),
+            ("n02137549", 0.015),
+            ("n02500267", 0.005),
+            ("n02134084", 0.004),
+            ("n02120079", 0.001),
+        ],
     );
     assert!(compare(&accuracy(&base), &accuracy(&run), &TOL, true).passed());
     assert!(!compare(&accuracy(&base), &accuracy(&run), &TOL, false).passed());
@@ -119,7 +131,13 @@ fn a_top1_flip_fails_naming_image_and_classes() {
     set_top5(
         &mut run,
         2,
-        &[("n01443537", 0.5505), ("n02606052", 0.3995), ("n09256479", 0.02), ("n01496331", 0.01), ("n02607072", 0.005)],
+        &[
+            ("n01443537", 0.5505),
+            ("n02606052", 0.3995),
+            ("n09256479", 0.02),
+            ("n01496331", 0.01),
+            ("n02607072", 0.005),
+        ],
     );
     run["samples"][2]["correct"] = json!(true);
     let tol = Tolerances {
@@ -136,7 +154,10 @@ fn a_top1_flip_fails_naming_image_and_classes() {
     );
     assert!(text.contains("more than max_flips 0"), "{text}");
     // One flip allowed: passes.
-    let tol = Tolerances { max_flips: 1, ..tol };
+    let tol = Tolerances {
+        max_flips: 1,
+        ..tol
+    };
     assert!(compare(&accuracy(&base), &accuracy(&run), &tol, false).passed());
 }
 
@@ -147,7 +168,13 @@ fn a_top1_drop_beyond_top1_drop_fails() {
     set_top5(
         &mut run,
         0,
-        &[("n02123159", 0.5), ("n02123045", 0.4), ("n02124075", 0.05), ("n02127052", 0.01), ("n02971356", 0.005)],
+        &[
+            ("n02123159", 0.5),
+            ("n02123045", 0.4),
+            ("n02124075", 0.05),
+            ("n02127052", 0.01),
+            ("n02971356", 0.005),
+        ],
     );
     run["samples"][0]["correct"] = json!(false);
     run["metrics"]["correct_top1"] = json!(1);
@@ -160,7 +187,11 @@ fn a_top1_drop_beyond_top1_drop_fails() {
     };
     let c = compare(&accuracy(&base), &accuracy(&run), &loose, false);
     assert!(!c.passed());
-    assert!(c.failures[0].contains("top-1 dropped 33.33 pp"), "{:?}", c.failures);
+    assert!(
+        c.failures[0].contains("top-1 dropped 33.33 pp"),
+        "{:?}",
+        c.failures
+    );
     assert!(compare::render(&c).contains("top-1 66.67% → 33.33% (-33.33 pp; 2/3 → 1/3)"));
     // 34 points allowed: passes.
     let c = compare(
@@ -204,7 +235,10 @@ fn snapshot_files_round_trip_and_survive_insta_rewriting_the_header() {
         "---\nsource: xtask/src/gate/baseline.rs\nexpression: harness eval of efficientnet_lite0 in env-a\nsnapshot_kind: text\n---\n{}",
         a.to_yaml()
     );
-    assert_eq!(Accuracy::from_yaml(&SnapFile::parse(&rewritten).unwrap().body).unwrap(), a);
+    assert_eq!(
+        Accuracy::from_yaml(&SnapFile::parse(&rewritten).unwrap().body).unwrap(),
+        a
+    );
     assert!(SnapFile::parse("format: 1\n").is_err());
 }
 
@@ -266,8 +300,14 @@ fn fixture(report: &Value) -> Fixture {
     let runner = Runner::Host {
         harness,
         env: vec![
-            ("FAKE_CUDA".into(), dir.path().join("cuda.json").display().to_string()),
-            ("FAKE_REPORT".into(), dir.path().join("report.json").display().to_string()),
+            (
+                "FAKE_CUDA".into(),
+                dir.path().join("cuda.json").display().to_string(),
+            ),
+            (
+                "FAKE_REPORT".into(),
+                dir.path().join("report.json").display().to_string(),
+            ),
         ],
     };
     let opts = CheckOptions {
@@ -280,7 +320,10 @@ fn fixture(report: &Value) -> Fixture {
 }
 
 fn case<'a>(cases: &'a [CaseResult], name: &str) -> &'a CaseResult {
-    cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no case {name}: {cases:?}"))
+    cases
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no case {name}: {cases:?}"))
 }
 
 async fn run_check(f: &Fixture, env: &Env) -> super::EnvResult {
@@ -297,13 +340,20 @@ async fn a_missing_baseline_writes_snap_new_and_fails_until_accepted() {
     let eval = case(&r.cases, "eval efficientnet_lite0");
     assert_eq!(eval.outcome, Outcome::Fail);
     assert!(eval.message.contains("no baseline"), "{}", eval.message);
-    assert!(eval.detail.contains("cargo insta review"), "{}", eval.detail);
+    assert!(
+        eval.detail.contains("cargo insta review"),
+        "{}",
+        eval.detail
+    );
     assert_eq!(case(&r.cases, "versions").outcome, Outcome::Fail);
     let store = &f.opts.store;
     let pending = store.new_path("env-a__efficientnet_lite0");
     assert!(pending.exists());
     assert!(store.new_path("env-a__versions").exists());
-    assert!(matches!(store.read("env-a__efficientnet_lite0"), Ok(Stored::Missing)));
+    assert!(matches!(
+        store.read("env-a__efficientnet_lite0"),
+        Ok(Stored::Missing)
+    ));
 
     // Accept (what `cargo insta accept` does: rename .snap.new to .snap).
     for name in ["env-a__efficientnet_lite0", "env-a__versions"] {
@@ -334,10 +384,16 @@ async fn a_version_change_is_a_notice_not_a_failure() {
     let r = run_check(&f, &env).await;
     assert!(r.passed(), "{:?}", r.cases);
     assert_eq!(r.notices.len(), 1, "{:?}", r.notices);
-    assert!(r.notices[0].contains("torch 2.6.0 → 2.6.1"), "{}", r.notices[0]);
+    assert!(
+        r.notices[0].contains("torch 2.6.0 → 2.6.1"),
+        "{}",
+        r.notices[0]
+    );
     assert!(store.new_path("env-a__versions").exists());
     assert!(!store.new_path("env-a__efficientnet_lite0").exists());
-    let pending = SnapFile::parse(&std::fs::read_to_string(store.new_path("env-a__versions")).unwrap()).unwrap();
+    let pending =
+        SnapFile::parse(&std::fs::read_to_string(store.new_path("env-a__versions")).unwrap())
+            .unwrap();
     assert_eq!(Versions::from_yaml(&pending.body).unwrap().torch, "2.6.1");
 }
 
@@ -355,7 +411,13 @@ async fn a_regression_writes_snap_new_with_the_run_and_a_diff_naming_the_image()
     set_top5(
         &mut run,
         1,
-        &[("n02137549", 0.6), ("n01882714", 0.3), ("n02500267", 0.005), ("n02134084", 0.004), ("n02120079", 0.001)],
+        &[
+            ("n02137549", 0.6),
+            ("n01882714", 0.3),
+            ("n02500267", 0.005),
+            ("n02134084", 0.004),
+            ("n02120079", 0.001),
+        ],
     );
     std::fs::write(f.dir.path().join("report.json"), run.to_string()).unwrap();
     let r = run_check(&f, &env).await;
@@ -367,8 +429,14 @@ async fn a_regression_writes_snap_new_with_the_run_and_a_diff_naming_the_image()
         "{}",
         eval.detail
     );
-    let pending = SnapFile::parse(&std::fs::read_to_string(store.new_path("env-a__efficientnet_lite0")).unwrap()).unwrap();
-    assert_eq!(Accuracy::from_yaml(&pending.body).unwrap().samples[1].top5[0].synset, "n02137549");
+    let pending = SnapFile::parse(
+        &std::fs::read_to_string(store.new_path("env-a__efficientnet_lite0")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        Accuracy::from_yaml(&pending.body).unwrap().samples[1].top5[0].synset,
+        "n02137549"
+    );
     // The baseline itself is untouched.
     let stored = match store.read("env-a__efficientnet_lite0").unwrap() {
         Stored::Found(f) => Accuracy::from_yaml(&f.body).unwrap(),
@@ -380,7 +448,9 @@ async fn a_regression_writes_snap_new_with_the_run_and_a_diff_naming_the_image()
 #[tokio::test]
 async fn a_harness_that_crashes_is_an_error_not_a_pass() {
     let f = fixture(&report_json("cpu", "2.6.0"));
-    let Runner::Host { env, .. } = &f.runner else { unreachable!() };
+    let Runner::Host { env, .. } = &f.runner else {
+        unreachable!()
+    };
     let runner = Runner::Host {
         harness: PathBuf::from("/bin/false"),
         env: env.clone(),
@@ -388,7 +458,10 @@ async fn a_harness_that_crashes_is_an_error_not_a_pass() {
     let r = check_env(&runner, &env_named("env-a"), &f.opts).await;
     assert!(!r.passed());
     assert_eq!(case(&r.cases, "cuda").outcome, Outcome::Error);
-    assert_eq!(case(&r.cases, "eval efficientnet_lite0").outcome, Outcome::Error);
+    assert_eq!(
+        case(&r.cases, "eval efficientnet_lite0").outcome,
+        Outcome::Error
+    );
 }
 
 /// Two environments checked against accepted baselines; the second has one
@@ -399,7 +472,13 @@ async fn two_env_ci(dir: &Path) -> CiResult {
     set_top5(
         &mut other,
         2,
-        &[("n01443537", 0.5505), ("n02606052", 0.3995), ("n09256479", 0.02), ("n01496331", 0.01), ("n02607072", 0.005)],
+        &[
+            ("n01443537", 0.5505),
+            ("n02606052", 0.3995),
+            ("n09256479", 0.02),
+            ("n01496331", 0.01),
+            ("n02607072", 0.005),
+        ],
     );
     let (ea, eb) = (env_named("env-a"), env_named("env-b"));
     struct Fake {
@@ -409,7 +488,11 @@ async fn two_env_ci(dir: &Path) -> CiResult {
     }
     impl ci::Setup for Fake {
         async fn prepare(&mut self, env: &Env) -> Result<(Runner, CheckOptions), String> {
-            let i = self.fixtures.iter().position(|(n, _)| *n == env.name).ok_or("unknown")?;
+            let i = self
+                .fixtures
+                .iter()
+                .position(|(n, _)| *n == env.name)
+                .ok_or("unknown")?;
             let (_, f) = self.fixtures.remove(i);
             self.kept.push(f.dir);
             Ok((f.runner, f.opts))
@@ -421,7 +504,10 @@ async fn two_env_ci(dir: &Path) -> CiResult {
         f.opts.store = Store::new(dir.join("baselines"));
         fixtures.push((name.to_string(), f));
     }
-    let mut fake = Fake { fixtures, kept: Vec::new() };
+    let mut fake = Fake {
+        fixtures,
+        kept: Vec::new(),
+    };
     // Record baselines: the first run writes .snap.new; accept them.
     let first = ci::run(&[&ea, &eb], &mut fake).await;
     assert!(!first.passed());
@@ -437,7 +523,14 @@ async fn two_env_ci(dir: &Path) -> CiResult {
         f.opts.store = Store::new(dir.join("baselines"));
         fixtures.push((name.to_string(), f));
     }
-    ci::run(&[&ea, &eb], &mut Fake { fixtures, kept: Vec::new() }).await
+    ci::run(
+        &[&ea, &eb],
+        &mut Fake {
+            fixtures,
+            kept: Vec::new(),
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -451,7 +544,11 @@ async fn ci_compares_envs_and_writes_valid_junit_and_one_summary_row_per_env() {
     assert_eq!((pair.agreement.common, pair.agreement.same_top1), (3, 2));
     assert!(!pair.case.passed());
     assert!(!result.passed());
-    assert!(pair.case.detail.contains("n01443537/fish.jpg"), "{}", pair.case.detail);
+    assert!(
+        pair.case.detail.contains("n01443537/fish.jpg"),
+        "{}",
+        pair.case.detail
+    );
 
     let out = dir.path().join("ci-out");
     result.write(&out).unwrap();
@@ -459,12 +556,21 @@ async fn ci_compares_envs_and_writes_valid_junit_and_one_summary_row_per_env() {
     let doc = roxmltree::Document::parse(&xml).expect("junit.xml is XML");
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "testsuites");
-    let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
-    let names: Vec<_> = suites.iter().map(|s| s.attribute("name").unwrap()).collect();
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    let names: Vec<_> = suites
+        .iter()
+        .map(|s| s.attribute("name").unwrap())
+        .collect();
     assert_eq!(names, ["env-a", "env-b", "cross-env"]);
     let mut total = 0;
     for s in &suites {
-        let cases: Vec<_> = s.children().filter(|n| n.has_tag_name("testcase")).collect();
+        let cases: Vec<_> = s
+            .children()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
         assert_eq!(s.attribute("tests").unwrap(), cases.len().to_string());
         let failures = cases
             .iter()
@@ -499,7 +605,13 @@ async fn ci_compares_envs_and_writes_valid_junit_and_one_summary_row_per_env() {
         .filter(|l| l.starts_with("| env-"))
         .collect();
     assert_eq!(rows.len(), 2, "{md}");
-    assert!(rows[0].starts_with("| env-a | 2.6.0 | - | - | cpu | efficientnet_lite0 | 66.67% | 100.00% | pass |"), "{}", rows[0]);
+    assert!(
+        rows[0].starts_with(
+            "| env-a | 2.6.0 | - | - | cpu | efficientnet_lite0 | 66.67% | 100.00% | pass |"
+        ),
+        "{}",
+        rows[0]
+    );
     assert!(rows[1].starts_with("| env-b |"), "{}", rows[1]);
     assert!(md.contains("## Agreement between environments"));
 }
@@ -519,7 +631,10 @@ fn junit_escapes_diff_text() {
     };
     let xml = super::junit::render(&[suite]);
     let doc = roxmltree::Document::parse(&xml).expect("valid XML");
-    let f = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
+    let f = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
     assert_eq!(f.attribute("message"), Some("a & b"));
     assert_eq!(f.text(), Some("p < 0.5 → q > 0.1 ]]> [31m"));
 }

@@ -17,10 +17,13 @@ fn lock(spec: &Spec) -> Result<Lock> {
 /// build`, its tag returned.
 pub async fn ensure_image(docker: &Docker, spec: &Spec, env: &Env) -> Result<String> {
     let lock = lock(spec)?;
-    let locked = lock.environments.get(&env.name).ok_or_else(|| Error::Failed {
-        message: format!("environments.lock has no entry for `{}`", env.name),
-        help: Some("run `cargo xtask lock`".into()),
-    })?;
+    let locked = lock
+        .environments
+        .get(&env.name)
+        .ok_or_else(|| Error::Failed {
+            message: format!("environments.lock has no entry for `{}`", env.name),
+            help: Some("run `cargo xtask lock`".into()),
+        })?;
     let harness = tokio::task::block_in_place(|| harness_build::build(locked))?;
     let image = image::ensure_image(docker, spec, &lock, env, Some(&harness.binary)).await?;
     Ok(image.tag)

@@ -114,7 +114,10 @@ fn image_files_and_wheels_change_the_tag() {
     std::fs::write(f.dir.path().join("images/sshd_config"), "Port 22\n").unwrap();
     let after = f.plan(None);
     assert_ne!(before.tag, after.tag);
-    assert_eq!(before.venv_tag, after.venv_tag, "the stage image ignores other files");
+    assert_eq!(
+        before.venv_tag, after.venv_tag,
+        "the stage image ignores other files"
+    );
 
     let mut f = f;
     f.lock.environments.get_mut("demo").unwrap().wheels[0].sha256 = "33".repeat(32);
@@ -126,7 +129,11 @@ fn image_files_and_wheels_change_the_tag() {
 #[test]
 fn runtime_settings_do_not_change_the_tag() {
     let a = fixture(SPEC).plan(None);
-    let b = fixture(&SPEC.replace("    pip: [jupyterlab]\n", "    pip: [jupyterlab]\n    shm_size: 2g\n    ports: [\"9000:9000\"]\n")).plan(None);
+    let b = fixture(&SPEC.replace(
+        "    pip: [jupyterlab]\n",
+        "    pip: [jupyterlab]\n    shm_size: 2g\n    ports: [\"9000:9000\"]\n",
+    ))
+    .plan(None);
     assert_eq!(a.tag, b.tag);
 }
 
@@ -144,7 +151,10 @@ fn context_has_an_empty_harness_slot_without_a_harness() {
     let files = final_context(&f.plan(None)).unwrap();
     assert!(matches!(files["harness"], ContextFile::Dir));
     assert!(!files.contains_key("harness/harness"));
-    assert!(matches!(files["entrypoint.sh"], ContextFile::Path(_, 0o755)));
+    assert!(matches!(
+        files["entrypoint.sh"],
+        ContextFile::Path(_, 0o755)
+    ));
 }
 
 #[test]
@@ -161,5 +171,8 @@ fn generated_text() {
             .join("\n")
     );
     insta::assert_snapshot!("dockerfile", include_str!("../../../images/Dockerfile"));
-    insta::assert_snapshot!("venv_dockerfile", include_str!("../../../images/venv.Dockerfile"));
+    insta::assert_snapshot!(
+        "venv_dockerfile",
+        include_str!("../../../images/venv.Dockerfile")
+    );
 }

@@ -70,13 +70,21 @@ fn found(support: &GpuSupport) -> String {
     } else if support.nvidia_runtime {
         "the NVIDIA runtime but no CDI devices".into()
     } else {
-        format!("CDI devices {} but no NVIDIA runtime", support.cdi_devices.join(", "))
+        format!(
+            "CDI devices {} but no NVIDIA runtime",
+            support.cdi_devices.join(", ")
+        )
     }
 }
 
 /// Resolves `gpus` against the daemon: `auto` becomes all or none, and a
 /// request the daemon cannot serve is [`LaunchError::GpuUnavailable`].
-pub fn plan(env: &str, host: &str, gpus: &Gpus, support: &GpuSupport) -> Result<GpuPlan, LaunchError> {
+pub fn plan(
+    env: &str,
+    host: &str,
+    gpus: &Gpus,
+    support: &GpuSupport,
+) -> Result<GpuPlan, LaunchError> {
     let unavailable = || LaunchError::GpuUnavailable {
         env: env.to_string(),
         requested: describe(gpus),

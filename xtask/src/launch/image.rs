@@ -7,11 +7,19 @@ use crate::error::{Error, Result};
 use crate::spec::{Env, Spec};
 
 /// The image reference for `env`.
-pub async fn resolve(docker: &Docker, spec: &Spec, env: &Env, explicit: Option<&str>) -> Result<String> {
+pub async fn resolve(
+    docker: &Docker,
+    spec: &Spec,
+    env: &Env,
+    explicit: Option<&str>,
+) -> Result<String> {
     if let Some(r) = explicit {
         if docker.image_id(r).await?.is_none() {
             return Err(Error::Failed {
-                message: format!("image {r} does not exist on the Docker engine at {}", docker.host),
+                message: format!(
+                    "image {r} does not exist on the Docker engine at {}",
+                    docker.host
+                ),
                 help: Some("build it with `cargo xtask build`, or drop --image".into()),
             });
         }
@@ -19,5 +27,7 @@ pub async fn resolve(docker: &Docker, spec: &Spec, env: &Env, explicit: Option<&
     }
     let lock_path = spec.path.with_file_name(crate::lock::LOCK_FILE);
     let lock = crate::lock::Lock::read(&lock_path)?;
-    Ok(crate::image::ensure_image(docker, spec, &lock, env, None).await?.tag)
+    Ok(crate::image::ensure_image(docker, spec, &lock, env, None)
+        .await?
+        .tag)
 }

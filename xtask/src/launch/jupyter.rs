@@ -21,30 +21,58 @@ pub fn generate_token() -> Result<String> {
 }
 
 /// Writes (or keeps) the token file in `state_dir` and returns its path and
-/// the token.
+/// the token. The file is written in place (never replaced), since a
+/// running container has it bind-mounted; concurrent `up`s agree on one
+/// generated token (exclusive create, the loser reads the winner's).
 pub fn ensure_token(state_dir: &Path, from_spec: Option<&str>) -> Result<(PathBuf, String)> {
     let path = state_dir.join(TOKEN_FILE);
-    let existing = std::fs::read_to_string(&path)
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| t.len() >= 32);
-    let token = match (from_spec, existing) {
-        (Some(t), _) => t.to_string(),
-        (None, Some(t)) => t,
-        (None, None) => generate_token()?,
-    };
-    let _ = std::fs::remove_file(&path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
+    let existing = read_token(state_dir).filter(|t| t.len() >= 32);
+    match (from_spec, existing) {
+        (None, Some(t)) => Ok((path, t)),
+        (Some(s), Some(t)) if s == t => Ok((path, t)),
+        (Some(s), _) => {
+            write(&path, s, false)?;
+            Ok((path, s.to_string()))
+        }
+        (None, None) => {
+            let token = generate_token()?;
+            match write(&path, &token, true) {
+                Ok(()) => Ok((path, token)),
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    // Another `up` is writing it; wait for its content.
+                    for _ in 0..50 {
+                        if let Some(t) = read_token(state_dir).filter(|t| t.len() >= 32) {
+                            return Ok((path, t));
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    // An empty or short file left behind: take it over.
+                    write(&path, &token, false)?;
+                    Ok((path, token))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+fn write(path: &Path, token: &str, exclusive: bool) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if exclusive {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    let mut f = options
+        .open(path)
         .map_err(Error::io(format!("create {}", path.display())))?;
     f.write_all(token.as_bytes())
         .map_err(Error::io(format!("write {}", path.display())))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(Error::io(format!("chmod {}", path.display())))?;
-    Ok((path, token))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(Error::io(format!("chmod {}", path.display())))
 }
 
 /// The token of a running environment, for `status` and idempotent `up`.

@@ -89,8 +89,16 @@ pub enum LaunchError {
     )]
     ForeignContainer { name: String, label: &'static str },
     #[error("environment `{env}` is not running (no container {container})")]
-    #[diagnostic(code(torchenv::not_running), help("start it with `cargo xtask up {env}`"))]
+    #[diagnostic(
+        code(torchenv::not_running),
+        help("start it with `cargo xtask up {env}`")
+    )]
     NotRunning { env: String, container: String },
+    /// A concurrent `up` of the same environment replaced or removed the
+    /// container under us; `up` retries on this.
+    #[error("container {container} changed under us (a concurrent `up` or `down`?)")]
+    #[diagnostic(code(torchenv::raced), help("run `cargo xtask up` again"))]
+    Raced { container: String },
     #[error("SSH public key {path} cannot be read: {reason}")]
     #[diagnostic(
         code(torchenv::ssh_key),
@@ -107,7 +115,9 @@ impl LaunchError {
             LaunchError::GpuUnavailable { .. } => exit::GPU_UNAVAILABLE,
             LaunchError::NotReady { .. } => exit::NOT_READY,
             LaunchError::SshKey { .. } => exit::BAD_INPUT,
-            LaunchError::ForeignContainer { .. } | LaunchError::NotRunning { .. } => exit::FAILED,
+            LaunchError::ForeignContainer { .. }
+            | LaunchError::NotRunning { .. }
+            | LaunchError::Raced { .. } => exit::FAILED,
         }
     }
 }

@@ -73,12 +73,17 @@ pub fn check_sources(env: &Env) -> Result<(), LaunchError> {
 pub fn ensure_workspace(env: &Env, who: &Identity) -> Result<PathBuf> {
     let ws = &env.workspace;
     if !ws.exists() {
-        std::fs::create_dir_all(ws).map_err(Error::io(format!("create workspace {}", ws.display())))?;
+        std::fs::create_dir_all(ws)
+            .map_err(Error::io(format!("create workspace {}", ws.display())))?;
         use std::os::unix::fs::MetadataExt;
         let owner = std::fs::metadata(ws).map(|m| m.uid()).unwrap_or(who.uid);
         if who.uid != 0 && owner != who.uid {
             if let Err(e) = std::os::unix::fs::chown(ws, Some(who.uid), Some(who.gid)) {
-                super::note(format!("cannot give {} to uid {}: {e}", ws.display(), who.uid));
+                super::note(format!(
+                    "cannot give {} to uid {}: {e}",
+                    ws.display(),
+                    who.uid
+                ));
             }
         }
     }

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, PortBinding, ResourcesUlimits};
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, PortBinding, ResourcesUlimits,
+};
 
 use super::ports::Published;
 use super::{Identity, LABEL_OWNER, LABEL_SPEC_HASH};
@@ -47,6 +49,38 @@ pub fn refused_ulimit(message: &str) -> Option<&'static str> {
     }
 }
 
+fn engine_file(engine_id: &str) -> std::path::PathBuf {
+    let id: String = engine_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    crate::cache::root()
+        .join("engines")
+        .join(format!("{id}.refused-ulimits"))
+}
+
+/// [`nvidia_ulimits`] less those this engine refused before (remembered
+/// per engine id, so later `up`s create the container once).
+pub fn ulimits_for(engine_id: &str) -> Vec<ResourcesUlimits> {
+    let refused = std::fs::read_to_string(engine_file(engine_id)).unwrap_or_default();
+    nvidia_ulimits()
+        .into_iter()
+        .filter(|u| !refused.lines().any(|l| Some(l) == u.name.as_deref()))
+        .collect()
+}
+
+/// Remembers that this engine refuses the ulimit `name`.
+pub fn remember_refused(engine_id: &str, name: &str) {
+    let path = engine_file(engine_id);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    if !text.lines().any(|l| l == name) {
+        text.push_str(name);
+        text.push('\n');
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")));
+        let _ = std::fs::write(&path, text);
+    }
+}
+
 /// Everything `up` decided about the container.
 #[derive(Debug, Clone)]
 pub struct ContainerPlan {
@@ -69,7 +103,13 @@ pub struct ContainerPlan {
 impl ContainerPlan {
     /// Hash of what the container is made from: the resolved environment,
     /// the image (by id), the user mapping, the SSH key and the GPU requests.
-    pub fn spec_hash(env: &Env, image_id: &str, who: &Identity, ssh_pubkey: Option<&str>, devices: &[DeviceRequest]) -> String {
+    pub fn spec_hash(
+        env: &Env,
+        image_id: &str,
+        who: &Identity,
+        ssh_pubkey: Option<&str>,
+        devices: &[DeviceRequest],
+    ) -> String {
         let input = serde_json::json!({
             "env": env,
             "image": image_id,
@@ -94,7 +134,12 @@ impl ContainerPlan {
     /// Environment variables: the spec's `env:`, then the entrypoint's
     /// switches. The Jupyter token is not among them (it is a mounted file).
     pub fn env_vars(&self) -> Vec<String> {
-        let mut vars: Vec<String> = self.env.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut vars: Vec<String> = self
+            .env
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         if !self.env.env.is_empty() {
             let names: Vec<&str> = self.env.env.keys().map(String::as_str).collect();
             vars.push(format!("TORCHENV_USER_ENV={}", names.join(" ")));
@@ -102,7 +147,10 @@ impl ContainerPlan {
         vars.push(format!("TORCHENV_ENV={}", self.env.name));
         vars.push(format!("TORCHENV_UID={}", self.who.uid));
         vars.push(format!("TORCHENV_GID={}", self.who.gid));
-        vars.push(format!("TORCHENV_JUPYTER={}", u8::from(self.token_file.is_some())));
+        vars.push(format!(
+            "TORCHENV_JUPYTER={}",
+            u8::from(self.token_file.is_some())
+        ));
         match &self.ssh_pubkey {
             Some(k) => {
                 vars.push("TORCHENV_SSH=1".into());
@@ -127,6 +175,8 @@ impl ContainerPlan {
         map
     }
 
+    /// Built step by step on purpose (one concern per step), hence the allow.
+    #[allow(clippy::field_reassign_with_default)]
     pub fn host_config(&self) -> HostConfig {
         let mut hc = HostConfig::default();
         // Ports, on the spec's host address only.
@@ -141,7 +191,14 @@ impl ContainerPlan {
         match self.env.ipc {
             Ipc::Host => hc.ipc_mode = Some("host".into()),
             Ipc::Private | Ipc::Shareable => {
-                hc.ipc_mode = Some(if self.env.ipc == Ipc::Shareable { "shareable" } else { "private" }.into());
+                hc.ipc_mode = Some(
+                    if self.env.ipc == Ipc::Shareable {
+                        "shareable"
+                    } else {
+                        "private"
+                    }
+                    .into(),
+                );
                 hc.shm_size = Some(self.env.shm_size as i64);
             }
         }
@@ -175,7 +232,9 @@ mod tests {
     use crate::spec::{Gpus, Spec};
 
     fn default_plan() -> ContainerPlan {
-        let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../environments.yaml")).unwrap();
+        let source =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../environments.yaml"))
+                .unwrap();
         let spec = Spec::parse(std::path::Path::new("/repo/environments.yaml"), source).unwrap();
         let env = spec.env(None).unwrap().clone();
         let who = Identity {
@@ -193,7 +252,9 @@ mod tests {
             env,
             who,
             ssh_pubkey: Some(key),
-            token_file: Some("/home/alice/.local/state/torchenv/pytorch-2.6-cuda12.4/jupyter_token".into()),
+            token_file: Some(
+                "/home/alice/.local/state/torchenv/pytorch-2.6-cuda12.4/jupyter_token".into(),
+            ),
             device_requests: requests,
             ulimits: nvidia_ulimits(),
             hash,
@@ -223,7 +284,13 @@ mod tests {
         let plan = default_plan();
         let mut env = plan.env.clone();
         env.shm_size *= 2;
-        let h2 = ContainerPlan::spec_hash(&env, "sha256:0123", &plan.who, plan.ssh_pubkey.as_deref(), &plan.device_requests);
+        let h2 = ContainerPlan::spec_hash(
+            &env,
+            "sha256:0123",
+            &plan.who,
+            plan.ssh_pubkey.as_deref(),
+            &plan.device_requests,
+        );
         assert_ne!(plan.hash, h2);
     }
 }

@@ -150,7 +150,8 @@ pub fn auto_assign(ports: &mut [Published]) -> std::io::Result<Vec<(Purpose, u16
 /// Maps the engine's "Bind for 127.0.0.1:8888 failed: port is already
 /// allocated" (or "address already in use") to the port it names.
 pub fn taken_port_in(message: &str, ports: &[Published]) -> Option<LaunchError> {
-    if !(message.contains("port is already allocated") || message.contains("address already in use"))
+    if !(message.contains("port is already allocated")
+        || message.contains("address already in use"))
     {
         return None;
     }

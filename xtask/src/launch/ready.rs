@@ -16,7 +16,11 @@ pub enum WaitFor {
     /// The container is running.
     Running,
     /// Jupyter answers `GET /api/status` with the token → 200.
-    JupyterApi { host: String, port: u16, token: String },
+    JupyterApi {
+        host: String,
+        port: u16,
+        token: String,
+    },
     /// sshd serves this container's host key, and — when a passphrase-less
     /// identity is at hand — accepts the key (BatchMode login runs `true`).
     Ssh {
@@ -31,7 +35,9 @@ impl std::fmt::Display for WaitFor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WaitFor::Running => f.write_str("container running"),
-            WaitFor::JupyterApi { host, port, .. } => write!(f, "Jupyter /api/status on {host}:{port}"),
+            WaitFor::JupyterApi { host, port, .. } => {
+                write!(f, "Jupyter /api/status on {host}:{port}")
+            }
             WaitFor::Ssh { host, port, .. } => write!(f, "SSH on {host}:{port}"),
         }
     }
@@ -39,14 +45,25 @@ impl std::fmt::Display for WaitFor {
 
 /// Status code of `GET path` on `host:port`, with `Authorization: token …`
 /// when `token` is given. A minimal HTTP/1.1 client: one request, then close.
-pub async fn http_status(host: &str, port: u16, path: &str, token: Option<&str>) -> std::io::Result<u16> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    let auth = token.map(|t| format!("Authorization: token {t}\r\n")).unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Connection: close\r\n\r\n");
+pub async fn http_status(
+    host: &str,
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<u16> {
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let auth = token
+        .map(|t| format!("Authorization: token {t}\r\n"))
+        .unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
-    let mut head = vec![0u8; 64];
+    let mut head = [0u8; 64];
     let mut n = 0;
     let read = async {
         while n < 12 {
@@ -65,7 +82,12 @@ pub async fn http_status(host: &str, port: u16, path: &str, token: Option<&str>)
     line.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not HTTP: {line:?}")))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not HTTP: {line:?}"),
+            )
+        })
 }
 
 impl WaitFor {
@@ -88,19 +110,34 @@ impl WaitFor {
             } => {
                 // The host keys the entrypoint generated, read through the engine.
                 let keys = docker
-                    .exec_output(container, "root", &["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"])
+                    .exec_output(
+                        container,
+                        "root",
+                        &["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"],
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
                 if keys.exit_code != 0 || keys.stdout.trim().is_empty() {
                     return Err("no SSH host keys yet".into());
                 }
-                let known = ssh::write_known_hosts(state_dir, host, *port, &keys.stdout).map_err(|e| e.to_string())?;
-                let identity = identity.as_deref().filter(|i| ssh::usable_without_passphrase(i));
+                let known = ssh::write_known_hosts(state_dir, host, *port, &keys.stdout)
+                    .map_err(|e| e.to_string())?;
+                let identity = identity
+                    .as_deref()
+                    .filter(|i| ssh::usable_without_passphrase(i));
                 let mut cmd = tokio::process::Command::new("ssh");
-                cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR"]);
+                cmd.args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "ConnectTimeout=3",
+                    "-o",
+                    "LogLevel=ERROR",
+                ]);
                 match identity {
                     Some(_) => {
-                        cmd.args(ssh::ssh_args(host, *port, identity, &known)).arg("true");
+                        cmd.args(ssh::ssh_args(host, *port, identity, &known))
+                            .arg("true");
                     }
                     // No usable private key: a host-key-verified handshake
                     // that ends at authentication still proves sshd is up.
@@ -116,7 +153,9 @@ impl WaitFor {
                     .await
                     .map_err(|e| format!("cannot run ssh: {e} (install openssh-client)"))?;
                 let stderr = String::from_utf8_lossy(&out.stderr);
-                if out.status.success() || (identity.is_none() && stderr.contains("Permission denied")) {
+                if out.status.success()
+                    || (identity.is_none() && stderr.contains("Permission denied"))
+                {
                     Ok(())
                 } else {
                     Err(format!("ssh: {}", stderr.trim()))
@@ -126,22 +165,39 @@ impl WaitFor {
     }
 }
 
+/// The [`LaunchError::NotReady`] reason when the container disappeared
+/// while waiting (a concurrent `up` replaced it, or a `down`).
+pub const REMOVED: &str = "the container was removed while waiting";
+
 /// Waits until every condition holds, or `timeout`; on failure returns
 /// [`LaunchError::NotReady`] with the last log lines (the container is left
 /// for inspection).
-pub async fn wait(docker: &Docker, env: &str, container: &str, waits: &[WaitFor], timeout: Duration) -> Result<Duration> {
+pub async fn wait(
+    docker: &Docker,
+    env: &str,
+    container: &str,
+    waits: &[WaitFor],
+    timeout: Duration,
+) -> Result<Duration> {
     let start = Instant::now();
     let mut pending: Vec<&WaitFor> = waits.iter().collect();
     let mut last = String::from("not probed yet");
     loop {
-        let state = docker
-            .inspect_container(container)
-            .await?
-            .and_then(|c| c.state);
+        let Some(c) = docker.inspect_container(container).await? else {
+            return Err(not_ready(docker, env, container, start.elapsed(), REMOVED.into()).await);
+        };
+        let state = c.state;
         let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
         if !running {
             let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
-            return Err(not_ready(docker, env, container, start.elapsed(), format!("the container exited (code {code})")).await);
+            return Err(not_ready(
+                docker,
+                env,
+                container,
+                start.elapsed(),
+                format!("the container exited (code {code})"),
+            )
+            .await);
         }
         let mut still = Vec::new();
         for w in pending {
@@ -161,7 +217,13 @@ pub async fn wait(docker: &Docker, env: &str, container: &str, waits: &[WaitFor]
     }
 }
 
-async fn not_ready(docker: &Docker, env: &str, container: &str, waited: Duration, reason: String) -> crate::error::Error {
+async fn not_ready(
+    docker: &Docker,
+    env: &str,
+    container: &str,
+    waited: Duration,
+    reason: String,
+) -> crate::error::Error {
     let logs = docker
         .container_logs_tail(container, Some(30))
         .await

@@ -131,13 +131,20 @@ async fn run(docker: &Docker, name: &str, cmd: Vec<String>, tty: bool) -> Result
                 tty: Some(tty),
                 user: Some(CONTAINER_USER.to_string()),
                 working_dir: Some(WORKSPACE_TARGET.to_string()),
-                env: Some(vec![format!("HOME=/home/{CONTAINER_USER}"), format!("USER={CONTAINER_USER}")]),
+                env: Some(vec![
+                    format!("HOME=/home/{CONTAINER_USER}"),
+                    format!("USER={CONTAINER_USER}"),
+                ]),
                 cmd: Some(cmd),
                 ..Default::default()
             },
         )
         .await?;
-    let StartExecResults::Attached { mut output, mut input } = docker.exec_start(name, &id, tty).await? else {
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = docker.exec_start(name, &id, tty).await?
+    else {
         return Err(Error::failed(format!("exec in {name} did not attach")));
     };
     let _raw = tty.then(RawTerminal::enable);
@@ -190,10 +197,13 @@ pub fn logs(spec_path: &Path, env: Option<&str>, follow: bool, tail: Option<usiz
             None => Spec::load(spec_path)?.default,
         };
         let name = container_name(&env_name, &Identity::current());
-        let c = docker.inspect_container(&name).await?.ok_or_else(|| LaunchError::NotRunning {
-            env: env_name.clone(),
-            container: name.clone(),
-        })?;
+        let c = docker
+            .inspect_container(&name)
+            .await?
+            .ok_or_else(|| LaunchError::NotRunning {
+                env: env_name.clone(),
+                container: name.clone(),
+            })?;
         super::up::ensure_managed(&name, &c)?;
         let tail = tail.map_or("all".to_string(), |n| n.to_string());
         let mut stream = Box::pin(docker.container_logs(&name, follow, &tail));

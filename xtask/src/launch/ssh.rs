@@ -39,7 +39,11 @@ pub fn find_key(ssh: &Ssh) -> Result<Option<SshKey>, LaunchError> {
                 })
                 .unwrap_or_default();
             found.sort_by_key(|p| {
-                let name = p.file_name().unwrap_or_default().to_string_lossy().to_string();
+                let name = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
                 (!name.contains("ed25519"), name)
             });
             match found.into_iter().next() {
@@ -52,7 +56,9 @@ pub fn find_key(ssh: &Ssh) -> Result<Option<SshKey>, LaunchError> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    let public = text.lines().find(|l| l.starts_with("ssh-") || l.starts_with("ecdsa-") || l.starts_with("sk-"));
+    let public = text
+        .lines()
+        .find(|l| l.starts_with("ssh-") || l.starts_with("ecdsa-") || l.starts_with("sk-"));
     let Some(public) = public else {
         return Err(LaunchError::SshKey {
             path,
@@ -82,7 +88,12 @@ pub fn host_pattern(host: &str, port: u16) -> String {
 
 /// Writes `known_hosts` in the state dir with the container's host keys
 /// (the `*.pub` lines read from /etc/ssh inside it).
-pub fn write_known_hosts(state_dir: &Path, host: &str, port: u16, host_keys: &str) -> std::io::Result<PathBuf> {
+pub fn write_known_hosts(
+    state_dir: &Path,
+    host: &str,
+    port: u16,
+    host_keys: &str,
+) -> std::io::Result<PathBuf> {
     let path = state_dir.join(KNOWN_HOSTS);
     let pattern = host_pattern(host, port);
     let text: String = host_keys
@@ -129,14 +140,23 @@ pub fn command_line(host: &str, port: u16, identity: Option<&Path>, known_hosts:
 }
 
 /// A block for `~/.ssh/config`.
-pub fn config_block(alias: &str, host: &str, port: u16, identity: Option<&Path>, known_hosts: &Path) -> String {
+pub fn config_block(
+    alias: &str,
+    host: &str,
+    port: u16,
+    identity: Option<&Path>,
+    known_hosts: &Path,
+) -> String {
     let mut s = format!(
         "Host {alias}\n    HostName {host}\n    Port {port}\n    User {}\n    UserKnownHostsFile {}\n    StrictHostKeyChecking yes\n",
         super::CONTAINER_USER,
         known_hosts.display()
     );
     if let Some(id) = identity {
-        s.push_str(&format!("    IdentityFile {}\n    IdentitiesOnly yes\n", id.display()));
+        s.push_str(&format!(
+            "    IdentityFile {}\n    IdentitiesOnly yes\n",
+            id.display()
+        ));
     }
     s
 }

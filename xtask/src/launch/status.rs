@@ -26,11 +26,17 @@ pub fn run(json: bool) -> Result<()> {
         let docker = Docker::connect().await?;
         let list = collect(&docker).await?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&list).expect("status serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).expect("status serializes")
+            );
         } else if list.is_empty() {
             println!("no torchenv environments running (start one with `cargo xtask up`)");
         } else {
-            println!("{:<28} {:<10} {:<12} {:<10} {:<40} IMAGE", "ENV", "STATE", "UPTIME", "GPUS", "PORTS");
+            println!(
+                "{:<28} {:<10} {:<12} {:<10} {:<40} IMAGE",
+                "ENV", "STATE", "UPTIME", "GPUS", "PORTS"
+            );
             for s in list {
                 println!(
                     "{:<28} {:<10} {:<12} {:<10} {:<40} {}",
@@ -51,17 +57,29 @@ pub fn run(json: bool) -> Result<()> {
 pub async fn collect(docker: &Docker) -> Result<Vec<EnvStatus>> {
     let who = Identity::current();
     let mut out = Vec::new();
-    for summary in docker.list_managed_containers(&[(LABEL_OWNER, &who.user)]).await? {
-        let Some(name) = summary.names.and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_string())) else {
+    for summary in docker
+        .list_managed_containers(&[(LABEL_OWNER, &who.user)])
+        .await?
+    {
+        let Some(name) = summary
+            .names
+            .and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_string()))
+        else {
             continue;
         };
-        let Some(c) = docker.inspect_container(&name).await? else { continue };
+        let Some(c) = docker.inspect_container(&name).await? else {
+            continue;
+        };
         let state = c.state.clone().unwrap_or_default();
         let ports = super::up::published_of(&c)
             .iter()
             .map(|p| format!("{}:{}->{}", p.host_ip, p.host_port, p.container.key()))
             .collect();
-        let gpus = match c.host_config.as_ref().and_then(|h| h.device_requests.clone()) {
+        let gpus = match c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.device_requests.clone())
+        {
             None => "none".to_string(),
             Some(reqs) if reqs.is_empty() => "none".to_string(),
             Some(reqs) => reqs
@@ -83,8 +101,15 @@ pub async fn collect(docker: &Docker) -> Result<Vec<EnvStatus>> {
         out.push(EnvStatus {
             env: super::up::label(&c, LABEL_ENV).unwrap_or("?").to_string(),
             container: name,
-            state: state.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
-            image: c.config.as_ref().and_then(|c| c.image.clone()).unwrap_or_default(),
+            state: state
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            image: c
+                .config
+                .as_ref()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default(),
             ports,
             gpus,
             uptime_s,
@@ -136,6 +161,9 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(super::parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(super::parse_rfc3339("2024-05-01T12:34:56.789123456Z"), Some(1_714_566_896));
+        assert_eq!(
+            super::parse_rfc3339("2024-05-01T12:34:56.789123456Z"),
+            Some(1_714_566_896)
+        );
     }
 }

@@ -22,6 +22,7 @@ use super::plan::ContainerPlan;
 use super::ports::{self, ContainerPort, Published, Purpose};
 use super::ready::{self, WaitFor};
 use super::{gpus, image, jupyter, mounts, note, ssh, Identity, LaunchError, LABEL_SPEC_HASH};
+use crate::docker::containers::GpuSupport;
 use crate::docker::{Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::error::{Error, Result};
 use crate::spec::{Env, Spec};
@@ -124,8 +125,23 @@ impl Up {
         })
     }
 
-    /// Brings the environment up and waits until it is ready.
+    /// Brings the environment up and waits until it is ready. A lost race
+    /// with a concurrent `up` (its container vanished or is being removed
+    /// under us) is retried from the start.
     pub async fn up(&self, docker: &Docker, spec: &Spec) -> Result<Ready> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.up_once(docker, spec).await {
+                Err(e) if attempt < 4 && lost_race(&e) => {
+                    note("the container changed under us (a concurrent `up`?); retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn up_once(&self, docker: &Docker, spec: &Spec) -> Result<Ready> {
         let env = spec.env(self.env.as_deref())?.clone();
         let who = Identity::current();
         let name = super::container_name(&env.name, &who);
@@ -136,7 +152,9 @@ impl Up {
 
         // Everything that can refuse the launch, before anything is created.
         mounts::check_sources(&env)?;
-        let support = docker.gpu_support().await?;
+        let info = docker.info().await?;
+        let support = GpuSupport::from_info(&info);
+        let engine_id = info.id.clone().unwrap_or_else(|| docker.host.clone());
         let gpu = gpus::plan(&env.name, &docker.host, &env.gpus, &support)?;
         if let Some(n) = &gpu.notice {
             note(n);
@@ -161,13 +179,22 @@ impl Up {
             }
         }
         let image = image::resolve(docker, spec, &env, self.image.as_deref()).await?;
-        let image_id = docker.image_id(&image).await?.unwrap_or_else(|| image.clone());
+        let image_id = docker
+            .image_id(&image)
+            .await?
+            .unwrap_or_else(|| image.clone());
         let state_dir = super::ensure_state_dir(&env.name)?;
         let token = match &env.jupyter {
             Some(j) => Some(jupyter::ensure_token(&state_dir, j.token.as_deref())?),
             None => None,
         };
-        let hash = ContainerPlan::spec_hash(&env, &image_id, &who, key.as_ref().map(|k| k.public.as_str()), &gpu.requests);
+        let hash = ContainerPlan::spec_hash(
+            &env,
+            &image_id,
+            &who,
+            key.as_ref().map(|k| k.public.as_str()),
+            &gpu.requests,
+        );
         let mut plan = ContainerPlan {
             name: name.clone(),
             image,
@@ -177,7 +204,7 @@ impl Up {
             ssh_pubkey: key.as_ref().map(|k| k.public.clone()),
             token_file: token.as_ref().map(|(p, _)| p.clone()),
             device_requests: gpu.requests,
-            ulimits: super::plan::nvidia_ulimits(),
+            ulimits: super::plan::ulimits_for(&engine_id),
             hash: hash.clone(),
         };
         let identity = key.and_then(|k| k.identity);
@@ -197,7 +224,14 @@ impl Up {
         if let Some(c) = existing {
             let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
             if label(&c, LABEL_SPEC_HASH) == Some(hash.as_str()) {
-                let r = ready(published_of(&c), if running { "already running" } else { "started" });
+                let r = ready(
+                    published_of(&c),
+                    if running {
+                        "already running"
+                    } else {
+                        "started"
+                    },
+                );
                 if !running {
                     note(format!("starting stopped container {name}"));
                     self.start(docker, &name, &r.ports, false).await?;
@@ -215,7 +249,8 @@ impl Up {
 
         // Ports: free, or replaced by free ones with --auto-ports.
         if self.auto_ports {
-            let changed = ports::auto_assign(&mut plan.ports).map_err(Error::io("pick free ports"))?;
+            let changed =
+                ports::auto_assign(&mut plan.ports).map_err(Error::io("pick free ports"))?;
             for (purpose, from, to) in changed {
                 note(format!("{purpose}: host port {from} is taken; using {to}"));
             }
@@ -230,6 +265,7 @@ impl Up {
         mounts::ensure_workspace(&env, &plan.who)?;
         mounts::ensure_volumes(docker, &env).await?;
 
+        let mut conflicts = 0;
         loop {
             if !self.create(docker, &plan).await? {
                 // 409: another `up` of this environment won the name race.
@@ -238,25 +274,47 @@ impl Up {
                 }
                 if let Some(c) = docker.inspect_container(&name).await? {
                     ensure_managed(&name, &c)?;
+                    if label(&c, LABEL_SPEC_HASH) != Some(hash.as_str()) {
+                        return Err(Error::failed(format!(
+                            "container {name} was created concurrently from a different spec; run `cargo xtask up` again"
+                        )));
+                    }
                 }
-                return Err(Error::failed(format!(
-                    "container {name} was created concurrently from a different spec; run `cargo xtask up` again"
-                )));
+                conflicts += 1;
+                if conflicts > 5 {
+                    return Err(Error::failed(format!(
+                        "container {name} keeps changing under us; run `cargo xtask up` again"
+                    )));
+                }
+                // It vanished (the other `up` is retrying): try again.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
             match docker.start_container(&name).await {
-                Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => break,
+                Ok(())
+                | Err(BollardError::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => break,
                 Err(e) => {
                     let refused = super::plan::refused_ulimit(&e.to_string());
                     match refused {
-                        Some(limit) if plan.ulimits.iter().any(|u| u.name.as_deref() == Some(limit)) => {
+                        Some(limit)
+                            if plan
+                                .ulimits
+                                .iter()
+                                .any(|u| u.name.as_deref() == Some(limit)) =>
+                        {
                             note(format!(
                                 "the engine at {} may not raise the {limit} ulimit (no CAP_SYS_RESOURCE?); starting with its default",
                                 docker.host
                             ));
                             plan.ulimits.retain(|u| u.name.as_deref() != Some(limit));
+                            super::plan::remember_refused(&engine_id, limit);
                             docker.remove_container(&name).await?;
                         }
-                        _ => return Err(self.start_error(docker, &name, &plan.ports, true, e).await),
+                        _ => {
+                            return Err(self.start_error(docker, &name, &plan.ports, true, e).await)
+                        }
                     }
                 }
             }
@@ -272,22 +330,57 @@ impl Up {
         let name = &plan.name;
         match docker.create_container(name, plan.body()).await {
             Ok(_) => Ok(true),
-            Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => Ok(false),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(false),
             Err(e) => Err(create_error(&plan.env, &docker.host, name, e)),
         }
     }
 
     /// Starts an existing container (304 = already running is fine).
-    async fn start(&self, docker: &Docker, name: &str, ports: &[Published], created: bool) -> Result<()> {
+    async fn start(
+        &self,
+        docker: &Docker,
+        name: &str,
+        ports: &[Published],
+        created: bool,
+    ) -> Result<()> {
         match docker.start_container(name).await {
-            Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
-            Err(e) => Err(self.start_error(docker, name, ports, created, e).await),
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => {
+                // A container made by a concurrent `up` before it learnt the
+                // engine refuses a ulimit: remove it and retry the `up`.
+                if let Some(limit) = super::plan::refused_ulimit(&e.to_string()) {
+                    if let Ok(info) = docker.info().await {
+                        super::plan::remember_refused(
+                            info.id.as_deref().unwrap_or(&docker.host),
+                            limit,
+                        );
+                    }
+                    docker.remove_container(name).await?;
+                    return Err(LaunchError::Raced {
+                        container: name.to_string(),
+                    }
+                    .into());
+                }
+                Err(self.start_error(docker, name, ports, created, e).await)
+            }
         }
     }
 
     /// A refused start: a container this run created is removed, and port
     /// and GPU failures get their own errors.
-    async fn start_error(&self, docker: &Docker, name: &str, ports: &[Published], created: bool, e: BollardError) -> Error {
+    async fn start_error(
+        &self,
+        docker: &Docker,
+        name: &str,
+        ports: &[Published],
+        created: bool,
+        e: BollardError,
+    ) -> Error {
         if created {
             if let Err(rm) = docker.remove_container(name).await {
                 return rm.into();
@@ -324,7 +417,9 @@ impl Up {
         if label(&c, LABEL_SPEC_HASH) != Some(hash) {
             return Ok(None);
         }
-        note(format!("{name} was just created by another `up`; adopting it"));
+        note(format!(
+            "{name} was just created by another `up`; adopting it"
+        ));
         // Start it in case the other `up` has not yet (304 = already running).
         self.start(docker, name, &[], false).await?;
         let c = docker.inspect_container(name).await?.unwrap_or(c);
@@ -366,16 +461,27 @@ pub fn ensure_managed(name: &str, c: &ContainerInspectResponse) -> Result<(), La
 }
 
 pub fn label<'a>(c: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {
-    c.config.as_ref()?.labels.as_ref()?.get(key).map(String::as_str)
+    c.config
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
 }
 
 /// The published ports of an existing container (from its host config).
 pub fn published_of(c: &ContainerInspectResponse) -> Vec<Published> {
     let mut out = Vec::new();
-    let bindings = c.host_config.as_ref().and_then(|h| h.port_bindings.clone()).unwrap_or_default();
+    let bindings = c
+        .host_config
+        .as_ref()
+        .and_then(|h| h.port_bindings.clone())
+        .unwrap_or_default();
     for (key, list) in bindings {
         let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
-        let Ok(port) = port.parse::<u16>() else { continue };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
         let container = ContainerPort {
             port,
             protocol: if proto == "udp" {
@@ -390,8 +496,12 @@ pub fn published_of(c: &ContainerInspectResponse) -> Vec<Published> {
             _ => Purpose::Extra,
         };
         for b in list.unwrap_or_default() {
-            let (Some(ip), Some(hp)) = (b.host_ip, b.host_port) else { continue };
-            let (Ok(host_ip), Ok(host_port)) = (ip.parse(), hp.parse()) else { continue };
+            let (Some(ip), Some(hp)) = (b.host_ip, b.host_port) else {
+                continue;
+            };
+            let (Ok(host_ip), Ok(host_port)) = (ip.parse(), hp.parse()) else {
+                continue;
+            };
             out.push(Published {
                 host_ip,
                 host_port,
@@ -402,6 +512,43 @@ pub fn published_of(c: &ContainerInspectResponse) -> Vec<Published> {
     }
     out.sort_by_key(|p| (p.purpose as u8, p.host_port));
     out
+}
+
+/// True for the errors a concurrent `up` of the same environment causes.
+fn lost_race(e: &Error) -> bool {
+    match e {
+        Error::Launch(launch) => lost_race_launch(launch),
+        Error::Docker(docker) => lost_race_docker(docker),
+        _ => false,
+    }
+}
+
+fn lost_race_launch(e: &LaunchError) -> bool {
+    match e {
+        LaunchError::NotReady { reason, .. } => {
+            reason == ready::REMOVED || reason.contains("code 137")
+        }
+        LaunchError::Raced { .. } => true,
+        _ => false,
+    }
+}
+
+fn lost_race_docker(e: &DockerError) -> bool {
+    match e {
+        DockerError::Api {
+            source:
+                BollardError::DockerResponseServerError {
+                    status_code,
+                    message,
+                },
+            ..
+        } => {
+            *status_code == 404
+                || (*status_code == 409
+                    && (message.contains("removal") || message.contains("is already in use")))
+        }
+        _ => false,
+    }
 }
 
 fn create_error(env: &Env, host: &str, name: &str, e: BollardError) -> Error {

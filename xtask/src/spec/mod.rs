@@ -3,6 +3,10 @@
 //! [`Spec::load`] either returns a complete, validated spec or a
 //! [`SpecError`] that names the file, line and column and shows the line.
 
+// A spec error is made once per run, on the way out; boxing it would only
+// add noise to every `?` in this module.
+#![allow(clippy::result_large_err)]
+
 mod locate;
 mod raw;
 
@@ -209,7 +213,7 @@ impl Spec {
             path,
             source: &source,
         };
-        let raw: RawSpec = serde_yaml::from_str(&source).map_err(|e| ctx.from_yaml(&e))?;
+        let raw: RawSpec = serde_yaml::from_str(&source).map_err(|e| ctx.yaml_error(&e))?;
         if raw.version != 1 {
             return Err(ctx.error(
                 &[Step::Key("version")],
@@ -350,7 +354,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn from_yaml(&self, e: &serde_yaml::Error) -> SpecError {
+    fn yaml_error(&self, e: &serde_yaml::Error) -> SpecError {
         let text = e.to_string();
         // serde_yaml appends " at line L column C"; the location is ours to show.
         let message = match text.rfind(" at line ") {
@@ -1097,7 +1101,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     let value: f64 = num.parse().ok()?;
-    (value.is_finite() && value > 0.0).then(|| (value * mult as f64) as u64)
+    (value.is_finite() && value > 0.0).then_some((value * mult as f64) as u64)
 }
 
 #[cfg(test)]
