@@ -138,23 +138,25 @@ struct Batch {
     seconds: f64,
 }
 
-/// Runs the evaluation and builds the report.
+/// Raw results of [`evaluate`].
+pub struct EvalOutcome {
+    /// Softmax probabilities per sample (dataset order); None if it failed.
+    pub probs: Vec<Option<Vec<f32>>>,
+    /// (sample index, error) of images that could not be decoded.
+    pub failed: Vec<(usize, String)>,
+    pub wall_seconds: f64,
+    pub preprocess_seconds: f64,
+    pub inference_seconds: f64,
+    pub peak_gpu_memory_bytes: Option<u64>,
+}
+
+/// Runs the evaluation; `on_logits` sees each batch's (sample indices, logits).
 pub fn evaluate(
     model: &LoadedModel,
     samples: &[Sample],
     opts: &EvalOptions,
     mut on_logits: impl FnMut(&[usize], &Tensor),
-) -> Result<
-    (
-        Vec<Option<Vec<f32>>>,
-        Vec<(usize, String)>,
-        f64,
-        f64,
-        f64,
-        Option<u64>,
-    ),
-    EvalError,
-> {
+) -> Result<EvalOutcome, EvalError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.workers.max(1))
         .build()
@@ -237,14 +239,14 @@ pub fn evaluate(
     })?;
     failed.sort();
     let wall = start.elapsed().as_secs_f64();
-    Ok((
+    Ok(EvalOutcome {
         probs,
         failed,
-        wall,
+        wall_seconds: wall,
         preprocess_seconds,
         inference_seconds,
-        peak_gpu,
-    ))
+        peak_gpu_memory_bytes: peak_gpu,
+    })
 }
 
 /// Top-k indices of `p`, most probable first (ties: lower index first).
@@ -266,17 +268,10 @@ pub struct ReportContext {
 }
 
 /// Metrics, per-class table, confusions and per-sample results.
-#[allow(clippy::too_many_arguments)]
-pub fn build_report(
-    ctx: ReportContext,
-    samples: &[Sample],
-    probs: &[Option<Vec<f32>>],
-    failed: &[(usize, String)],
-    wall: f64,
-    preprocess_seconds: f64,
-    inference_seconds: f64,
-    peak_gpu: Option<u64>,
-) -> EvalReport {
+pub fn build_report(ctx: ReportContext, samples: &[Sample], outcome: &EvalOutcome) -> EvalReport {
+    let probs = &outcome.probs;
+    let failed = &outcome.failed;
+    let wall = outcome.wall_seconds;
     let classes = imagenet::classes();
     let mut results = Vec::new();
     let mut misclassified = Vec::new();
@@ -374,10 +369,10 @@ pub fn build_report(
         performance: Performance {
             wall_seconds: wall,
             images_per_second: if wall > 0.0 { n as f64 / wall } else { 0.0 },
-            preprocess_seconds,
-            inference_seconds,
+            preprocess_seconds: outcome.preprocess_seconds,
+            inference_seconds: outcome.inference_seconds,
             peak_host_rss_bytes: report::peak_rss_bytes(),
-            peak_gpu_memory_bytes: peak_gpu,
+            peak_gpu_memory_bytes: outcome.peak_gpu_memory_bytes,
         },
         versions: ctx.versions,
     }

@@ -226,19 +226,18 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
     model.prepare(&opts)?;
     let mut dumped: Vec<(usize, Vec<f32>)> = Vec::new();
     let dump = args.dump_logits.is_some();
-    let (probs, failed, wall, pre_s, inf_s, peak_gpu) =
-        eval::evaluate(&model, &samples, &opts, |idx, logits| {
-            if dump {
-                if let Ok(v) = Vec::<f32>::try_from(logits.flatten(0, -1)) {
-                    let n = v.len() / idx.len();
-                    for (r, &i) in idx.iter().enumerate() {
-                        dumped.push((i, v[r * n..(r + 1) * n].to_vec()));
-                    }
+    let outcome = eval::evaluate(&model, &samples, &opts, |idx, logits| {
+        if dump {
+            if let Ok(v) = Vec::<f32>::try_from(logits.flatten(0, -1)) {
+                let n = v.len() / idx.len();
+                for (r, &i) in idx.iter().enumerate() {
+                    dumped.push((i, v[r * n..(r + 1) * n].to_vec()));
                 }
             }
-        })?;
-    if probs.iter().all(Option::is_none) {
-        return Err(eval::EvalError::NothingEvaluated(failed.len()).into());
+        }
+    })?;
+    if outcome.probs.iter().all(Option::is_none) {
+        return Err(eval::EvalError::NothingEvaluated(outcome.failed.len()).into());
     }
     if let Some(path) = &args.dump_logits {
         dumped.sort_by_key(|(i, _)| *i);
@@ -299,7 +298,7 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
             device_name,
         },
     };
-    let rep = eval::build_report(ctx, &samples, &probs, &failed, wall, pre_s, inf_s, peak_gpu);
+    let rep = eval::build_report(ctx, &samples, &outcome);
     print!("{}", report::render(&rep));
     if let Some(path) = &args.json {
         let text =

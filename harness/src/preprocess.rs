@@ -119,7 +119,7 @@ pub fn resized_size(width: u32, height: u32, size: u32) -> (u32, u32) {
 pub fn crop_offset(len: u32, crop: u32) -> u32 {
     let d = len.saturating_sub(crop);
     let half = d / 2;
-    if d % 2 == 0 || half % 2 == 0 {
+    if d.is_multiple_of(2) || half.is_multiple_of(2) {
         half
     } else {
         half + 1

@@ -204,6 +204,28 @@ pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
     run_logged(cmd, &format!("harness tests (torch {})", locked.torch))
 }
 
+/// `cargo clippy -D warnings` on the harness crate, in the release profile
+/// so it reuses the release build's compiled libtorch bindings.
+pub fn clippy(locked: &LockedEnv) -> Result<()> {
+    let venv = ensure_torch_venv(locked)?;
+    select_lockfile(locked)?;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args([
+        "clippy",
+        "--release",
+        "--locked",
+        "--all-targets",
+        "--manifest-path",
+    ])
+    .arg(crate_dir().join("Cargo.toml"))
+    .args(["--", "-D", "warnings"]);
+    cargo_env(&mut cmd, locked, &venv);
+    run_logged(
+        cmd,
+        &format!("cargo clippy (harness, torch {})", locked.torch),
+    )
+}
+
 /// Path of the release binary for `torch`.
 pub fn binary_path(torch: &str) -> PathBuf {
     cache::harness_dir(torch)

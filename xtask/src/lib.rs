@@ -4,6 +4,7 @@
 //! One module per capability; `main.rs` only dispatches.
 
 pub mod base;
+pub mod bench_harness;
 pub mod bench_up;
 pub mod cache;
 pub mod compat;
@@ -20,5 +21,6 @@ pub mod pip;
 pub mod progress;
 pub mod prune;
 pub mod spec;
+pub mod suite;
 pub mod tasks;
 pub mod wheels;

@@ -52,6 +52,13 @@ enum Command {
         #[command(flatten)]
         sources: GateSources,
     },
+    /// Run the whole test suite (what CI runs): lint, harness build and
+    /// tests, the default image, the xtask tests against Docker, the gate.
+    Test {
+        /// Skip `cargo fmt --check` and clippy.
+        #[arg(long)]
+        no_lint: bool,
+    },
     /// List the environments of the spec.
     List,
     /// Print one environment with every default resolved.
@@ -169,6 +176,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// End-to-end eval and per-core preprocessing speed of the harness
+    /// against PyTorch-Python (PIL + torchvision + eager model), one run,
+    /// same images, same libtorch, CPU.
+    Harness {
+        /// Environment name (default: the spec's `default:`).
+        env: Option<String>,
+        /// Copies of each dataset image.
+        #[arg(long, default_value_t = 10)]
+        copies: usize,
+        /// Decode workers on both sides.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
     /// Warm `up`-to-ready time against a raw container start of the same
     /// image with the same readiness probe (medians).
     Up {
@@ -243,7 +265,23 @@ fn main() -> ExitCode {
         Command::Logs { env, follow, tail } => {
             xtask::launch::session::logs(&cli.spec, env.as_deref(), follow, tail)
         }
+        Command::Test { no_lint } => xtask::suite::Suite { no_lint }.run(&cli.spec),
         Command::Doctor => xtask::doctor::run(&cli.spec),
+        Command::Bench {
+            bench:
+                Bench::Harness {
+                    env,
+                    copies,
+                    workers,
+                    batch_size,
+                },
+        } => xtask::bench_harness::BenchHarness {
+            env,
+            copies,
+            workers,
+            batch_size,
+        }
+        .run(&cli.spec),
         Command::Bench {
             bench: Bench::Up { env, reps, image },
         } => xtask::bench_up::BenchUp { env, reps, image }.run(&cli.spec),
