@@ -9,10 +9,22 @@
 #   4. start JupyterLab as `dev` on 0.0.0.0:8888 in /workspace with the token
 #      read from /run/torchenv/jupyter_token (a read-only bind of a 0600 file;
 #      the token never appears in the container's config or the image),
-# or, when a command is given, run that command as `dev` instead of Jupyter.
+# or, when a command is given, run that command as `dev` instead (no sshd,
+# no Jupyter: `docker run IMAGE python …` just runs python).
 #
-# Switches (set by `cargo xtask up`): TORCHENV_SSH=0 / TORCHENV_JUPYTER=0.
+# Switches (set by `cargo xtask up`): TORCHENV_SSH=0|1 / TORCHENV_JUPYTER=0|1
+# (default: 1 without a command, 0 with one).
 set -euo pipefail
+
+if [ "$#" -gt 0 ]; then
+    : "${TORCHENV_SSH:=0}" "${TORCHENV_JUPYTER:=0}"
+fi
+
+# Started as a non-root user (`docker run --user`): nothing to map or start.
+if [ "$(id -u)" != 0 ]; then
+    [ "$#" -gt 0 ] || set -- sleep infinity
+    exec "$@"
+fi
 
 log() { echo "torchenv-entrypoint: $*" >&2; }
 

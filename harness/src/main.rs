@@ -200,6 +200,11 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
             Device::Cuda(0)
         }
     };
+    if args.autocast == Some(eval::Autocast::Fp16) && device == Device::Cpu {
+        return Err(HarnessError::Usage(
+            "--autocast fp16 needs --device cuda (use bf16 on the CPU)".into(),
+        ));
+    }
     let weights_path = if weights_download::is_url(&args.weights) {
         let cache = weights_download::cache_root()?.join("weights");
         weights_download::fetch(&args.weights, args.sha256.as_deref(), &cache)?

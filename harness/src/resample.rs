@@ -101,7 +101,7 @@ pub fn resize_rgb8(
 ) -> Vec<u8> {
     let half = 1i64 << (PRECISION_BITS - 1);
     // Horizontal pass (only rows the vertical pass will read).
-    let (tmp, tw, row0, rows) = if nw != w {
+    let (tmp, tw, row0) = if nw != w {
         let cv = precompute(h, nh, interp);
         let first = cv.bounds.first().map_or(0, |b| b.0);
         let last = cv.bounds.last().map_or(h, |b| b.0 + b.1);
@@ -130,14 +130,13 @@ pub fn resize_rgb8(
                 out_row[xx * 3 + 2] = clip8(s2);
             }
         }
-        (out, nw, row0, rows)
+        (out, nw, row0)
     } else {
-        (src.to_vec(), w, 0, h)
+        (src.to_vec(), w, 0)
     };
     if nh == h {
         return tmp;
     }
-    let _ = rows;
     // Vertical pass.
     let cv = precompute(h, nh, interp);
     let mut out = vec![0u8; nh * tw * 3];

@@ -32,7 +32,7 @@ fn b0_matches_pytorch() {
     );
 
     // 1. Same preprocessed input, every checkpoint format.
-    let mut formats = vec!["b0.pth", "b0_legacy.pth"];
+    let mut formats = vec!["b0.pth", "b0_legacy.pth", "b0_wrapped.pth"];
     if dir.path().join("b0.safetensors").exists() {
         formats.push("b0.safetensors");
     }

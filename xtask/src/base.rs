@@ -9,10 +9,6 @@
 //! The image is made from the tarball as a one-layer image archive with a
 //! deterministic config, so its image id is the same on every machine.
 
-// `Error` is 200 bytes because `SpecError` carries its source text; boxing
-// it there (LEAD) would make this allow unnecessary crate-wide.
-#![allow(clippy::result_large_err)]
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

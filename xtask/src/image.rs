@@ -17,10 +17,6 @@
 //! one `inspect` and nothing else. Builds run with `--network none`; the
 //! engine tags an image only when every step succeeded.
 
-// `Error` is 200 bytes because `SpecError` carries its source text; boxing
-// it there (LEAD) would make this allow unnecessary crate-wide.
-#![allow(clippy::result_large_err)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -487,7 +483,24 @@ pub async fn build_context(
         })
         .sum();
     let upload = progress.bytes(format!("context {}", build.tag), Some(total));
-    let files = build.files.clone();
+    let mut files = build.files.clone();
+    // Labels go in as one LABEL instruction at the end of the Dockerfile:
+    // the engine's `labels` option adds one step per label, and every step
+    // after a multi-gigabyte layer costs seconds on fuse-overlayfs.
+    if !build.labels.is_empty() {
+        let text = match files.get(&build.dockerfile) {
+            Some(ContextFile::Data(d, _)) => d.clone(),
+            Some(ContextFile::Path(p, _)) => {
+                std::fs::read(p).map_err(Error::io(format!("reading {}", p.display())))?
+            }
+            _ => Vec::new(),
+        };
+        let text = with_labels(&String::from_utf8_lossy(&text), &build.labels);
+        files.insert(
+            build.dockerfile.clone(),
+            ContextFile::Data(text.into_bytes(), 0o644),
+        );
+    }
     let context = tar_stream(move |b| {
         for (name, file) in &files {
             let mut header = tar::Header::new_gnu();
@@ -528,7 +541,7 @@ pub async fn build_context(
             &build.dockerfile,
             context,
             &build.build_args,
-            &build.labels,
+            &BTreeMap::new(),
             |event| match event {
                 BuildEvent::Step(s) => {
                     if let Some(u) = upload.take() {
@@ -569,6 +582,36 @@ pub async fn build_context(
             Err(e.into())
         }
     }
+}
+
+/// `dockerfile` with a last `LABEL k="v" …` instruction holding `labels`.
+pub fn with_labels(dockerfile: &str, labels: &BTreeMap<String, String>) -> String {
+    let quote = |s: &str| {
+        let mut q = String::with_capacity(s.len() + 2);
+        q.push('"');
+        for c in s.chars() {
+            match c {
+                '"' | '\\' | '$' => {
+                    q.push('\\');
+                    q.push(c);
+                }
+                '\n' => q.push_str("\\n"),
+                c => q.push(c),
+            }
+        }
+        q.push('"');
+        q
+    };
+    let mut out = dockerfile.trim_end().to_string();
+    out.push_str("\n# Added by `cargo xtask build`: every label in one step.\nLABEL");
+    for (k, v) in labels {
+        out.push_str(" \\\n      ");
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&quote(v));
+    }
+    out.push('\n');
+    out
 }
 
 fn short(s: &str, n: usize) -> String {
@@ -656,6 +699,30 @@ async fn build_final(docker: &Docker, plan: &Plan, progress: &Progress) -> Resul
     Ok(())
 }
 
+/// The image of `env` as every command uses it (`build`, `up`, `check`):
+/// with its harness built against the environment's own torch (cached),
+/// unless `harness` names a binary to use instead.
+pub async fn ensure_env_image(
+    docker: &Docker,
+    spec: &Spec,
+    lock: &Lock,
+    env: &Env,
+    harness: Option<&Path>,
+    progress: &Progress,
+) -> Result<ImageRef> {
+    let binary = match harness {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let locked = crate::lock::check_fresh(spec, lock, env)?.clone();
+            tokio::task::spawn_blocking(move || crate::harness_build::build(&locked))
+                .await
+                .map_err(|e| Error::failed(format!("harness build task: {e}")))??
+                .binary
+        }
+    };
+    ensure_image_with(docker, spec, lock, env, Some(&binary), progress).await
+}
+
 /// `cargo xtask build [ENV|--all] [--harness PATH]`.
 pub struct Build<'a> {
     pub spec: &'a Path,
@@ -672,7 +739,7 @@ impl Build<'_> {
         let envs = spec.select(self.env, self.all)?;
         // Nothing is built on bad input: every selected env is checked first.
         for env in &envs {
-            plan(&spec, &lock, env, self.harness)?;
+            crate::lock::check_fresh(&spec, &lock, env)?;
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -684,7 +751,7 @@ impl Build<'_> {
             for env in envs {
                 let start = std::time::Instant::now();
                 let image =
-                    ensure_image_with(&docker, &spec, &lock, env, self.harness, &progress).await?;
+                    ensure_env_image(&docker, &spec, &lock, env, self.harness, &progress).await?;
                 let what = if image.built { "built" } else { "up to date" };
                 let size = docker
                     .image_inspect(&image.tag)

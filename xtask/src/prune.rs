@@ -12,10 +12,6 @@
 //! Cache: wheels and root file systems the lock does not name (all of them
 //! with `--all`). Host PyTorch installs and harness builds are left alone.
 
-// `Error` is 200 bytes because `SpecError` carries its source text; boxing
-// it there (LEAD) would make this allow unnecessary crate-wide.
-#![allow(clippy::result_large_err)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -67,7 +63,7 @@ impl Prune<'_> {
         let freed_cache = self.prune_cache(&keep)?;
         let verb = if self.dry_run { "would free" } else { "freed" };
         println!(
-            "{verb} {} of images (sizes shared between images counted once each) and {} of cache",
+            "{verb} up to {} of images (shared layers are counted in every image that has them) and {} of cache",
             bytes(freed_images),
             bytes(freed_cache)
         );

@@ -3,10 +3,6 @@
 //! content-addressed cache `wheels/<sha256>/<file>`, every file checked
 //! against the lock's sha256.
 
-// `Error` is 200 bytes because `SpecError` carries its source text; boxing
-// it there (LEAD) would make this allow unnecessary crate-wide.
-#![allow(clippy::result_large_err)]
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 

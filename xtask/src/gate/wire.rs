@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use crate::docker::Docker;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lock::{Lock, LOCK_FILE};
 use crate::spec::{Env, Spec};
-use crate::{harness_build, image, models};
+use crate::{image, models};
 
 fn lock(spec: &Spec) -> Result<Lock> {
     Lock::read(&spec.path.with_file_name(LOCK_FILE))
@@ -17,15 +17,8 @@ fn lock(spec: &Spec) -> Result<Lock> {
 /// build`, its tag returned.
 pub async fn ensure_image(docker: &Docker, spec: &Spec, env: &Env) -> Result<String> {
     let lock = lock(spec)?;
-    let locked = lock
-        .environments
-        .get(&env.name)
-        .ok_or_else(|| Error::Failed {
-            message: format!("environments.lock has no entry for `{}`", env.name),
-            help: Some("run `cargo xtask lock`".into()),
-        })?;
-    let harness = tokio::task::block_in_place(|| harness_build::build(locked))?;
-    let image = image::ensure_image(docker, spec, &lock, env, Some(&harness.binary)).await?;
+    let progress = crate::progress::Progress::new();
+    let image = image::ensure_env_image(docker, spec, &lock, env, None, &progress).await?;
     Ok(image.tag)
 }
 

@@ -170,7 +170,10 @@ fn generated_text() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    insta::assert_snapshot!("dockerfile", include_str!("../../../images/Dockerfile"));
+    insta::assert_snapshot!(
+        "dockerfile",
+        with_labels(include_str!("../../../images/Dockerfile"), &p.labels)
+    );
     insta::assert_snapshot!(
         "venv_dockerfile",
         include_str!("../../../images/venv.Dockerfile")

@@ -1,6 +1,6 @@
 //! Which image `up` starts: `--image REF` (or `TORCHENV_IMAGE`) when given,
 //! else the environment's own image from spec + lock, built when missing
-//! (`image::ensure_image`; a no-op when the tag exists).
+//! with its harness (`image::ensure_env_image`; a no-op when the tag exists).
 
 use crate::docker::Docker;
 use crate::error::{Error, Result};
@@ -27,7 +27,10 @@ pub async fn resolve(
     }
     let lock_path = spec.path.with_file_name(crate::lock::LOCK_FILE);
     let lock = crate::lock::Lock::read(&lock_path)?;
-    Ok(crate::image::ensure_image(docker, spec, &lock, env, None)
-        .await?
-        .tag)
+    let progress = crate::progress::Progress::new();
+    Ok(
+        crate::image::ensure_env_image(docker, spec, &lock, env, None, &progress)
+            .await?
+            .tag,
+    )
 }
