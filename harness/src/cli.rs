@@ -87,6 +87,23 @@ pub struct PresetOverrides {
     /// Resampling filter (default: the model's preset).
     #[arg(long, value_enum)]
     pub interpolation: Option<Interpolation>,
+    /// Resize without antialiasing (what torch tensors do with
+    /// `antialias=False`); for showing that the gate catches it.
+    #[arg(long, env = "TORCHENV_HARNESS_NO_ANTIALIAS")]
+    pub no_antialias: bool,
+    /// Normalization instead of the model's own: `imagenet` (mean/std) or
+    /// `inception` (to [-1, 1]); for showing that the gate catches it.
+    #[arg(long, value_enum, env = "TORCHENV_HARNESS_NORMALIZATION")]
+    pub normalization: Option<Normalization>,
+}
+
+/// Input normalizations the presets use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Normalization {
+    /// torchvision: ImageNet mean/std.
+    Imagenet,
+    /// TensorFlow/Inception: (x - 127) / 128, roughly [-1, 1].
+    Inception,
 }
 
 #[derive(Debug, clap::Args)]

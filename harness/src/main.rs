@@ -7,7 +7,7 @@ use harness::{
 };
 
 use clap::Parser;
-use cli::{Cli, Command, DeviceArg, EvalArgs, PresetOverrides};
+use cli::{Cli, Command, DeviceArg, EvalArgs, Normalization, PresetOverrides};
 use models::ModelKind;
 use preprocess::Preset;
 use std::path::Path;
@@ -90,6 +90,20 @@ fn preset_for(model: ModelKind, o: &PresetOverrides) -> Result<Preset, HarnessEr
     }
     if let Some(i) = o.interpolation {
         p.interpolation = i;
+    }
+    if o.no_antialias {
+        p.antialias = false;
+    }
+    match o.normalization {
+        Some(Normalization::Imagenet) => {
+            p.mean = models::IMAGENET_MEAN;
+            p.std = models::IMAGENET_STD;
+        }
+        Some(Normalization::Inception) => {
+            p.mean = [127.0 / 255.0; 3];
+            p.std = [128.0 / 255.0; 3];
+        }
+        None => {}
     }
     if p.resize == 0 || p.crop == 0 || p.crop > p.resize {
         return Err(HarnessError::Usage(format!(

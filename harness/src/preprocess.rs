@@ -48,6 +48,8 @@ pub struct Preset {
     pub mean: [f32; 3],
     /// Per-channel std, on the [0, 1] scale.
     pub std: [f32; 3],
+    /// Widen the resampling filter when downscaling (PIL always does).
+    pub antialias: bool,
 }
 
 /// Decodes any supported file (format sniffed from content, not the
@@ -137,6 +139,7 @@ pub fn resize_crop(img: &image::RgbImage, preset: &Preset) -> Result<Vec<u8>, Pr
         nw as usize,
         nh as usize,
         preset.interpolation,
+        preset.antialias,
     );
     let c = preset.crop;
     // Pad with zeros like torchvision when the crop is larger than the image.

@@ -37,13 +37,15 @@ struct Coeffs {
     weights: Vec<i32>,
 }
 
-fn precompute(in_size: usize, out_size: usize, interp: Interpolation) -> Coeffs {
+fn precompute(in_size: usize, out_size: usize, interp: Interpolation, antialias: bool) -> Coeffs {
     let (filter, support): (fn(f64) -> f64, f64) = match interp {
         Interpolation::Bicubic => (bicubic, 2.0),
         Interpolation::Bilinear => (bilinear, 1.0),
     };
     let scale = in_size as f64 / out_size as f64;
-    let filterscale = scale.max(1.0);
+    // Antialias (PIL): the filter widens with the downscale factor. Without
+    // it (torch's `antialias=False`) a downscale aliases.
+    let filterscale = if antialias { scale.max(1.0) } else { 1.0 };
     let support = support * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
@@ -98,11 +100,12 @@ pub fn resize_rgb8(
     nw: usize,
     nh: usize,
     interp: Interpolation,
+    antialias: bool,
 ) -> Vec<u8> {
     let half = 1i64 << (PRECISION_BITS - 1);
     // Horizontal pass (only rows the vertical pass will read).
     let (tmp, tw, row0) = if nw != w {
-        let cv = precompute(h, nh, interp);
+        let cv = precompute(h, nh, interp, antialias);
         let first = cv.bounds.first().map_or(0, |b| b.0);
         let last = cv.bounds.last().map_or(h, |b| b.0 + b.1);
         let (row0, rows) = if nh != h {
@@ -110,7 +113,7 @@ pub fn resize_rgb8(
         } else {
             (0, h)
         };
-        let ch = precompute(w, nw, interp);
+        let ch = precompute(w, nw, interp, antialias);
         let mut out = vec![0u8; rows * nw * 3];
         for y in 0..rows {
             let in_row = &src[(row0 + y) * w * 3..][..w * 3];
@@ -138,7 +141,7 @@ pub fn resize_rgb8(
         return tmp;
     }
     // Vertical pass.
-    let cv = precompute(h, nh, interp);
+    let cv = precompute(h, nh, interp, antialias);
     let mut out = vec![0u8; nh * tw * 3];
     for (yy, &(ymin, ymax)) in cv.bounds.iter().enumerate() {
         let k = &cv.weights[yy * cv.ksize..][..ymax];
@@ -161,15 +164,18 @@ mod tests {
     #[test]
     fn identity_when_size_unchanged() {
         let src: Vec<u8> = (0..4 * 3 * 3).map(|v| v as u8).collect();
-        assert_eq!(resize_rgb8(&src, 4, 3, 4, 3, Interpolation::Bicubic), src);
+        assert_eq!(
+            resize_rgb8(&src, 4, 3, 4, 3, Interpolation::Bicubic, true),
+            src
+        );
     }
 
     #[test]
     fn constant_image_stays_constant() {
         let src = vec![77u8; 50 * 40 * 3];
-        let out = resize_rgb8(&src, 50, 40, 17, 13, Interpolation::Bicubic);
+        let out = resize_rgb8(&src, 50, 40, 17, 13, Interpolation::Bicubic, true);
         assert!(out.iter().all(|&v| v == 77));
-        let out = resize_rgb8(&src, 50, 40, 17, 13, Interpolation::Bilinear);
+        let out = resize_rgb8(&src, 50, 40, 17, 13, Interpolation::Bilinear, true);
         assert!(out.iter().all(|&v| v == 77));
     }
 }

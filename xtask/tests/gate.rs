@@ -72,6 +72,18 @@ const MUTATIONS: &[Mutation] = &[
         harness_env: &[],
         passes: false,
     },
+    Mutation {
+        name: "wrong_normalization",
+        weights: Weights::Original,
+        harness_env: &[("TORCHENV_HARNESS_NORMALIZATION", "imagenet")],
+        passes: false,
+    },
+    Mutation {
+        name: "resize_without_antialias",
+        weights: Weights::Original,
+        harness_env: &[("TORCHENV_HARNESS_NO_ANTIALIAS", "true")],
+        passes: false,
+    },
 ];
 
 fn mutated_weights(dir: &Path, original: &Path, weights: &Weights) -> PathBuf {

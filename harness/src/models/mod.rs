@@ -56,8 +56,8 @@ pub enum ModelKind {
 }
 
 /// ImageNet mean/std used by torchvision's weights.
-const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 impl ModelKind {
     /// Name as on the command line (`efficientnet_b0`, …).
@@ -117,6 +117,7 @@ impl ModelKind {
                     interpolation: Interpolation::Bicubic,
                     mean: [127.0 / 255.0; 3],
                     std: [128.0 / 255.0; 3],
+                    antialias: true,
                 }
             }
         };
@@ -126,6 +127,7 @@ impl ModelKind {
             interpolation,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
+            antialias: true,
         }
     }
 
