@@ -3,7 +3,7 @@
 //! Cheap tests (seconds, an engine is all they need) run by default. The
 //! full build of the default environment needs environments.lock (or
 //! `TORCHENV_LOCK=path`), network to the host's package indexes on a cold
-//! cache, and minutes: `cargo test -p xtask --test build -- --ignored`.
+//! cache, and minutes when cold (`cargo xtask test` builds it first).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -140,9 +140,12 @@ async fn a_good_build_is_tagged_with_its_labels() {
 }
 
 /// The default environment, built for real, then checked from the inside.
+/// `cargo xtask test` passes the harness it built (`TORCHENV_TEST_HARNESS`),
+/// so this is the suite's own image; without it the image is built with an
+/// empty harness slot (minutes when cold).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs environments.lock (or TORCHENV_LOCK), a cold build takes minutes"]
 async fn the_default_environment_builds_and_runs() {
+    let harness_bin = std::env::var_os("TORCHENV_TEST_HARNESS").map(PathBuf::from);
     let root = repo_root();
     let spec = Spec::load(&root.join("environments.yaml")).unwrap();
     let lock_path = std::env::var_os("TORCHENV_LOCK")
@@ -155,9 +158,16 @@ async fn the_default_environment_builds_and_runs() {
     let progress = Progress::plain();
 
     let start = Instant::now();
-    let image = image::ensure_image_with(&docker, &spec, &lock, env, None, &progress)
-        .await
-        .unwrap();
+    let image = image::ensure_image_with(
+        &docker,
+        &spec,
+        &lock,
+        env,
+        harness_bin.as_deref(),
+        &progress,
+    )
+    .await
+    .unwrap();
     println!(
         "first ensure_image: {:?} (built: {})",
         start.elapsed(),
@@ -165,14 +175,21 @@ async fn the_default_environment_builds_and_runs() {
     );
     assert_eq!(
         image.tag,
-        image::image_tag(&spec, &lock, env, None).unwrap()
+        image::image_tag(&spec, &lock, env, harness_bin.as_deref()).unwrap()
     );
 
     // A second call builds nothing and is fast.
     let start = Instant::now();
-    let again = image::ensure_image_with(&docker, &spec, &lock, env, None, &progress)
-        .await
-        .unwrap();
+    let again = image::ensure_image_with(
+        &docker,
+        &spec,
+        &lock,
+        env,
+        harness_bin.as_deref(),
+        &progress,
+    )
+    .await
+    .unwrap();
     let warm = start.elapsed();
     println!("no-op ensure_image: {warm:?}");
     assert!(!again.built);
@@ -186,7 +203,6 @@ async fn the_default_environment_builds_and_runs() {
         ("dev.torchenv.torch", locked.torch.as_str()),
         ("dev.torchenv.cuda", locked.cuda.as_str()),
         ("dev.torchenv.cudnn", locked.cudnn.as_str()),
-        ("dev.torchenv.harness", "absent"),
     ] {
         assert_eq!(
             image.labels.get(k).map(String::as_str),
@@ -194,6 +210,11 @@ async fn the_default_environment_builds_and_runs() {
             "label {k}"
         );
     }
+    let harness_label = match &harness_bin {
+        Some(h) => xtask::cache::sha256_file(h).unwrap(),
+        None => "absent".to_string(),
+    };
+    assert_eq!(image.labels["dev.torchenv.harness"], harness_label);
     for k in [
         "dev.torchenv.inputs",
         "dev.torchenv.spec",
@@ -250,7 +271,6 @@ async fn the_default_environment_builds_and_runs() {
          find / -xdev -name '*.whl' -not -path '/usr/share/python-wheels/*' | sed 's/^/FOUND-WHEEL /'; \
          test -s /etc/machine-id && echo FOUND-MACHINE-ID; \
          grep -E '^(PasswordAuthentication|PermitRootLogin)' /etc/ssh/sshd_config; \
-         test -e /usr/local/bin/harness && echo FOUND-HARNESS; \
          echo checked",
     ]);
     assert!(ok, "{out}");
@@ -260,10 +280,35 @@ async fn the_default_environment_builds_and_runs() {
         "{out}"
     );
 
+    // The harness in the image links the image's libtorch and runs: on this
+    // CPU-only machine `harness cuda` reports no GPU and exits 0.
+    if harness_bin.is_some() {
+        let (ok, out) = docker_cli(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &image.tag,
+            "harness",
+            "cuda",
+        ]);
+        assert!(ok, "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("torch ") && l.contains(locked.torch.as_str())),
+            "{out}"
+        );
+        assert!(out.contains("no GPU"), "{out}");
+    }
+
     // Changing only the harness rebuilds only the last layer.
     let dir = tempfile::tempdir().unwrap();
     let harness = dir.path().join("harness");
-    std::fs::copy("/bin/true", &harness).unwrap();
+    std::fs::copy(
+        harness_bin.as_deref().unwrap_or(Path::new("/bin/true")),
+        &harness,
+    )
+    .unwrap();
     std::fs::write(dir.path().join("marker"), unique("h")).unwrap();
     // Make the binary unique to this run so the tag is new.
     let mut bytes = std::fs::read(&harness).unwrap();
@@ -286,14 +331,12 @@ async fn the_default_environment_builds_and_runs() {
         serde_json::from_str::<Vec<String>>(out.trim()).unwrap()
     };
     let (old, new) = (layers(&image.tag), layers(&with.tag));
+    // An empty harness slot adds no layer; a harness adds one.
+    let below = old.len() - usize::from(harness_bin.is_some());
+    assert_eq!(new.len(), below + 1, "one harness layer");
     assert_eq!(
-        new.len(),
-        old.len() + 1,
-        "an empty COPY adds no layer; the harness adds one"
-    );
-    assert_eq!(
-        &new[..old.len()],
-        &old[..],
+        &new[..below],
+        &old[..below],
         "every layer below the harness is shared"
     );
     let (ok, out) = docker_cli(&[
@@ -302,6 +345,7 @@ async fn the_default_environment_builds_and_runs() {
         "--entrypoint",
         "/usr/local/bin/harness",
         &with.tag,
+        "--version",
     ]);
     assert!(ok, "{out}");
     docker.image_remove(&with.tag).await.unwrap();

@@ -20,6 +20,15 @@ fn workdir(edit: impl Fn(String) -> String) -> tempfile::TempDir {
     dir
 }
 
+/// stderr with miette's line wrapping and frame characters taken out.
+fn flat(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn xtask(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
@@ -61,7 +70,7 @@ fn shipped_lock_matches_the_shipped_spec() {
 fn cuda_disagreeing_with_the_wheels_names_both_versions() {
     let dir = workdir(|s| s.replacen("cuda: \"12.4\"", "cuda: \"12.1\"", 1));
     let out = xtask(dir.path(), &["lock"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = flat(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("expects CUDA 12.1"), "{stderr}");
     assert!(stderr.contains("resolves to CUDA 12.4"), "{stderr}");
@@ -88,7 +97,7 @@ fn malformed_spec_exits_2_with_location_for_every_command() {
     });
     for cmd in [&["list"][..], &["show"], &["lock"], &["build"], &["up"]] {
         let out = xtask(dir.path(), cmd);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = flat(&out);
         assert_eq!(out.status.code(), Some(2), "{cmd:?}: {stderr}");
         assert!(stderr.contains("environments.yaml:"), "{cmd:?}: {stderr}");
         assert!(
