@@ -155,6 +155,26 @@ pub fn cargo_env(cmd: &mut Command, locked: &LockedEnv, venv: &Path) {
     .env_remove("CARGO_MANIFEST_DIR");
 }
 
+/// Exclusive use of the harness crate: `harness/Cargo.lock` is swapped per
+/// torch version, so two builds for different torch versions must not
+/// overlap. Released when dropped.
+struct CrateLock {
+    _file: std::fs::File,
+}
+
+impl CrateLock {
+    fn acquire() -> Result<CrateLock> {
+        let dir = cache::root().join("harness");
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        let path = dir.join(".crate.lock");
+        let file = std::fs::File::create(&path)
+            .map_err(Error::io(format!("creating {}", path.display())))?;
+        file.lock()
+            .map_err(Error::io(format!("locking {}", path.display())))?;
+        Ok(CrateLock { _file: file })
+    }
+}
+
 /// Puts the torch version's lockfile in place as `harness/Cargo.lock`
 /// (ignored by git), rewriting it only when it differs.
 fn select_lockfile(locked: &LockedEnv) -> Result<()> {
@@ -170,6 +190,7 @@ fn select_lockfile(locked: &LockedEnv) -> Result<()> {
 
 /// Builds (or finds up to date) the release harness for `locked`.
 pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
+    let _crate = CrateLock::acquire()?;
     let venv = ensure_torch_venv(locked)?;
     select_lockfile(locked)?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -193,6 +214,7 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
 /// Runs the harness crate's own tests against `locked`'s torch, with the
 /// paths they need.
 pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
+    let _crate = CrateLock::acquire()?;
     let venv = ensure_torch_venv(locked)?;
     select_lockfile(locked)?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -207,6 +229,7 @@ pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
 /// `cargo clippy -D warnings` on the harness crate, in the release profile
 /// so it reuses the release build's compiled libtorch bindings.
 pub fn clippy(locked: &LockedEnv) -> Result<()> {
+    let _crate = CrateLock::acquire()?;
     let venv = ensure_torch_venv(locked)?;
     select_lockfile(locked)?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
