@@ -260,7 +260,7 @@ pub fn binary_path(torch: &str) -> PathBuf {
 /// Runs a build step with inherited output, logging the command before it
 /// runs and again if it fails (its first line may have scrolled away).
 pub fn run_logged(mut cmd: Command, what: &str) -> Result<()> {
-    eprintln!("==> {what}\n  $ {}", pip::display(&cmd));
+    eprintln!("==> {what}\n  $ {}", pip::display_short(&cmd));
     let status = cmd
         .status()
         .map_err(Error::io(format!("running {}", pip::display(&cmd))))?;

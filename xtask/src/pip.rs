@@ -62,7 +62,7 @@ pub fn command() -> Command {
 
 /// Runs `cmd`, logging it first and again with its output tail on failure.
 pub fn run(mut cmd: Command, what: &str) -> Result<std::process::Output> {
-    eprintln!("  $ {}", display(&cmd));
+    eprintln!("  $ {}", display_short(&cmd));
     let output = cmd
         .output()
         .map_err(Error::io(format!("running {}", display(&cmd))))?;
@@ -96,6 +96,25 @@ pub fn display(cmd: &Command) -> String {
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// [`display`] for logs: a command with many arguments (a wheel list) is
+/// cut after the first few, saying how many were left out.
+pub fn display_short(cmd: &Command) -> String {
+    const SHOWN: usize = 12;
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let program = cmd.get_program().to_string_lossy();
+    if args.len() <= SHOWN {
+        return display(cmd);
+    }
+    format!(
+        "{program} {} … (+{} more arguments)",
+        args[..SHOWN].join(" "),
+        args.len() - SHOWN
+    )
 }
 
 /// Resolves `requirements` for `target` without installing anything and
