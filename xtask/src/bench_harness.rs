@@ -188,7 +188,7 @@ fn replicate(src: &Path, dest: &Path, copies: usize) -> Result<Vec<PathBuf>> {
 }
 
 fn output(mut cmd: Command, what: &str) -> Result<Vec<u8>> {
-    eprintln!("  $ {}", crate::pip::display(&cmd));
+    eprintln!("  $ {}", crate::pip::display_short(&cmd));
     let out = cmd.output().map_err(Error::io(format!("running {what}")))?;
     if !out.status.success() {
         return Err(Error::failed(format!(
