@@ -139,7 +139,8 @@ fn run_preprocess(
     out: &Path,
 ) -> Result<(), HarnessError> {
     let preset = preset_for(model, o)?;
-    let mut data = Vec::new();
+    let c = preset.crop as usize;
+    let mut w = npy::F32Writer::create(out, &[images.len(), 3, c, c])?;
     for img in images {
         let v = preprocess::preprocess_file(img, &preset).map_err(|source| {
             HarnessError::Preprocess {
@@ -147,10 +148,9 @@ fn run_preprocess(
                 source,
             }
         })?;
-        data.extend(v);
+        w.append(&v)?;
     }
-    let c = preset.crop as usize;
-    npy::write_f32(out, &[images.len(), 3, c, c], &data)?;
+    w.finish()?;
     Ok(())
 }
 

@@ -15,8 +15,7 @@ pub enum NpyError {
     Format { path: String, msg: String },
 }
 
-/// Writes `data` with `shape` as `<f4`.
-pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
+fn header(shape: &[usize]) -> Vec<u8> {
     let shape_str = match shape {
         [n] => format!("({n},)"),
         _ => format!(
@@ -32,17 +31,89 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyEr
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
+    out
+}
+
+/// Appends `data` as little-endian bytes, a block at a time.
+fn write_le(w: &mut impl std::io::Write, data: &[f32]) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    for block in data.chunks(16 * 1024) {
+        buf.clear();
+        buf.extend(block.iter().flat_map(|v| v.to_le_bytes()));
+        w.write_all(&buf)?;
     }
-    std::fs::write(path, out).map_err(|source| NpyError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    Ok(())
+}
+
+/// Writes `data` with `shape` as `<f4`.
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
+    let mut w = F32Writer::create(path, shape)?;
+    w.append(data)?;
+    w.finish()
+}
+
+/// Streams a `<f4` array to `path`: written to a sibling temporary file and
+/// renamed into place by [`F32Writer::finish`] (dropped unfinished: removed).
+pub struct F32Writer {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl F32Writer {
+    pub fn create(path: &Path, shape: &[usize]) -> Result<Self, NpyError> {
+        use std::io::Write;
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        let tmp = path.with_file_name(name);
+        let io = |source| NpyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&tmp).map_err(io)?,
+        );
+        let mut this = F32Writer {
+            path: path.to_path_buf(),
+            tmp,
+            file: None,
+        };
+        file.write_all(&header(shape)).map_err(io)?;
+        this.file = Some(file);
+        Ok(this)
+    }
+
+    fn err(&self, source: std::io::Error) -> NpyError {
+        NpyError::Io {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    pub fn append(&mut self, data: &[f32]) -> Result<(), NpyError> {
+        let file = self.file.as_mut().expect("writer not finished");
+        write_le(file, data).map_err(|e| self.err(e))
+    }
+
+    pub fn finish(mut self) -> Result<(), NpyError> {
+        let file = self.file.take().expect("writer not finished");
+        file.into_inner()
+            .map_err(|e| self.err(e.into_error()))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| self.err(e))
+    }
+}
+
+impl Drop for F32Writer {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Reads a `<f4` C-order array: (shape, data).

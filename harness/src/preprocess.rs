@@ -7,7 +7,7 @@
 //! pixels. Remaining differences come from the JPEG decoder (zune-jpeg via
 //! `image` vs libjpeg-turbo in Pillow: IDCT/chroma upsampling rounding).
 
-use image::{DynamicImage, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use std::path::Path;
 
 /// PIL's decompression-bomb error threshold (2 × `MAX_IMAGE_PIXELS`).
@@ -56,23 +56,23 @@ pub struct Preset {
 /// extension) and converts to 8-bit RGB like PIL's `convert("RGB")`:
 /// gray is replicated, alpha dropped (not composited), 16-bit scaled to 8.
 pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, PreprocessError> {
-    check_jpeg_complete(path)?;
-    let mut reader = ImageReader::open(path)?.with_guessed_format()?;
+    // One read of the file; header, completeness check and decoder all work
+    // on these bytes.
+    let bytes = std::fs::read(path)?;
+    check_jpeg_complete(&bytes)?;
+    let mut reader = ImageReader::new(std::io::Cursor::new(&bytes[..])).with_guessed_format()?;
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 8);
     reader.limits(limits);
-    let (width, height) = reader.into_dimensions()?;
+    let decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(PreprocessError::TooLarge { width, height });
     }
     if width == 0 || height == 0 {
         return Err(PreprocessError::Empty { width, height });
     }
-    let mut reader = ImageReader::open(path)?.with_guessed_format()?;
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_PIXELS * 8);
-    reader.limits(limits);
-    let img: DynamicImage = reader.decode()?;
+    let img = DynamicImage::from_decoder(decoder)?;
     Ok(match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
@@ -81,18 +81,11 @@ pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, PreprocessError> {
 
 /// The `image` crate decodes a cut-off JPEG silently (missing rows filled);
 /// Pillow refuses it. Require an EOI marker (FF D9) near the end of a JPEG.
-fn check_jpeg_complete(path: &Path) -> Result<(), PreprocessError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
-    let mut magic = [0u8; 2];
-    if f.read(&mut magic)? < 2 || magic != [0xFF, 0xD8] {
+fn check_jpeg_complete(bytes: &[u8]) -> Result<(), PreprocessError> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
         return Ok(());
     }
-    let len = f.metadata()?.len();
-    let tail_len = len.min(4096);
-    f.seek(SeekFrom::Start(len - tail_len))?;
-    let mut tail = Vec::with_capacity(tail_len as usize);
-    f.read_to_end(&mut tail)?;
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
     if tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
         Ok(())
     } else {
@@ -128,50 +121,66 @@ pub fn crop_offset(len: u32, crop: u32) -> u32 {
     }
 }
 
-/// Resizes + center-crops to `crop × crop` 8-bit RGB (HWC).
-pub fn resize_crop(img: &image::RgbImage, preset: &Preset) -> Result<Vec<u8>, PreprocessError> {
+/// Resize + center crop + `ToTensor` + `Normalize` of decoded RGB8 in one
+/// pass: only the pixels the crop keeps are resampled (bit-identical to
+/// resizing everything, see [`crate::resample::resize_window_rgb8`]) and
+/// each output row is written straight to normalized CHW float32.
+pub fn resize_crop_normalize(img: &image::RgbImage, preset: &Preset) -> Vec<f32> {
     let (w, h) = img.dimensions();
     let (nw, nh) = resized_size(w, h, preset.resize);
-    let buf = crate::resample::resize_rgb8(
+    let c = preset.crop as usize;
+    let (nw, nh) = (nw as usize, nh as usize);
+    // `(v / 255 - mean) / std` per channel and byte value, same f32 ops.
+    let mut lut = [[0f32; 256]; 3];
+    for (ch, l) in lut.iter_mut().enumerate() {
+        for (v, o) in l.iter_mut().enumerate() {
+            *o = (v as f32 / 255.0 - preset.mean[ch]) / preset.std[ch];
+        }
+    }
+    let plane = c * c;
+    let mut out = vec![0f32; 3 * plane];
+    // Pad with zero pixels like torchvision when the crop is larger.
+    let (pad_x, pad_y) = (c.saturating_sub(nw) / 2, c.saturating_sub(nh) / 2);
+    if nw < c || nh < c {
+        for (ch, p) in out.chunks_exact_mut(plane).enumerate() {
+            p.fill(lut[ch][0]);
+        }
+    }
+    let win = crate::resample::Window {
+        x0: crop_offset(nw as u32, c as u32) as usize,
+        y0: crop_offset(nh as u32, c as u32) as usize,
+        w: c.min(nw),
+        h: c.min(nh),
+    };
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    crate::resample::resize_window_rgb8(
         img.as_raw(),
         w as usize,
         h as usize,
-        nw as usize,
-        nh as usize,
+        nw,
+        nh,
+        win,
         preset.interpolation,
         preset.antialias,
+        |y, row| {
+            let o = (y + pad_y) * c + pad_x;
+            let n = row.len() / 3;
+            let (r, g, b) = (&mut r[o..o + n], &mut g[o..o + n], &mut b[o..o + n]);
+            for (i, px) in row.chunks_exact(3).enumerate() {
+                r[i] = lut[0][usize::from(px[0])];
+                g[i] = lut[1][usize::from(px[1])];
+                b[i] = lut[2][usize::from(px[2])];
+            }
+        },
     );
-    let c = preset.crop;
-    // Pad with zeros like torchvision when the crop is larger than the image.
-    let (pad_x, pad_y) = (c.saturating_sub(nw) / 2, c.saturating_sub(nh) / 2);
-    let (left, top) = (crop_offset(nw, c), crop_offset(nh, c));
-    let mut out = vec![0u8; (c * c * 3) as usize];
-    for y in 0..c.min(nh) {
-        let sy = top + y;
-        let src_row = &buf[((sy * nw + left) * 3) as usize..][..(c.min(nw) * 3) as usize];
-        let dy = y + pad_y;
-        out[((dy * c + pad_x) * 3) as usize..][..src_row.len()].copy_from_slice(src_row);
-    }
-    Ok(out)
-}
-
-/// HWC u8 → CHW f32 normalized with the preset's mean/std.
-pub fn to_chw_normalized(hwc: &[u8], size: u32, preset: &Preset) -> Vec<f32> {
-    let plane = (size * size) as usize;
-    let mut out = vec![0f32; 3 * plane];
-    for (i, px) in hwc.chunks_exact(3).enumerate() {
-        for ch in 0..3 {
-            out[ch * plane + i] = (f32::from(px[ch]) / 255.0 - preset.mean[ch]) / preset.std[ch];
-        }
-    }
     out
 }
 
 /// Full pipeline for one file: CHW float32 of `crop × crop`.
 pub fn preprocess_file(path: &Path, preset: &Preset) -> Result<Vec<f32>, PreprocessError> {
     let img = decode_rgb(path)?;
-    let hwc = resize_crop(&img, preset)?;
-    Ok(to_chw_normalized(&hwc, preset.crop, preset))
+    Ok(resize_crop_normalize(&img, preset))
 }
 
 #[cfg(test)]

@@ -37,7 +37,24 @@ struct Coeffs {
     weights: Vec<i32>,
 }
 
-fn precompute(in_size: usize, out_size: usize, interp: Interpolation, antialias: bool) -> Coeffs {
+/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`, for the output
+/// pixels `range` only (each output pixel's weights depend on nothing else).
+fn precompute(
+    in_size: usize,
+    out_size: usize,
+    range: std::ops::Range<usize>,
+    interp: Interpolation,
+    antialias: bool,
+) -> Coeffs {
+    if in_size == out_size {
+        // Pillow skips the pass; an exact-identity kernel gives the same
+        // bytes: (p << 22 + 2^21) >> 22 == p.
+        return Coeffs {
+            weights: vec![1 << PRECISION_BITS; range.len()],
+            bounds: range.map(|x| (x, 1)).collect(),
+            ksize: 1,
+        };
+    }
     let (filter, support): (fn(f64) -> f64, f64) = match interp {
         Interpolation::Bicubic => (bicubic, 2.0),
         Interpolation::Bilinear => (bilinear, 1.0),
@@ -48,10 +65,10 @@ fn precompute(in_size: usize, out_size: usize, interp: Interpolation, antialias:
     let filterscale = if antialias { scale.max(1.0) } else { 1.0 };
     let support = support * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
-    let mut bounds = Vec::with_capacity(out_size);
-    let mut weights = vec![0i32; out_size * ksize];
+    let mut bounds = Vec::with_capacity(range.len());
+    let mut weights = vec![0i32; range.len() * ksize];
     let mut k = vec![0f64; ksize];
-    for xx in 0..out_size {
+    for (i, xx) in range.enumerate() {
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         // Pillow truncates toward zero with (int) casts.
@@ -66,7 +83,7 @@ fn precompute(in_size: usize, out_size: usize, interp: Interpolation, antialias:
         for x in 0..xmax {
             let w = if ww != 0.0 { k[x] / ww } else { k[x] };
             let fixed = w * f64::from(1u32 << PRECISION_BITS);
-            weights[xx * ksize + x] = if w < 0.0 {
+            weights[i * ksize + x] = if w < 0.0 {
                 (fixed - 0.5) as i32
             } else {
                 (fixed + 0.5) as i32
@@ -81,14 +98,89 @@ fn precompute(in_size: usize, out_size: usize, interp: Interpolation, antialias:
     }
 }
 
+/// Pillow's `clip8`: the 8-bit value of a fixed-point sum. Branch-free so
+/// the row loops vectorize; identical results (v >= 2^30 -> 255, v <= 0 -> 0).
+#[inline(always)]
+fn clip8(v: i32) -> u8 {
+    (v.clamp(0, (1 << (PRECISION_BITS + 8)) - 1) >> PRECISION_BITS) as u8
+}
+
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
+/// One row of the horizontal pass over packed RGB. Sums fit in i32 exactly
+/// as in Pillow (|coefficients| sum to about 1.1 * 2^22).
 #[inline]
-fn clip8(v: i64) -> u8 {
-    if v >= (1i64 << PRECISION_BITS) << 8 {
-        255
-    } else if v <= 0 {
-        0
-    } else {
-        (v >> PRECISION_BITS) as u8
+fn horizontal_row(in_row: &[u8], out_row: &mut [u8], c: &Coeffs) {
+    let rows = c.bounds.iter().zip(c.weights.chunks_exact(c.ksize));
+    for (o, (&(xmin, xmax), k)) in out_row.chunks_exact_mut(3).zip(rows) {
+        let px = &in_row[xmin * 3..(xmin + xmax) * 3];
+        let (mut s0, mut s1, mut s2) = (HALF, HALF, HALF);
+        for (p, &kx) in px.chunks_exact(3).zip(&k[..xmax]) {
+            s0 += i32::from(p[0]) * kx;
+            s1 += i32::from(p[1]) * kx;
+            s2 += i32::from(p[2]) * kx;
+        }
+        o[0] = clip8(s0);
+        o[1] = clip8(s1);
+        o[2] = clip8(s2);
+    }
+}
+
+/// A rectangle of the resized image: columns `x0..x0 + w`, rows `y0..y0 + h`.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub x0: usize,
+    pub y0: usize,
+    pub w: usize,
+    pub h: usize,
+}
+
+/// Resizes packed RGB8 (`w × h`) to `nw × nh` like Pillow, computing only
+/// `win` of the result (bit-identical to resizing everything and cropping):
+/// `emit(r, row)` receives window row `r` as packed RGB8 (`win.w * 3` bytes).
+#[allow(clippy::too_many_arguments)]
+pub fn resize_window_rgb8(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    nw: usize,
+    nh: usize,
+    win: Window,
+    interp: Interpolation,
+    antialias: bool,
+    mut emit: impl FnMut(usize, &[u8]),
+) {
+    assert!(win.x0 + win.w <= nw && win.y0 + win.h <= nh && src.len() >= w * h * 3);
+    if win.w == 0 || win.h == 0 {
+        return;
+    }
+    let cv = precompute(h, nh, win.y0..win.y0 + win.h, interp, antialias);
+    let ch = precompute(w, nw, win.x0..win.x0 + win.w, interp, antialias);
+    // Horizontal pass first (as Pillow), only over the input rows the
+    // vertical pass reads for the window's rows.
+    let row0 = cv.bounds.iter().map(|b| b.0).min().unwrap_or(0);
+    let row1 = cv.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
+    let rw = win.w * 3;
+    let mut tmp = vec![0u8; (row1 - row0) * rw];
+    for (y, out_row) in tmp.chunks_exact_mut(rw).enumerate() {
+        horizontal_row(&src[(row0 + y) * w * 3..][..w * 3], out_row, &ch);
+    }
+    // Vertical pass over whole rows (vectorizes).
+    let mut acc = vec![0i32; rw];
+    let mut out = vec![0u8; rw];
+    let taps = cv.bounds.iter().zip(cv.weights.chunks_exact(cv.ksize));
+    for (r, (&(ymin, ymax), k)) in taps.enumerate() {
+        acc.fill(HALF);
+        for (j, &ky) in k[..ymax].iter().enumerate() {
+            let row = &tmp[(ymin - row0 + j) * rw..][..rw];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += i32::from(p) * ky;
+            }
+        }
+        for (o, &a) in out.iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+        emit(r, &out);
     }
 }
 
@@ -102,58 +194,16 @@ pub fn resize_rgb8(
     interp: Interpolation,
     antialias: bool,
 ) -> Vec<u8> {
-    let half = 1i64 << (PRECISION_BITS - 1);
-    // Horizontal pass (only rows the vertical pass will read).
-    let (tmp, tw, row0) = if nw != w {
-        let cv = precompute(h, nh, interp, antialias);
-        let first = cv.bounds.first().map_or(0, |b| b.0);
-        let last = cv.bounds.last().map_or(h, |b| b.0 + b.1);
-        let (row0, rows) = if nh != h {
-            (first, last - first)
-        } else {
-            (0, h)
-        };
-        let ch = precompute(w, nw, interp, antialias);
-        let mut out = vec![0u8; rows * nw * 3];
-        for y in 0..rows {
-            let in_row = &src[(row0 + y) * w * 3..][..w * 3];
-            let out_row = &mut out[y * nw * 3..][..nw * 3];
-            for (xx, &(xmin, xmax)) in ch.bounds.iter().enumerate() {
-                let k = &ch.weights[xx * ch.ksize..][..xmax];
-                let (mut s0, mut s1, mut s2) = (half, half, half);
-                for (x, &kx) in k.iter().enumerate() {
-                    let p = &in_row[(xmin + x) * 3..][..3];
-                    let kx = i64::from(kx);
-                    s0 += i64::from(p[0]) * kx;
-                    s1 += i64::from(p[1]) * kx;
-                    s2 += i64::from(p[2]) * kx;
-                }
-                out_row[xx * 3] = clip8(s0);
-                out_row[xx * 3 + 1] = clip8(s1);
-                out_row[xx * 3 + 2] = clip8(s2);
-            }
-        }
-        (out, nw, row0)
-    } else {
-        (src.to_vec(), w, 0)
+    let mut out = vec![0u8; nw * nh * 3];
+    let win = Window {
+        x0: 0,
+        y0: 0,
+        w: nw,
+        h: nh,
     };
-    if nh == h {
-        return tmp;
-    }
-    // Vertical pass.
-    let cv = precompute(h, nh, interp, antialias);
-    let mut out = vec![0u8; nh * tw * 3];
-    for (yy, &(ymin, ymax)) in cv.bounds.iter().enumerate() {
-        let k = &cv.weights[yy * cv.ksize..][..ymax];
-        let out_row = &mut out[yy * tw * 3..][..tw * 3];
-        for (xc, o) in out_row.iter_mut().enumerate() {
-            let mut s = half;
-            for (y, &ky) in k.iter().enumerate() {
-                s += i64::from(tmp[(ymin - row0 + y) * tw * 3 + xc]) * i64::from(ky);
-            }
-            *o = clip8(s);
-        }
-    }
+    resize_window_rgb8(src, w, h, nw, nh, win, interp, antialias, |r, row| {
+        out[r * nw * 3..][..nw * 3].copy_from_slice(row);
+    });
     out
 }
 

@@ -9,7 +9,8 @@
 //! eval mode (identity), dropout before the classifier (identity in eval).
 
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use std::sync::OnceLock;
+use tch::{Kind, Tensor};
 
 /// Width and depth multipliers of B0..B7.
 const SCALES: [(f64, f64); 8] = [
@@ -56,6 +57,44 @@ struct ConvBn {
     conv: nn::Conv2D,
     bn: nn::BatchNorm,
     act: bool,
+    /// (stride, padding, groups) of `conv`.
+    geom: (i64, i64, i64),
+    /// Eval mode: BatchNorm folded into the conv (weight, bias), computed
+    /// on the first eval forward, i.e. after weights are loaded and moved.
+    folded: OnceLock<(Tensor, Tensor)>,
+}
+
+/// `t` with PyTorch's channels_last strides if `like` has them.
+fn same_layout(t: Tensor, like: &Tensor) -> Tensor {
+    let s = like.size();
+    if s.len() == 4
+        && !like.is_contiguous()
+        && like.stride() == [s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]]
+    {
+        t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    } else {
+        t
+    }
+}
+
+impl ConvBn {
+    /// `conv(x, w * s) + (beta - mean * s)` with `s = gamma / sqrt(var + eps)`,
+    /// computed in float64 and rounded once to the weights' dtype.
+    fn fold(&self) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let w = &self.conv.ws;
+            let kind = w.kind();
+            let d = Kind::Double;
+            let var = self.bn.running_var.to_kind(d);
+            let mean = self.bn.running_mean.to_kind(d);
+            let gamma = self.bn.ws.as_ref().map_or_else(|| var.ones_like(), |g| g.to_kind(d));
+            let beta = self.bn.bs.as_ref().map_or_else(|| var.zeros_like(), |b| b.to_kind(d));
+            let scale = gamma / (var + BN_EPS).sqrt();
+            let bias = (beta - &mean * &scale).to_kind(kind);
+            let fw = (w.to_kind(d) * scale.view([-1, 1, 1, 1])).to_kind(kind);
+            (same_layout(fw, w), bias)
+        })
+    }
 }
 
 impl ConvBn {
@@ -75,13 +114,21 @@ impl ConvBn {
             conv: nn::conv2d(&p / 0, cin, cout, k, cfg),
             bn: nn::batch_norm2d(&p / 1, cout, bn_cfg),
             act,
+            geom: (stride, (k - 1) / 2, groups),
+            folded: OnceLock::new(),
         }
     }
 }
 
 impl ModuleT for ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = xs.apply(&self.conv).apply_t(&self.bn, train);
+        let ys = if train {
+            xs.apply(&self.conv).apply_t(&self.bn, train)
+        } else {
+            let (w, b) = self.folded.get_or_init(|| self.fold());
+            let (stride, padding, groups) = self.geom;
+            xs.conv2d(w, Some(b), [stride; 2], [padding; 2], [1, 1], groups)
+        };
         if self.act {
             ys.silu()
         } else {
