@@ -133,7 +133,7 @@ pub struct EvalArgs {
     /// Decode/preprocess threads (default: available CPUs).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Run convolutions in channels-last memory layout.
+    /// Run convolutions in channels-last memory layout (always on for CPU).
     #[arg(long)]
     pub channels_last: bool,
     /// Mixed precision: fp16 = CUDA autocast, bf16 = model cast to bfloat16.

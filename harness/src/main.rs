@@ -238,7 +238,9 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        channels_last: args.channels_last,
+        // oneDNN convolutions are much faster channels-last on CPU (B0:
+        // about 1.6x), with no reorders between layers.
+        channels_last: args.channels_last || device == Device::Cpu,
         autocast: args.autocast,
         deterministic: args.deterministic,
     };

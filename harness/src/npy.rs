@@ -74,10 +74,8 @@ impl F32Writer {
             path: path.display().to_string(),
             source,
         };
-        let mut file = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(&tmp).map_err(io)?,
-        );
+        let mut file =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
         let mut this = F32Writer {
             path: path.to_path_buf(),
             tmp,
@@ -102,8 +100,7 @@ impl F32Writer {
 
     pub fn finish(mut self) -> Result<(), NpyError> {
         let file = self.file.take().expect("writer not finished");
-        file.into_inner()
-            .map_err(|e| self.err(e.into_error()))?;
+        file.into_inner().map_err(|e| self.err(e.into_error()))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| self.err(e))
     }
 }

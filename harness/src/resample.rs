@@ -108,9 +108,10 @@ fn clip8(v: i32) -> u8 {
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
 /// One row of the horizontal pass over packed RGB. Sums fit in i32 exactly
-/// as in Pillow (|coefficients| sum to about 1.1 * 2^22).
-#[inline]
-fn horizontal_row(in_row: &[u8], out_row: &mut [u8], c: &Coeffs) {
+/// as in Pillow (|coefficients| sum to about 1.1 * 2^22). `in_row` starts
+/// at the row and may run on past it (the SIMD version reads 4 bytes a pixel).
+#[inline(always)]
+fn horizontal_row_impl(in_row: &[u8], out_row: &mut [u8], c: &Coeffs) {
     let rows = c.bounds.iter().zip(c.weights.chunks_exact(c.ksize));
     for (o, (&(xmin, xmax), k)) in out_row.chunks_exact_mut(3).zip(rows) {
         let px = &in_row[xmin * 3..(xmin + xmax) * 3];
@@ -124,6 +125,86 @@ fn horizontal_row(in_row: &[u8], out_row: &mut [u8], c: &Coeffs) {
         o[1] = clip8(s1);
         o[2] = clip8(s2);
     }
+}
+
+/// `acc[i] += row[i] * k`, the vertical pass's inner loop.
+#[inline(always)]
+fn accumulate_impl(acc: &mut [i32], row: &[u8], k: i32) {
+    for (a, &p) in acc.iter_mut().zip(row) {
+        *a += i32::from(p) * k;
+    }
+}
+
+/// [`horizontal_row_impl`] with one SSE4.1 multiply-add per tap (RGB + one
+/// ignored lane); the same i32 arithmetic, so the same bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn horizontal_row_avx2(in_row: &[u8], out_row: &mut [u8], c: &Coeffs) {
+    use std::arch::x86_64::*;
+    let rows = c.bounds.iter().zip(c.weights.chunks_exact(c.ksize));
+    for (o, (&(xmin, xmax), k)) in out_row.chunks_exact_mut(3).zip(rows) {
+        let k = &k[..xmax];
+        let end = (xmin + xmax) * 3;
+        let mut acc = [HALF; 4];
+        if end < in_row.len() {
+            // Bytes xmin*3 ..= end are in bounds: each 4-byte load is too.
+            let base = in_row[xmin * 3..=end].as_ptr();
+            let mut v = _mm_set1_epi32(HALF);
+            for (x, &kx) in k.iter().enumerate() {
+                let q = base.add(x * 3).cast::<i32>().read_unaligned();
+                let p = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(q));
+                v = _mm_add_epi32(v, _mm_mullo_epi32(p, _mm_set1_epi32(kx)));
+            }
+            _mm_storeu_si128(acc.as_mut_ptr().cast(), v);
+        } else {
+            let px = &in_row[xmin * 3..end];
+            for (p, &kx) in px.chunks_exact(3).zip(k) {
+                for ch in 0..3 {
+                    acc[ch] += i32::from(p[ch]) * kx;
+                }
+            }
+        }
+        o[0] = clip8(acc[0]);
+        o[1] = clip8(acc[1]);
+        o[2] = clip8(acc[2]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn accumulate_avx2(acc: &mut [i32], row: &[u8], k: i32) {
+    accumulate_impl(acc, row, k)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn horizontal_row(avx2: bool, in_row: &[u8], out_row: &mut [u8], c: &Coeffs) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: AVX2 support was detected at run time.
+        return unsafe { horizontal_row_avx2(in_row, out_row, c) };
+    }
+    let _ = avx2;
+    horizontal_row_impl(in_row, out_row, c)
+}
+
+fn accumulate(avx2: bool, acc: &mut [i32], row: &[u8], k: i32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: AVX2 support was detected at run time.
+        return unsafe { accumulate_avx2(acc, row, k) };
+    }
+    let _ = avx2;
+    accumulate_impl(acc, row, k)
 }
 
 /// A rectangle of the resized image: columns `x0..x0 + w`, rows `y0..y0 + h`.
@@ -162,8 +243,9 @@ pub fn resize_window_rgb8(
     let row1 = cv.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
     let rw = win.w * 3;
     let mut tmp = vec![0u8; (row1 - row0) * rw];
+    let avx2 = has_avx2();
     for (y, out_row) in tmp.chunks_exact_mut(rw).enumerate() {
-        horizontal_row(&src[(row0 + y) * w * 3..][..w * 3], out_row, &ch);
+        horizontal_row(avx2, &src[(row0 + y) * w * 3..w * h * 3], out_row, &ch);
     }
     // Vertical pass over whole rows (vectorizes).
     let mut acc = vec![0i32; rw];
@@ -172,10 +254,7 @@ pub fn resize_window_rgb8(
     for (r, (&(ymin, ymax), k)) in taps.enumerate() {
         acc.fill(HALF);
         for (j, &ky) in k[..ymax].iter().enumerate() {
-            let row = &tmp[(ymin - row0 + j) * rw..][..rw];
-            for (a, &p) in acc.iter_mut().zip(row) {
-                *a += i32::from(p) * ky;
-            }
+            accumulate(avx2, &mut acc, &tmp[(ymin - row0 + j) * rw..][..rw], ky);
         }
         for (o, &a) in out.iter_mut().zip(&acc) {
             *o = clip8(a);

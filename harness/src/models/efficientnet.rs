@@ -8,8 +8,8 @@
 //! default), symmetric `(k - 1) / 2` padding, stochastic depth disabled in
 //! eval mode (identity), dropout before the classifier (identity in eval).
 
-use tch::nn::{self, ModuleT};
 use std::sync::OnceLock;
+use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 /// Width and depth multipliers of B0..B7.
@@ -87,8 +87,16 @@ impl ConvBn {
             let d = Kind::Double;
             let var = self.bn.running_var.to_kind(d);
             let mean = self.bn.running_mean.to_kind(d);
-            let gamma = self.bn.ws.as_ref().map_or_else(|| var.ones_like(), |g| g.to_kind(d));
-            let beta = self.bn.bs.as_ref().map_or_else(|| var.zeros_like(), |b| b.to_kind(d));
+            let gamma = self
+                .bn
+                .ws
+                .as_ref()
+                .map_or_else(|| var.ones_like(), |g| g.to_kind(d));
+            let beta = self
+                .bn
+                .bs
+                .as_ref()
+                .map_or_else(|| var.zeros_like(), |b| b.to_kind(d));
             let scale = gamma / (var + BN_EPS).sqrt();
             let bias = (beta - &mean * &scale).to_kind(kind);
             let fw = (w.to_kind(d) * scale.view([-1, 1, 1, 1])).to_kind(kind);
