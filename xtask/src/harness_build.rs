@@ -14,6 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 use crate::error::{Error, Result};
 use crate::lock::LockedEnv;
 use crate::progress::Progress;
@@ -30,6 +32,9 @@ pub struct HarnessBuild {
 pub fn crate_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../harness")
 }
+
+/// File in a host venv naming the wheel set installed in it.
+const VENV_MARKER: &str = ".torchenv-wheels";
 
 /// Directory inside the image where the harness finds libtorch.
 pub const IMAGE_TORCH_LIB: &str = "/opt/venv/lib/python3.11/site-packages/torch/lib";
@@ -49,7 +54,7 @@ pub fn venv_torch_lib(venv: &Path, python: &str) -> PathBuf {
 /// Makes sure the host venv for `locked` exists and holds exactly its wheels.
 pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     let venv = cache::torch_venv(&locked.torch);
-    let marker = venv.join(".torchenv-wheels");
+    let marker = venv.join(VENV_MARKER);
     let want = wheel_set_hash(locked);
     if std::fs::read_to_string(&marker).is_ok_and(|have| have.trim() == want) {
         return Ok(venv);
@@ -189,7 +194,24 @@ fn select_lockfile(locked: &LockedEnv) -> Result<()> {
 }
 
 /// Builds (or finds up to date) the release harness for `locked`.
+///
+/// A stamp beside the binary records the hash of everything the build
+/// reads from this repository and the cache (sources, lockfile, the venv's
+/// wheel set); when it matches, the binary is returned without running
+/// cargo, so `up` on a warm machine does not pay for a cargo start.
 pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
+    let binary = binary_path(&locked.torch);
+    let stamp_path = binary.with_extension("stamp");
+    let stamp = source_stamp(locked)?;
+    let venv = cache::torch_venv(&locked.torch);
+    let venv_ready = std::fs::read_to_string(venv.join(VENV_MARKER))
+        .is_ok_and(|have| have.trim() == wheel_set_hash(locked));
+    if venv_ready
+        && binary.exists()
+        && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp)
+    {
+        return Ok(HarnessBuild { binary, venv });
+    }
     let _crate = CrateLock::acquire()?;
     let venv = ensure_torch_venv(locked)?;
     select_lockfile(locked)?;
@@ -201,14 +223,54 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
         cmd,
         &format!("building the harness for torch {}", locked.torch),
     )?;
-    let binary = binary_path(&locked.torch);
     if !binary.exists() {
         return Err(Error::failed(format!(
             "cargo built the harness but {} is missing",
             binary.display()
         )));
     }
+    std::fs::write(&stamp_path, stamp)
+        .map_err(Error::io(format!("writing {}", stamp_path.display())))?;
     Ok(HarnessBuild { binary, venv })
+}
+
+/// Hash of the harness sources, the lockfile for `locked.torch` and the
+/// venv's wheel set: what decides the harness binary besides the toolchain.
+fn source_stamp(locked: &LockedEnv) -> Result<String> {
+    let dir = crate_dir();
+    let mut files = vec![
+        dir.join("Cargo.toml"),
+        dir.join("build.rs"),
+        cargo_lock_for(&locked.torch)?,
+    ];
+    let mut stack = vec![dir.join("src")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(Error::io(format!("reading {}", d.display())))? {
+            let path = entry
+                .map_err(Error::io(format!("reading {}", d.display())))?
+                .path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(wheel_set_hash(locked));
+    for f in &files {
+        let data = std::fs::read(f).map_err(Error::io(format!("reading {}", f.display())))?;
+        hasher.update(
+            f.strip_prefix(&dir)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        hasher.update((data.len() as u64).to_le_bytes());
+        hasher.update(&data);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Runs the harness crate's own tests against `locked`'s torch, with the
