@@ -180,6 +180,32 @@ impl CrateLock {
     }
 }
 
+/// `cargo <subcommand> --release --locked` on the harness crate for
+/// `locked`: the crate held exclusively (until dropped), the host venv
+/// ready, the torch version's lockfile in place, the build environment set.
+struct HarnessCargo {
+    cmd: Command,
+    venv: PathBuf,
+    _crate: CrateLock,
+}
+
+impl HarnessCargo {
+    fn new(locked: &LockedEnv, subcommand: &str) -> Result<HarnessCargo> {
+        let crate_lock = CrateLock::acquire()?;
+        let venv = ensure_torch_venv(locked)?;
+        select_lockfile(locked)?;
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args([subcommand, "--release", "--locked", "--manifest-path"])
+            .arg(crate_dir().join("Cargo.toml"));
+        cargo_env(&mut cmd, locked, &venv);
+        Ok(HarnessCargo {
+            cmd,
+            venv,
+            _crate: crate_lock,
+        })
+    }
+}
+
 /// Puts the torch version's lockfile in place as `harness/Cargo.lock`
 /// (ignored by git), rewriting it only when it differs.
 fn select_lockfile(locked: &LockedEnv) -> Result<()> {
@@ -212,15 +238,10 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
     {
         return Ok(HarnessBuild { binary, venv });
     }
-    let _crate = CrateLock::acquire()?;
-    let venv = ensure_torch_venv(locked)?;
-    select_lockfile(locked)?;
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "--release", "--locked", "--manifest-path"])
-        .arg(crate_dir().join("Cargo.toml"));
-    cargo_env(&mut cmd, locked, &venv);
+    let cargo = HarnessCargo::new(locked, "build")?;
+    let venv = cargo.venv.clone();
     run_logged(
-        cmd,
+        cargo.cmd,
         &format!("building the harness for torch {}", locked.torch),
     )?;
     if !binary.exists() {
@@ -276,37 +297,24 @@ fn source_stamp(locked: &LockedEnv) -> Result<String> {
 /// Runs the harness crate's own tests against `locked`'s torch, with the
 /// paths they need.
 pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
-    let _crate = CrateLock::acquire()?;
-    let venv = ensure_torch_venv(locked)?;
-    select_lockfile(locked)?;
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["test", "--release", "--locked", "--manifest-path"])
-        .arg(crate_dir().join("Cargo.toml"));
-    cargo_env(&mut cmd, locked, &venv);
-    cmd.env("TORCHENV_TEST_PYTHON", venv_python(&venv))
+    let mut cargo = HarnessCargo::new(locked, "test")?;
+    cargo
+        .cmd
+        .env("TORCHENV_TEST_PYTHON", venv_python(&cargo.venv))
         .env("TORCHENV_LITE0_WEIGHTS", lite0_weights);
-    run_logged(cmd, &format!("harness tests (torch {})", locked.torch))
+    run_logged(
+        cargo.cmd,
+        &format!("harness tests (torch {})", locked.torch),
+    )
 }
 
 /// `cargo clippy -D warnings` on the harness crate, in the release profile
 /// so it reuses the release build's compiled libtorch bindings.
 pub fn clippy(locked: &LockedEnv) -> Result<()> {
-    let _crate = CrateLock::acquire()?;
-    let venv = ensure_torch_venv(locked)?;
-    select_lockfile(locked)?;
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args([
-        "clippy",
-        "--release",
-        "--locked",
-        "--all-targets",
-        "--manifest-path",
-    ])
-    .arg(crate_dir().join("Cargo.toml"))
-    .args(["--", "-D", "warnings"]);
-    cargo_env(&mut cmd, locked, &venv);
+    let mut cargo = HarnessCargo::new(locked, "clippy")?;
+    cargo.cmd.args(["--all-targets", "--", "-D", "warnings"]);
     run_logged(
-        cmd,
+        cargo.cmd,
         &format!("cargo clippy (harness, torch {})", locked.torch),
     )
 }
