@@ -2,7 +2,7 @@
 # GPU check of the harness on a machine with an NVIDIA GPU and a Python
 # torch 2.11 (no Docker needed). Prepare on the build machine:
 #   cargo xtask build pytorch-2.11        # builds the torch-2.11 harness too
-#   mkdir -p .dev/gpu && cp ~/.cache/torchenv/harness/2.11.0/target/release/harness .dev/gpu/
+#   mkdir -p .dev/gpu && cp ~/.cache/torchenv/harness/2.11.0/bin/harness .dev/gpu/
 #   cp ~/.cache/torchenv/models/*/efficientnet-lite0-57934424.pth .dev/gpu/lite0.pth
 # then, on the GPU machine, from the repository root (OUT = a results folder):
 #   OUT=/tmp/out bash harness/scripts/gpu_check.sh

@@ -244,12 +244,18 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
         cargo.cmd,
         &format!("building the harness for torch {}", locked.torch),
     )?;
-    if !binary.exists() {
+    let built = cache::harness_dir(&locked.torch).join("target/release/harness");
+    if !built.exists() {
         return Err(Error::failed(format!(
             "cargo built the harness but {} is missing",
-            binary.display()
+            built.display()
         )));
     }
+    let dir = binary.parent().expect("the binary path has a parent");
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let tmp = binary.with_extension("tmp");
+    std::fs::copy(&built, &tmp).map_err(Error::io(format!("copying {}", built.display())))?;
+    std::fs::rename(&tmp, &binary).map_err(Error::io(format!("writing {}", binary.display())))?;
     std::fs::write(&stamp_path, stamp)
         .map_err(Error::io(format!("writing {}", stamp_path.display())))?;
     Ok(HarnessBuild { binary, venv })
@@ -320,11 +326,12 @@ pub fn clippy(locked: &LockedEnv) -> Result<()> {
 }
 
 /// Path of the release binary for `torch`.
+///
+/// A copy of cargo's output, taken right after `cargo build`: `cargo test`
+/// relinks `target/release/harness` with dev-dependency features, and the
+/// image must get the same bytes whichever ran last.
 pub fn binary_path(torch: &str) -> PathBuf {
-    cache::harness_dir(torch)
-        .join("target")
-        .join("release")
-        .join("harness")
+    cache::harness_dir(torch).join("bin").join("harness")
 }
 
 /// Runs a build step with inherited output, logging the command before it
