@@ -391,19 +391,8 @@ impl Ctx<'_> {
     }
 
     fn resolve(&self, name: &str, defaults: &RawEnv, env: &RawEnv) -> Result<Env, SpecError> {
-        // `field` may be a dotted path such as `ssh.port`.
-        let at = |field: &str| -> Vec<Step<'static>> {
-            let mut steps = vec![Step::Key("environments"), Step::Key(leak(name))];
-            steps.extend(
-                field
-                    .split('.')
-                    .filter(|f| !f.is_empty())
-                    .map(|f| Step::Key(leak(f))),
-            );
-            steps
-        };
         let err = |field: &str, message: String, label: &str, help: Option<String>| {
-            self.error(&at(field), message, label, help)
+            self.error(&env_path(name, field), message, label, help)
         };
         if !valid_name(name) {
             return Err(err(
@@ -571,7 +560,7 @@ impl Ctx<'_> {
                 || req.contains(char::is_whitespace) && req.contains(" -")
             {
                 return Err(self.error(
-                    &[Step::Key("environments"), Step::Key(leak(name)), Step::Key("pip"), Step::Item(i)],
+                    &[Step::Key("environments"), Step::Key(name), Step::Key("pip"), Step::Item(i)],
                     format!("`{req}` is not a pip requirement"),
                     "expected NAME or NAME==VERSION",
                     Some("pip options cannot be passed here; the index is the host's pip configuration".into()),
@@ -584,7 +573,7 @@ impl Ctx<'_> {
                 return Err(self.error(
                     &[
                         Step::Key("environments"),
-                        Step::Key(leak(name)),
+                        Step::Key(name),
                         Step::Key("apt"),
                         Step::Item(i),
                     ],
@@ -714,7 +703,7 @@ impl Ctx<'_> {
         for (i, p) in pick!(ports).unwrap_or_default().iter().enumerate() {
             let here = [
                 Step::Key("environments"),
-                Step::Key(leak(name)),
+                Step::Key(name),
                 Step::Key("ports"),
                 Step::Item(i),
             ];
@@ -783,7 +772,7 @@ impl Ctx<'_> {
             let here = |k: &'static str| {
                 vec![
                     Step::Key("environments"),
-                    Step::Key(leak(name)),
+                    Step::Key(name),
                     Step::Key("volumes"),
                     Step::Item(i),
                     Step::Key(k),
@@ -903,7 +892,7 @@ impl Ctx<'_> {
         let e = env.harness.clone().unwrap_or_default();
         let at = [
             Step::Key("environments"),
-            Step::Key(leak(name)),
+            Step::Key(name),
             Step::Key("harness"),
         ];
         let models = e
@@ -987,10 +976,12 @@ fn merge_ssh(d: Option<&raw::RawSsh>, e: Option<&raw::RawSsh>) -> raw::RawSsh {
     }
 }
 
-/// Environment names are few and live as long as the process; leaking them
-/// lets error paths borrow `'static` steps without plumbing lifetimes.
-fn leak(s: &str) -> &'static str {
-    Box::leak(s.to_string().into_boxed_str())
+/// The path of `field` in environment `name`; `field` may be dotted
+/// (`ssh.port`) or empty (the environment itself).
+fn env_path<'a>(name: &'a str, field: &'a str) -> Vec<Step<'a>> {
+    let mut steps = vec![Step::Key("environments"), Step::Key(name)];
+    steps.extend(field.split('.').filter(|f| !f.is_empty()).map(Step::Key));
+    steps
 }
 
 fn resolve_path(dir: &Path, p: &str) -> PathBuf {
