@@ -94,8 +94,10 @@ fn b0_to_b7_match_torchvision_state_dicts_exactly() {
             "TORCHENV_TEST_PYTHON is not set: run the harness tests through `cargo xtask test`"
         ),
     };
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/dump_torchvision_shapes.py");
+    let script = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("python/dump_torchvision_shapes.py");
     let out = std::process::Command::new(py).arg(script).output().unwrap();
     assert!(
         out.status.success(),

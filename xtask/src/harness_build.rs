@@ -28,9 +28,19 @@ pub struct HarnessBuild {
     pub venv: PathBuf,
 }
 
+/// The repository root. Taken from `CARGO_MANIFEST_DIR` as cargo sets it
+/// when it runs xtask (its compile-time value may name another checkout
+/// that shared the target dir), else the compile-time value.
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("..")
+}
+
 /// The repository's `harness/` crate.
 pub fn crate_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../harness")
+    repo_root().join("harness")
 }
 
 /// File in a host venv naming the wheel set installed in it.
@@ -194,7 +204,7 @@ impl HarnessCargo {
         let crate_lock = CrateLock::acquire()?;
         let venv = ensure_torch_venv(locked)?;
         select_lockfile(locked)?;
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        let mut cmd = cargo();
         cmd.args([subcommand, "--release", "--locked", "--manifest-path"])
             .arg(crate_dir().join("Cargo.toml"));
         cargo_env(&mut cmd, locked, &venv);
@@ -332,6 +342,11 @@ pub fn clippy(locked: &LockedEnv) -> Result<()> {
 /// image must get the same bytes whichever ran last.
 pub fn binary_path(torch: &str) -> PathBuf {
     cache::harness_dir(torch).join("bin").join("harness")
+}
+
+/// The cargo that runs this xtask (`$CARGO`), else `cargo` from PATH.
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
 /// Runs a build step with inherited output, logging the command before it

@@ -13,13 +13,12 @@
 //!    container, against the committed baseline.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use crate::docker::Docker;
 use crate::error::{Error, Result};
 use crate::gate::{self, Device, Sources};
-use crate::harness_build::{self, run_logged};
+use crate::harness_build::{self, cargo, run_logged};
 use crate::lock::{self, Lock};
 use crate::spec::Spec;
 use crate::{image, models, tasks};
@@ -150,10 +149,6 @@ impl Suite {
     }
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    harness_build::repo_root()
 }

@@ -43,8 +43,17 @@ pub fn lite0_weights() -> PathBuf {
     }
 }
 
+/// The harness crate's folder, as cargo names it when it runs the tests:
+/// the test binaries live in a target dir shared by checkouts, so the path
+/// compiled into them may be another checkout's.
+pub fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    crate_dir().join("../fixtures")
 }
 
 /// `../fixtures/images` (ImageFolder of real photos), required.
@@ -84,9 +93,7 @@ pub fn fixture_images() -> Vec<(String, String)> {
 
 /// Runs a reference script from `harness/python/`.
 pub fn run_python(script: &str, args: &[&std::ffi::OsStr]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(script);
+    let path = crate_dir().join("python").join(script);
     let out = run(Command::new(python())
         .arg(&path)
         .args(args)
