@@ -5,7 +5,12 @@
 //!
 //! Reproducibility: with `SOURCE_DATE_EPOCH` set and the files that differ
 //! per run removed (SSH host keys, machine-id, apt lists and caches, logs),
-//! two bootstraps from an unchanged mirror give byte-identical tarballs.
+//! two bootstraps of the same package versions give byte-identical
+//! tarballs. A build pins apt to the lock's exact versions (an apt
+//! preferences file that lives only during the bootstrap), so a mirror that
+//! has since gained newer versions (security updates) still gives the
+//! locked rootfs as long as it serves the old ones too, as Debian's main
+//! suite does for its point-release versions.
 //! The image is made from the tarball as a one-layer image archive with a
 //! deterministic config, so its image id is the same on every machine.
 
@@ -58,26 +63,77 @@ pub fn include_for(env: &Env) -> Vec<String> {
     include
 }
 
-/// Bootstraps `suite` with `include` into `out_dir/<sha256>.tar` (written
-/// to a temporary file, then renamed), and the package list beside it as
-/// `<sha256>.packages`. Callers normally pass [`cache::rootfs_dir`].
-pub fn bootstrap(
-    suite: &str,
-    include: &[String],
-    source_date_epoch: u64,
-    out_dir: &Path,
-) -> Result<Bootstrapped> {
-    bootstrap_with(suite, include, source_date_epoch, out_dir, &Progress::new())
+/// What to bootstrap: a suite, the packages asked for, and optionally the
+/// exact versions of every package (a lock's list) to pin apt to.
+#[derive(Debug, Clone, Copy)]
+pub struct BootstrapRequest<'a> {
+    pub suite: &'a str,
+    pub include: &'a [String],
+    /// `name=version` entries; empty = whatever the mirror serves now.
+    pub pins: &'a [String],
+    pub source_date_epoch: u64,
 }
+
+/// Bootstraps the request into `out_dir/<sha256>.tar` (written to a
+/// temporary file, then renamed), and the package list beside it as
+/// `<sha256>.packages`. Callers normally pass [`cache::rootfs_dir`].
+pub fn bootstrap(request: BootstrapRequest<'_>, out_dir: &Path) -> Result<Bootstrapped> {
+    bootstrap_with(request, out_dir, &Progress::new())
+}
+
+/// apt preferences that make exactly the pinned versions the candidates
+/// (priority over 1000 also allows older-than-newest versions).
+pub fn apt_preferences(pins: &[String]) -> String {
+    pins.iter()
+        .filter_map(|p| p.split_once('='))
+        .map(|(name, version)| {
+            format!("Package: {name}\nPin: version {version}\nPin-Priority: 1001\n\n")
+        })
+        .collect()
+}
+
+/// `name: locked → got` for every package whose version differs between
+/// two `name=version` lists (`none` where a package is missing).
+pub fn package_changes(locked: &[String], got: &[String]) -> Vec<String> {
+    use std::collections::BTreeMap;
+    let map = |list: &[String]| -> BTreeMap<String, String> {
+        list.iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    };
+    let (locked, got) = (map(locked), map(got));
+    let names: std::collections::BTreeSet<&String> = locked.keys().chain(got.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let (a, b) = (locked.get(n), got.get(n));
+            (a != b).then(|| {
+                format!(
+                    "{n}: {} → {}",
+                    a.map_or("none", String::as_str),
+                    b.map_or("none", String::as_str)
+                )
+            })
+        })
+        .collect()
+}
+
+/// Where the pins live inside the rootfs during the bootstrap.
+const PINS_IN_ROOTFS: &str = "etc/apt/preferences.d/torchenv-lock.pref";
 
 /// [`bootstrap`] on a given progress display.
 pub fn bootstrap_with(
-    suite: &str,
-    include: &[String],
-    source_date_epoch: u64,
+    request: BootstrapRequest<'_>,
     out_dir: &Path,
     progress: &Progress,
 ) -> Result<Bootstrapped> {
+    let BootstrapRequest {
+        suite,
+        include,
+        pins,
+        source_date_epoch,
+    } = request;
     ensure_mmdebstrap(progress)?;
     std::fs::create_dir_all(out_dir)
         .map_err(Error::io(format!("creating {}", out_dir.display())))?;
@@ -95,7 +151,18 @@ pub fn bootstrap_with(
     let mut cmd = Command::new("mmdebstrap");
     cmd.arg("--variant=minbase")
         .arg("--format=tar")
-        .arg(format!("--include={}", include.join(",")))
+        .arg(format!("--include={}", include.join(",")));
+    if !pins.is_empty() {
+        let pref = scratch.path().join("pins.pref");
+        std::fs::write(&pref, apt_preferences(pins))
+            .map_err(Error::io(format!("writing {}", pref.display())))?;
+        // Before apt first runs in the new root; removed by CLEAN_HOOK.
+        cmd.arg(format!(
+            "--setup-hook=mkdir -p \"$1\"/etc/apt/preferences.d && cp {} \"$1\"/{PINS_IN_ROOTFS}",
+            shell_quote(&pref.display().to_string())
+        ));
+    }
+    cmd
         .arg(format!(
             "--customize-hook=dpkg-query --admindir=\"$1\"/var/lib/dpkg -W -f='${{Package}}=${{Version}}\\n' > {}",
             shell_quote(&packages_tmp.display().to_string())
@@ -158,7 +225,7 @@ pub fn bootstrap_with(
 
 /// Removes what differs between two runs or must not be shared by every
 /// container of the image.
-const CLEAN_HOOK: &str = "rm -f \"$1\"/etc/ssh/ssh_host_*; \
+const CLEAN_HOOK: &str = "rm -f \"$1\"/etc/ssh/ssh_host_* \"$1\"/etc/apt/preferences.d/torchenv-lock.pref; \
      rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/* \"$1\"/var/cache/ldconfig/aux-cache \"$1\"/var/cache/debconf/*-old; \
      find \"$1\"/var/log -type f -delete; \
      : > \"$1\"/etc/machine-id";
@@ -197,20 +264,29 @@ pub async fn ensure_base_image(
     let dir = cache::rootfs_dir();
     let tar = dir.join(format!("{}.tar", base.rootfs_sha256));
     if !tar.exists() {
-        let got = tokio::task::block_in_place(|| {
-            bootstrap_with(
-                &base.suite,
-                &base.include,
-                base.source_date_epoch,
-                &dir,
-                progress,
-            )
-        })?;
+        let request = BootstrapRequest {
+            suite: &base.suite,
+            include: &base.include,
+            pins: &base.packages,
+            source_date_epoch: base.source_date_epoch,
+        };
+        let got = tokio::task::block_in_place(|| bootstrap_with(request, &dir, progress))?;
         if got.sha256 != base.rootfs_sha256 {
-            return Err(ImageError::RootfsMismatch {
-                key: base.key(),
-                locked: base.rootfs_sha256.clone(),
-                got: got.sha256,
+            // Not the locked rootfs: out of the cache, and say why.
+            let _ = std::fs::remove_file(&got.tar);
+            let _ = std::fs::remove_file(got.tar.with_extension("packages"));
+            let changed = package_changes(&base.packages, &got.packages);
+            return Err(if changed.is_empty() {
+                ImageError::RootfsMismatch {
+                    key: base.key(),
+                    locked: base.rootfs_sha256.clone(),
+                    got: got.sha256,
+                }
+            } else {
+                ImageError::BasePackagesUnavailable {
+                    key: base.key(),
+                    changed,
+                }
             }
             .into());
         }
@@ -653,6 +729,29 @@ mod tests {
                 "deb http://other.example/debian trixie main",
             ]
         );
+    }
+
+    #[test]
+    fn pins_and_changes() {
+        let locked = [
+            "libpam0g=1.5.2-6+deb12u2".to_string(),
+            "tini=0.19.0-1".into(),
+        ];
+        assert_eq!(
+            apt_preferences(&locked),
+            "Package: libpam0g\nPin: version 1.5.2-6+deb12u2\nPin-Priority: 1001\n\n\
+             Package: tini\nPin: version 0.19.0-1\nPin-Priority: 1001\n\n"
+        );
+        let got = ["libpam0g=1.5.2-6+deb12u3".to_string(), "zsh=5.9".into()];
+        assert_eq!(
+            package_changes(&locked, &got),
+            [
+                "libpam0g: 1.5.2-6+deb12u2 → 1.5.2-6+deb12u3",
+                "tini: 0.19.0-1 → none",
+                "zsh: none → 5.9"
+            ]
+        );
+        assert!(package_changes(&locked, &locked).is_empty());
     }
 
     #[test]

@@ -68,11 +68,25 @@ pub enum ImageError {
     #[diagnostic(code(torchenv::base::bootstrap), help("{}", tail.join("\n")))]
     Bootstrap { suite: String, tail: Vec<String> },
     #[error(
-        "base {key}: the bootstrapped root file system has sha256 {got}, the lock says {locked}"
+        "base {key}: the host's Debian mirror no longer serves the locked versions of {} package(s): {}",
+        changed.len(),
+        changed.join(", ")
+    )]
+    #[diagnostic(
+        code(torchenv::base::unavailable),
+        help("the mirror replaced them (typically security updates); run `cargo xtask lock --upgrade` to re-pin the base to what it serves now and commit environments.lock, or point apt at a mirror snapshot of the lock's date")
+    )]
+    BasePackagesUnavailable {
+        key: String,
+        /// `name: locked → got` per package that differs.
+        changed: Vec<String>,
+    },
+    #[error(
+        "base {key}: the bootstrapped root file system has sha256 {got}, the lock says {locked}, although every package version matches"
     )]
     #[diagnostic(
         code(torchenv::base::mismatch),
-        help("the Debian mirror moved since the lock was made (new package versions); run `cargo xtask lock --upgrade` to re-pin the base, or bootstrap from a mirror snapshot of the lock's date")
+        help("this host's mmdebstrap/dpkg lay out the same packages differently from the host that made the lock; run `cargo xtask lock --upgrade` here to re-pin the base, or build on a host with the same tools")
     )]
     RootfsMismatch {
         key: String,
@@ -125,7 +139,9 @@ pub enum ImageError {
 impl ImageError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            ImageError::StaleLock { .. } | ImageError::RootfsMismatch { .. } => exit::BAD_INPUT,
+            ImageError::StaleLock { .. }
+            | ImageError::RootfsMismatch { .. }
+            | ImageError::BasePackagesUnavailable { .. } => exit::BAD_INPUT,
             _ => exit::FAILED,
         }
     }

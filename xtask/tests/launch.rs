@@ -309,13 +309,20 @@ fn changed_spec_recreates_and_concurrent_ups_leave_one() {
     let children: Vec<_> = (0..2)
         .map(|_| {
             t.cmd(&["up", "--image", image, "--timeout", "180"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "a concurrent up failed");
+        assert!(
+            out.status.success(),
+            "a concurrent up failed ({}): {}",
+            out.status,
+            stderr(&out)
+        );
     }
     let count = rt().block_on(async {
         let docker = xtask::docker::Docker::connect().await.unwrap();

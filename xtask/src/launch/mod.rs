@@ -188,6 +188,47 @@ pub fn ensure_state_dir(env: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Exclusive use of one environment by `up` on this host: two concurrent
+/// `up`s of the same environment run one after the other (the second finds
+/// the first's container and reports it), instead of racing on the
+/// container name, the Jupyter token and `known_hosts`. Released when
+/// dropped, also when the process dies.
+pub struct EnvLock {
+    _file: std::fs::File,
+}
+
+impl EnvLock {
+    /// Waits for the lock `<state dir>/up.lock`, saying once that it waits.
+    pub async fn acquire(env: &str) -> Result<EnvLock> {
+        let path = ensure_state_dir(env)?.join("up.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io(format!("open {}", path.display())))?;
+        let mut said = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(EnvLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if !said {
+                        note(format!(
+                            "another `up` of `{env}` is running; waiting for it ({})",
+                            path.display()
+                        ));
+                        said = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("lock {}", path.display()))(e))
+                }
+            }
+        }
+    }
+}
+
 /// Runs an async command body on a fresh runtime.
 pub fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_multi_thread()

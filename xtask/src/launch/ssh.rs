@@ -103,7 +103,10 @@ pub fn write_known_hosts(
             Some(format!("{pattern} {} {}\n", parts.next()?, parts.next()?))
         })
         .collect();
-    std::fs::write(&path, text)?;
+    // Replaced atomically: an `ssh` reading it never sees it half written.
+    let tmp = state_dir.join(format!(".{KNOWN_HOSTS}.{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &path)?;
     Ok(path)
 }
 

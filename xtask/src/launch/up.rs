@@ -4,8 +4,9 @@
 //! Idempotent: the same spec already running is reported and left alone; a
 //! changed spec (the spec-hash label differs) recreates the container,
 //! keeping volumes and the workspace. Two concurrent `up`s of one
-//! environment leave one container: the loser of the name race (409) adopts
-//! the winner's container.
+//! environment leave one container: on one host they take turns (a lock in
+//! the environment's state dir); across hosts sharing an engine, the loser
+//! of the name race (409) adopts the winner's container.
 //!
 //! Everything that can refuse the launch (volume sources, GPUs, ports) is
 //! checked before anything is created; when the engine still refuses the
@@ -21,7 +22,9 @@ use bollard::models::ContainerInspectResponse;
 use super::plan::ContainerPlan;
 use super::ports::{self, ContainerPort, Published, Purpose};
 use super::ready::{self, WaitFor};
-use super::{gpus, image, jupyter, mounts, note, ssh, Identity, LaunchError, LABEL_SPEC_HASH};
+use super::{
+    gpus, image, jupyter, mounts, note, ssh, EnvLock, Identity, LaunchError, LABEL_SPEC_HASH,
+};
 use crate::docker::containers::GpuSupport;
 use crate::docker::{Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::error::{Error, Result};
@@ -125,10 +128,13 @@ impl Up {
         })
     }
 
-    /// Brings the environment up and waits until it is ready. A lost race
-    /// with a concurrent `up` (its container vanished or is being removed
-    /// under us) is retried from the start.
+    /// Brings the environment up and waits until it is ready. Concurrent
+    /// `up`s of one environment on this host take turns ([`EnvLock`]); a
+    /// lost race with one on another host (its container vanished or is
+    /// being removed under us) is retried from the start.
     pub async fn up(&self, docker: &Docker, spec: &Spec) -> Result<Ready> {
+        let env = &spec.env(self.env.as_deref())?.name;
+        let _turn = EnvLock::acquire(env).await?;
         let mut attempt = 0;
         loop {
             attempt += 1;

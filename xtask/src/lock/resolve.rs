@@ -174,7 +174,15 @@ fn lock_base(env: &Env, lock: &Lock, upgrade: bool) -> Result<Option<LockedBase>
         "{}: bootstrapping Debian {suite} to pin its packages",
         env.name
     );
-    let out = base::bootstrap(suite, &include, SOURCE_DATE_EPOCH, &cache::rootfs_dir())?;
+    let out = base::bootstrap(
+        base::BootstrapRequest {
+            suite,
+            include: &include,
+            pins: &[],
+            source_date_epoch: SOURCE_DATE_EPOCH,
+        },
+        &cache::rootfs_dir(),
+    )?;
     Ok(Some(LockedBase {
         suite: suite.clone(),
         include,
