@@ -315,6 +315,7 @@ fn changed_spec_recreates_and_concurrent_ups_leave_one() {
                 .unwrap()
         })
         .collect();
+    let mut actions = Vec::new();
     for c in children {
         let out = c.wait_with_output().unwrap();
         assert!(
@@ -323,7 +324,18 @@ fn changed_spec_recreates_and_concurrent_ups_leave_one() {
             out.status,
             stderr(&out)
         );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        actions.push(if stdout.contains("(created,") {
+            "created"
+        } else if stdout.contains("(already running,") {
+            "already running"
+        } else {
+            panic!("neither created nor found running: {stdout}")
+        });
     }
+    // They took turns: one created it, the other found it running.
+    actions.sort();
+    assert_eq!(actions, ["already running", "created"]);
     let count = rt().block_on(async {
         let docker = xtask::docker::Docker::connect().await.unwrap();
         docker
