@@ -344,9 +344,13 @@ pub fn binary_path(torch: &str) -> PathBuf {
     cache::harness_dir(torch).join("bin").join("harness")
 }
 
-/// The cargo that runs this xtask (`$CARGO`), else `cargo` from PATH.
+/// `cargo` (the one running us, else from `PATH`) with no standard input:
+/// cargo's rustc probes read source from stdin, and an inherited stdin that
+/// carries stray bytes turns into a failed probe cargo then caches.
 pub fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.stdin(std::process::Stdio::null());
+    cmd
 }
 
 /// Runs a build step with inherited output, logging the command before it
