@@ -58,24 +58,31 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyEr
 
 /// Streams a `<f4` array to `path`: written to a sibling temporary file and
 /// renamed into place by [`F32Writer::finish`] (dropped unfinished: removed).
+/// A path that exists and is not a regular file (`/dev/null`, a FIFO) is
+/// written in place: renaming over it would replace the device itself.
 pub struct F32Writer {
     path: std::path::PathBuf,
-    tmp: std::path::PathBuf,
+    /// The temporary sibling, `None` when writing in place.
+    tmp: Option<std::path::PathBuf>,
     file: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl F32Writer {
     pub fn create(path: &Path, shape: &[usize]) -> Result<Self, NpyError> {
         use std::io::Write;
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".partial");
-        let tmp = path.with_file_name(name);
         let io = |source| NpyError::Io {
             path: path.display().to_string(),
             source,
         };
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir());
+        let tmp = (!special).then(|| {
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(".partial");
+            path.with_file_name(name)
+        });
+        let target = tmp.as_deref().unwrap_or(path);
         let mut file =
-            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(target).map_err(io)?);
         let mut this = F32Writer {
             path: path.to_path_buf(),
             tmp,
@@ -101,14 +108,19 @@ impl F32Writer {
     pub fn finish(mut self) -> Result<(), NpyError> {
         let file = self.file.take().expect("writer not finished");
         file.into_inner().map_err(|e| self.err(e.into_error()))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| self.err(e))
+        match &self.tmp {
+            Some(tmp) => std::fs::rename(tmp, &self.path).map_err(|e| self.err(e)),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for F32Writer {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+            if let Some(tmp) = &self.tmp {
+                let _ = std::fs::remove_file(tmp);
+            }
         }
     }
 }
@@ -181,5 +193,36 @@ mod tests {
         let (shape, data) = super::read_f32(&p).unwrap();
         assert_eq!(shape, vec![2, 3]);
         assert_eq!(data[5], -6.5);
+    }
+
+    /// `--out /dev/null` must never turn the device into a regular file:
+    /// special files (here a FIFO, so a regression cannot hurt the machine)
+    /// are written in place, finished or not.
+    #[test]
+    fn writing_to_a_special_file_keeps_it() {
+        use std::io::Read;
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out.npy");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Held open read-write (does not block on Linux), so the writer's
+        // open does not wait for a reader; the pipe buffer takes the bytes.
+        let mut pipe = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        super::write_f32(&fifo, &[2], &[1.0, 2.0]).unwrap();
+        drop(super::F32Writer::create(&fifo, &[1]).unwrap()); // unfinished
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(!dir.path().join("out.npy.partial").exists());
+        let mut buf = vec![0u8; 4096];
+        let n = pipe.read(&mut buf).unwrap();
+        let tail: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert!(buf[..n].windows(8).any(|w| w == tail.as_slice()));
     }
 }
