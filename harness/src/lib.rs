@@ -7,6 +7,7 @@ pub mod cuda;
 pub mod dataset;
 pub mod eval;
 pub mod imagenet;
+pub mod jpeg;
 pub mod models;
 pub mod npy;
 pub mod preprocess;

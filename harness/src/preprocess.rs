@@ -2,10 +2,11 @@
 //! PIL `open().convert("RGB")` → `Resize(S)` (shorter side, PIL filter with
 //! antialias) → `CenterCrop(C)` → `ToTensor` → `Normalize(mean, std)`.
 //!
-//! Resizing is done on 8-bit RGB with a reimplementation of Pillow's
-//! resampler ([`crate::resample`]): identical output for identical decoded
-//! pixels. Remaining differences come from the JPEG decoder (zune-jpeg via
-//! `image` vs libjpeg-turbo in Pillow: IDCT/chroma upsampling rounding).
+//! JPEGs are decoded by libjpeg-turbo as in Pillow ([`crate::jpeg`]), and
+//! resizing is done on 8-bit RGB with a reimplementation of Pillow's
+//! resampler ([`crate::resample`]), so the result is PIL's to the byte.
+//! PNG and the rare CMYK JPEG go through the `image` crate (PNG decoding is
+//! exact; CMYK conversion may differ from Pillow's).
 
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use std::path::Path;
@@ -26,6 +27,8 @@ pub enum PreprocessError {
     Empty { width: u32, height: u32 },
     #[error("truncated JPEG: no end-of-image marker (Pillow: 'image file is truncated')")]
     TruncatedJpeg,
+    #[error("cannot decode: {0}")]
+    Jpeg(#[from] crate::jpeg::JpegError),
 }
 
 /// Resampling filter (PIL semantics).
@@ -60,6 +63,14 @@ pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, PreprocessError> {
     // on these bytes.
     let bytes = std::fs::read(path)?;
     check_jpeg_complete(&bytes)?;
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        // libjpeg-turbo, as Pillow; CMYK/YCCK and oversized files fall
+        // through to the generic decoder below.
+        if let Some(d) = crate::jpeg::decode_rgb(&bytes, MAX_PIXELS)? {
+            let (w, h) = (d.width as u32, d.height as u32);
+            return Ok(image::RgbImage::from_raw(w, h, d.rgb).expect("buffer of w*h*3 bytes"));
+        }
+    }
     let mut reader = ImageReader::new(std::io::Cursor::new(&bytes[..])).with_guessed_format()?;
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 8);
