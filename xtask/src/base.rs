@@ -134,7 +134,11 @@ pub fn bootstrap_with(
         pins,
         source_date_epoch,
     } = request;
-    ensure_mmdebstrap(progress)?;
+    crate::host_tools::ensure(
+        &[crate::host_tools::MMDEBSTRAP],
+        "bootstrapping the base",
+        progress,
+    )?;
     std::fs::create_dir_all(out_dir)
         .map_err(Error::io(format!("creating {}", out_dir.display())))?;
     let scratch = tempfile::Builder::new()
@@ -595,59 +599,6 @@ pub(crate) fn rewrite_sources(entries: &[AptSource], host: &str, suite: &str) ->
         }
     }
     lines
-}
-
-/// Installs mmdebstrap when missing (as root), else says how.
-fn ensure_mmdebstrap(progress: &Progress) -> Result<()> {
-    if which("mmdebstrap") {
-        return Ok(());
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if !root || !which("apt-get") {
-        return Err(ImageError::ToolMissing {
-            tool: "mmdebstrap".into(),
-            help: "install it: `sudo apt-get install mmdebstrap`".into(),
-        }
-        .into());
-    }
-    let task = progress.spinner("install mmdebstrap");
-    for args in [
-        &["update", "-qq"][..],
-        &[
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "mmdebstrap",
-        ][..],
-    ] {
-        let mut cmd = Command::new("apt-get");
-        cmd.args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        task.log(&format!("running {}", describe(&cmd)));
-        if let Some(tail) = run_streaming(&mut cmd, &task)? {
-            task.fail("apt-get");
-            return Err(ImageError::ToolMissing {
-                tool: "mmdebstrap".into(),
-                help: format!("`apt-get {}` failed:\n{}", args.join(" "), tail.join("\n")),
-            }
-            .into());
-        }
-    }
-    task.finish("installed");
-    Ok(())
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
 }
 
 /// Runs `cmd`, showing each output line on `task`. `Ok(None)` on success,

@@ -97,11 +97,6 @@ pub fn driver_version() -> Option<String> {
         .map(str::to_string)
 }
 
-fn which(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(cmd).is_file()))
-}
-
 /// Free bytes on the file system holding `path` (`df -Pk`).
 fn free_bytes(path: &str) -> Option<u64> {
     let out = Command::new("df").args(["-Pk", path]).output().ok()?;
@@ -244,15 +239,23 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
             )),
         }
     }
-    if which("mmdebstrap") || which("debootstrap") {
-        out.push(ok(
-            "mmdebstrap/debootstrap present (Debian bases are bootstrapped locally)",
-        ));
-    } else {
-        out.push(fail(
-            "neither mmdebstrap nor debootstrap found",
-            "apt-get install mmdebstrap",
-        ));
+    use crate::host_tools::{on_path, CMAKE, MMDEBSTRAP, NASM};
+    for (tool, why) in [
+        (MMDEBSTRAP, "bootstraps Debian bases from the host's mirror"),
+        (CMAKE, "builds the harness's libjpeg-turbo"),
+        (NASM, "assembles libjpeg-turbo's SIMD code"),
+    ] {
+        if on_path(tool.program) {
+            out.push(ok(format!("{} present ({why})", tool.program)));
+        } else {
+            out.push(warn(
+                format!(
+                    "{} missing ({why}); installed automatically when torchenv runs as root",
+                    tool.program
+                ),
+                format!("apt-get install {}", tool.package),
+            ));
+        }
     }
     if apt_sources() {
         out.push(ok(
@@ -264,7 +267,7 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
             "add a Debian mirror to /etc/apt/sources.list.d/debian.sources",
         ));
     }
-    if which("ssh") && which("ssh-keygen") {
+    if crate::host_tools::on_path("ssh") && crate::host_tools::on_path("ssh-keygen") {
         out.push(ok("openssh-client present (SSH readiness probe)"));
     } else {
         out.push(warn(

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::lock::LockedEnv;
 use crate::progress::Progress;
-use crate::{cache, compat, pip, wheels};
+use crate::{cache, compat, host_tools, pip, wheels};
 
 /// Where a harness build's outputs land.
 pub struct HarnessBuild {
@@ -201,6 +201,11 @@ struct HarnessCargo {
 
 impl HarnessCargo {
     fn new(locked: &LockedEnv, subcommand: &str) -> Result<HarnessCargo> {
+        host_tools::ensure(
+            &[host_tools::CMAKE, host_tools::NASM],
+            "building the harness's libjpeg-turbo",
+            &Progress::new(),
+        )?;
         let crate_lock = CrateLock::acquire()?;
         let venv = ensure_torch_venv(locked)?;
         select_lockfile(locked)?;

@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod error;
 pub mod gate;
 pub mod harness_build;
+pub mod host_tools;
 pub mod image;
 pub mod launch;
 pub mod lock;
