@@ -350,8 +350,8 @@ pub fn binary_path(torch: &str) -> PathBuf {
 }
 
 /// `cargo` (the one running us, else from `PATH`) with no standard input:
-/// cargo's rustc probes read source from stdin, and an inherited stdin that
-/// carries stray bytes turns into a failed probe cargo then caches.
+/// nothing it runs needs input (its rustc probes read their source from
+/// stdin and expect it empty).
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.stdin(std::process::Stdio::null());
