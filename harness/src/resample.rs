@@ -114,16 +114,7 @@ const HALF: i32 = 1 << (PRECISION_BITS - 1);
 fn horizontal_row_impl(in_row: &[u8], out_row: &mut [u8], c: &Coeffs) {
     let rows = c.bounds.iter().zip(c.weights.chunks_exact(c.ksize));
     for (o, (&(xmin, xmax), k)) in out_row.chunks_exact_mut(3).zip(rows) {
-        let px = &in_row[xmin * 3..(xmin + xmax) * 3];
-        let (mut s0, mut s1, mut s2) = (HALF, HALF, HALF);
-        for (p, &kx) in px.chunks_exact(3).zip(&k[..xmax]) {
-            s0 += i32::from(p[0]) * kx;
-            s1 += i32::from(p[1]) * kx;
-            s2 += i32::from(p[2]) * kx;
-        }
-        o[0] = clip8(s0);
-        o[1] = clip8(s1);
-        o[2] = clip8(s2);
+        horizontal_pixel_scalar(&in_row[xmin * 3..(xmin + xmax) * 3], &k[..xmax], o);
     }
 }
 

@@ -160,11 +160,13 @@ pub fn bootstrap_with(
         let pref = scratch.path().join("pins.pref");
         std::fs::write(&pref, apt_preferences(pins))
             .map_err(Error::io(format!("writing {}", pref.display())))?;
-        // Before apt first runs in the new root; removed by CLEAN_HOOK.
+        // In place before apt first runs in the new root, gone from the
+        // tarball.
         cmd.arg(format!(
             "--setup-hook=mkdir -p \"$1\"/etc/apt/preferences.d && cp {} \"$1\"/{PINS_IN_ROOTFS}",
             shell_quote(&pref.display().to_string())
-        ));
+        ))
+        .arg(format!("--customize-hook=rm -f \"$1\"/{PINS_IN_ROOTFS}"));
     }
     cmd
         .arg(format!(
@@ -229,7 +231,7 @@ pub fn bootstrap_with(
 
 /// Removes what differs between two runs or must not be shared by every
 /// container of the image.
-const CLEAN_HOOK: &str = "rm -f \"$1\"/etc/ssh/ssh_host_* \"$1\"/etc/apt/preferences.d/torchenv-lock.pref; \
+const CLEAN_HOOK: &str = "rm -f \"$1\"/etc/ssh/ssh_host_*; \
      rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/* \"$1\"/var/cache/ldconfig/aux-cache \"$1\"/var/cache/debconf/*-old; \
      find \"$1\"/var/log -type f -delete; \
      : > \"$1\"/etc/machine-id";

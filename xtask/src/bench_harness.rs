@@ -112,16 +112,7 @@ impl BenchHarness {
         cmd.args(["preprocess", "--model", "efficientnet_b0", "--out"])
             .arg(scratch.path().join("x.npy"))
             .args(&images);
-        let out = cmd
-            .output()
-            .map_err(Error::io("running harness preprocess"))?;
-        if !out.status.success() {
-            return Err(Error::failed(format!(
-                "harness preprocess failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
+        let out = run_checked(cmd, "harness preprocess")?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         let rs_pre_seconds = preprocess_seconds(&stderr).ok_or_else(|| {
             Error::failed(format!(
@@ -209,7 +200,8 @@ fn replicate(src: &Path, dest: &Path, copies: usize) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn output(mut cmd: Command, what: &str) -> Result<Vec<u8>> {
+/// Runs `cmd` (logged), failing with its stderr unless it succeeds.
+fn run_checked(mut cmd: Command, what: &str) -> Result<std::process::Output> {
     eprintln!("  $ {}", crate::pip::display_short(&cmd));
     let out = cmd.output().map_err(Error::io(format!("running {what}")))?;
     if !out.status.success() {
@@ -219,7 +211,12 @@ fn output(mut cmd: Command, what: &str) -> Result<Vec<u8>> {
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    Ok(out.stdout)
+    Ok(out)
+}
+
+/// [`run_checked`]'s standard output.
+fn output(cmd: Command, what: &str) -> Result<Vec<u8>> {
+    Ok(run_checked(cmd, what)?.stdout)
 }
 
 #[cfg(test)]
