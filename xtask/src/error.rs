@@ -1,28 +1,18 @@
-//! The error every task returns, and the exit code each kind maps to.
+//! The error every command returns ([`Error`]), and the exit code each kind
+//! maps to (README "Exit codes", constants in [`crate::exit`]).
 //!
-//! Exit codes are part of the CLI contract (README "Exit codes"):
-//! 0 success, 1 a step failed, 2 bad input (spec, lock, arguments),
-//! 3 Docker engine unreachable, 4 host port taken, 5 volume source missing,
-//! 6 GPUs requested but not available, 7 environment not ready in time,
-//! 8 the gate found a regression.
+//! This module gathers the capabilities' own error types; it may depend on
+//! them, they never depend on it. Only the command layer (`commands`, the
+//! gate's and the benchmarks' entry points) returns [`Error`].
 
 use miette::Diagnostic;
 
+use crate::build::BuildError;
 use crate::docker::DockerError;
-use crate::image::ImageError;
 use crate::launch::LaunchError;
+use crate::lock::LockError;
+use crate::process::ProcessError;
 use crate::spec::{SpecError, UnknownEnv};
-
-pub mod exit {
-    pub const FAILED: u8 = 1;
-    pub const BAD_INPUT: u8 = 2;
-    pub const DOCKER_UNREACHABLE: u8 = 3;
-    pub const PORT_TAKEN: u8 = 4;
-    pub const VOLUME_MISSING: u8 = 5;
-    pub const GPU_UNAVAILABLE: u8 = 6;
-    pub const NOT_READY: u8 = 7;
-    pub const REGRESSION: u8 = 8;
-}
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum Error {
@@ -34,13 +24,19 @@ pub enum Error {
     UnknownEnv(#[from] UnknownEnv),
     #[error(transparent)]
     #[diagnostic(transparent)]
+    Lock(Box<LockError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
     Docker(Box<DockerError>),
     #[error(transparent)]
     #[diagnostic(transparent)]
     Launch(Box<LaunchError>),
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Image(Box<ImageError>),
+    Build(Box<BuildError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Process(Box<ProcessError>),
     /// The regression gate found a difference beyond tolerance (or a
     /// missing baseline).
     #[error("{summary}")]
@@ -49,7 +45,12 @@ pub enum Error {
         help("accept intended changes with `cargo insta review` (fixtures/baselines/README.md)")
     )]
     Regression { summary: String },
-    /// Anything else a task reports, with a hint how to fix it.
+    /// A command run in an environment (`exec`, `shell`) finished: its exit
+    /// status becomes ours, and there is nothing to report.
+    #[error("the command exited with status {0}")]
+    #[diagnostic(code(torchenv::exit))]
+    Exited(u8),
+    /// Anything else a command reports, with a hint how to fix it.
     #[error("{message}")]
     #[diagnostic(code(torchenv::failed))]
     Failed {
@@ -86,9 +87,13 @@ impl Error {
                 exit::DOCKER_UNREACHABLE
             }
             Error::Regression { .. } => exit::REGRESSION,
+            Error::Exited(code) => *code,
+            Error::Lock(e) => e.exit_code(),
             Error::Launch(e) => e.exit_code(),
-            Error::Image(e) => e.exit_code(),
-            Error::Docker(_) | Error::Failed { .. } | Error::Io { .. } => exit::FAILED,
+            Error::Build(e) => e.exit_code(),
+            Error::Docker(_) | Error::Process(_) | Error::Failed { .. } | Error::Io { .. } => {
+                exit::FAILED
+            }
         }
     }
 }
@@ -106,9 +111,14 @@ macro_rules! boxed_from {
 }
 boxed_from!(
     Spec(SpecError),
+    Lock(LockError),
     Docker(DockerError),
     Launch(LaunchError),
-    Image(ImageError)
+    Build(BuildError),
+    Process(ProcessError),
 );
+
+/// Old path of the exit codes, kept while `launch` still uses it.
+pub use crate::exit;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

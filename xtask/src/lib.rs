@@ -3,25 +3,16 @@
 //!
 //! One module per capability; `main.rs` only dispatches.
 
-pub mod base;
-pub mod bench_harness;
-pub mod bench_up;
+pub mod build;
 pub mod cache;
+pub mod commands;
 pub mod compat;
 pub mod docker;
-pub mod doctor;
 pub mod error;
+pub mod exit;
 pub mod gate;
-pub mod harness_build;
-pub mod host_tools;
-pub mod image;
 pub mod launch;
 pub mod lock;
-pub mod models;
-pub mod pip;
+pub mod process;
 pub mod progress;
-pub mod prune;
 pub mod spec;
-pub mod suite;
-pub mod tasks;
-pub mod wheels;

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use xtask::build::image::{self, ContextBuild, ContextFile};
+use xtask::build::BuildError;
 use xtask::docker::Docker;
-use xtask::error::Error;
-use xtask::image::{self, ContextBuild, ContextFile, ImageError};
 use xtask::lock::Lock;
 use xtask::progress::Progress;
 use xtask::spec::Spec;
@@ -84,10 +84,7 @@ async fn a_failing_step_leaves_no_tag_and_names_the_step() {
         .await
         .expect_err("the RUN step cannot succeed");
     match &err {
-        Error::Image(image_err) if matches!(**image_err, ImageError::Build(_)) => {
-            let ImageError::Build(f) = &**image_err else {
-                unreachable!()
-            };
+        BuildError::Step(f) => {
             assert!(f.step.contains("RUN /no/such/program --fail"), "{f:?}");
             assert_eq!(f.image, tag);
             assert!(!f.message.is_empty());

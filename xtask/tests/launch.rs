@@ -31,7 +31,7 @@ fn test_image() -> &'static str {
         let env = spec.env(None).unwrap().clone();
         tokio::runtime::Runtime::new().unwrap().block_on(async {
             let docker = xtask::docker::Docker::connect().await.unwrap();
-            xtask::image::ensure_image(&docker, &spec, &lock, &env, None)
+            xtask::build::ensure_image(&docker, &spec, &lock, &env, None)
                 .await
                 .unwrap()
                 .tag

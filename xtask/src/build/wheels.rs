@@ -2,16 +2,20 @@
 //! decides where from; torchenv never names an index) into the
 //! content-addressed cache `wheels/<sha256>/<file>`, every file checked
 //! against the lock's sha256.
+//!
+//! May use: `build::pip`, `lock` (data model), `cache`, `compat`, `process`,
+//! `progress`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::base::{describe, run_streaming};
-use crate::error::{Error, Result};
-use crate::image::ImageError;
+use super::{pip, BuildError};
 use crate::lock::LockedWheel;
+use crate::process;
 use crate::progress::Progress;
-use crate::{cache, compat, pip};
+use crate::{cache, compat};
+
+type Result<T, E = BuildError> = std::result::Result<T, E>;
 
 /// Marker written beside a wheel once its hash was checked: `<file> <size>`.
 const VERIFIED: &str = ".verified";
@@ -53,28 +57,29 @@ pub fn is_cached(wheel: &LockedWheel) -> bool {
 /// Checks `path` against the locked hash and, when it matches, moves it
 /// into the cache (if it is not there already) and marks it verified.
 fn admit(wheel: &LockedWheel, path: &Path) -> Result<PathBuf> {
-    let got = cache::sha256_file(path).map_err(Error::io(format!("hashing {}", path.display())))?;
+    let got =
+        cache::sha256_file(path).map_err(BuildError::io(format!("hashing {}", path.display())))?;
     if got != wheel.sha256 {
-        return Err(ImageError::WheelHashMismatch {
+        return Err(BuildError::WheelHashMismatch {
             name: wheel.name.clone(),
             file: wheel.file.clone(),
             locked: wheel.sha256.clone(),
             got,
-        }
-        .into());
+        });
     }
     let dest = cache::wheel_path(&wheel.sha256, &wheel.file);
     let dir = dest.parent().expect("wheel path has a folder");
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(BuildError::io(format!("creating {}", dir.display())))?;
     if path != dest {
-        std::fs::rename(path, &dest).map_err(Error::io(format!("writing {}", dest.display())))?;
+        std::fs::rename(path, &dest)
+            .map_err(BuildError::io(format!("writing {}", dest.display())))?;
     }
     let size = std::fs::metadata(&dest)
-        .map_err(Error::io(format!("reading {}", dest.display())))?
+        .map_err(BuildError::io(format!("reading {}", dest.display())))?
         .len();
     let marker = dir.join(VERIFIED);
     std::fs::write(&marker, format!("{} {size}\n", wheel.file))
-        .map_err(Error::io(format!("writing {}", marker.display())))?;
+        .map_err(BuildError::io(format!("writing {}", marker.display())))?;
     Ok(dest)
 }
 
@@ -105,17 +110,19 @@ pub fn fetch(wheels: &[LockedWheel], python: &str, progress: &Progress) -> Resul
 
 fn download(missing: &[&LockedWheel], python: &str, progress: &Progress) -> Result<()> {
     let root = cache::root().join("wheels");
-    std::fs::create_dir_all(&root).map_err(Error::io(format!("creating {}", root.display())))?;
+    std::fs::create_dir_all(&root)
+        .map_err(BuildError::io(format!("creating {}", root.display())))?;
     let scratch = tempfile::Builder::new()
         .prefix(".download-")
         .tempdir_in(&root)
-        .map_err(Error::io(format!(
+        .map_err(BuildError::io(format!(
             "creating a temporary folder in {}",
             root.display()
         )))?;
     let requirements = scratch.path().join("requirements.txt");
-    std::fs::write(&requirements, download_requirements(missing))
-        .map_err(Error::io(format!("writing {}", requirements.display())))?;
+    std::fs::write(&requirements, download_requirements(missing)).map_err(BuildError::io(
+        format!("writing {}", requirements.display()),
+    ))?;
     let dest = scratch.path().join("wheels");
 
     let mut cmd = pip::command();
@@ -133,7 +140,7 @@ fn download(missing: &[&LockedWheel], python: &str, progress: &Progress) -> Resu
     task.log(&format!(
         "{} wheels: running {}",
         missing.len(),
-        describe(&cmd)
+        process::describe(&cmd)
     ));
 
     // pip prints `Saved <path>` per wheel: count those, with their bytes.
@@ -154,25 +161,26 @@ fn download(missing: &[&LockedWheel], python: &str, progress: &Progress) -> Resu
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
     });
-    let result = run_streaming(&mut cmd, &task);
+    let result = process::run_streaming(cmd, "pip download", &task);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = watcher.join();
-    if let Some(tail) = result? {
+    if let Err(e) = result {
         task.fail("pip download");
-        return Err(ImageError::WheelFetch { tail }.into());
+        return Err(BuildError::WheelFetch {
+            tail: e.failed_tail()?,
+        });
     }
     let mut total = 0;
     for w in missing {
         let path = dest.join(&w.file);
         if !path.exists() {
             task.fail(&w.file);
-            return Err(ImageError::WheelFetch {
+            return Err(BuildError::WheelFetch {
                 tail: vec![format!(
                     "pip did not save {} ({}=={}); is the lock's file name right?",
                     w.file, w.name, w.version
                 )],
-            }
-            .into());
+            });
         }
         total += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if let Err(e) = admit(w, &path) {

@@ -1,9 +1,9 @@
 //! `cargo xtask doctor`: checks this machine for what torchenv needs, one
 //! line per check (ok / warn / fail) with the fix.
 
-use std::path::Path;
 use std::process::Command;
 
+use super::{Ctx, Run};
 use crate::docker::containers::GpuSupport;
 use crate::docker::Docker;
 use crate::error::{Error, Result};
@@ -239,7 +239,7 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
             )),
         }
     }
-    use crate::host_tools::{on_path, CMAKE, MMDEBSTRAP, NASM};
+    use crate::build::host_tools::{on_path, CMAKE, MMDEBSTRAP, NASM};
     for (tool, why) in [
         (MMDEBSTRAP, "bootstraps Debian bases from the host's mirror"),
         (CMAKE, "builds the harness's libjpeg-turbo"),
@@ -267,7 +267,7 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
             "add a Debian mirror to /etc/apt/sources.list.d/debian.sources",
         ));
     }
-    if crate::host_tools::on_path("ssh") && crate::host_tools::on_path("ssh-keygen") {
+    if on_path("ssh") && on_path("ssh-keygen") {
         out.push(ok("openssh-client present (SSH readiness probe)"));
     } else {
         out.push(warn(
@@ -278,12 +278,23 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
     out
 }
 
-/// `cargo xtask doctor`: prints the checks; fails (exit 1) when one fails.
-pub fn run(spec_path: &Path) -> Result<()> {
-    let spec = Spec::load(spec_path).ok();
-    let checks = crate::launch::block_on(async { Ok(checks(spec.as_ref()).await) })?;
+/// Check this machine: Docker, NVIDIA runtime/CDI, driver vs CUDA,
+/// disk, bootstrap tools, apt sources.
+#[derive(clap::Args)]
+pub struct Doctor {}
+
+/// Prints the checks; fails (exit 1) when one fails.
+impl Run for Doctor {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let spec = ctx.spec().ok();
+        let checks = ctx.block_on(async { Ok(checks(spec.as_ref()).await) })?;
+        report(&checks)
+    }
+}
+
+fn report(checks: &[Check]) -> Result<()> {
     let mut failed = 0;
-    for c in &checks {
+    for c in checks {
         let tag = match c.level {
             Level::Ok => "ok  ",
             Level::Warn => "warn",

@@ -11,20 +11,20 @@
 //! has since gained newer versions (security updates) still gives the
 //! locked rootfs as long as it serves the old ones too, as Debian's main
 //! suite does for its point-release versions.
-//! The image is made from the tarball as a one-layer image archive with a
-//! deterministic config, so its image id is the same on every machine.
+//! [`super::base_image`] turns the tarball into an engine image.
+//!
+//! May use: `build::host_tools`, `cache`, `process`, `progress`, `spec`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::{host_tools, BuildError};
 use crate::cache;
-use crate::docker::{Docker, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::error::{Error, Result};
-use crate::image::ImageError;
-use crate::lock::{Lock, LockedEnv};
-use crate::progress::{Progress, Task};
+use crate::process;
+use crate::progress::Progress;
 use crate::spec::Env;
+
+type Result<T, E = BuildError> = std::result::Result<T, E>;
 
 /// Packages every base has: Python with venv, SSH, an init, certificates,
 /// and `setpriv` (util-linux) for dropping privileges in the entrypoint.
@@ -36,9 +36,6 @@ pub const BASE_PACKAGES: &[&str] = &[
     "tini",
     "util-linux",
 ];
-
-/// Repository of base images.
-pub const BASE_REPO: &str = "torchenv/base";
 
 /// A bootstrapped root file system in the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,38 +125,54 @@ pub fn bootstrap_with(
     out_dir: &Path,
     progress: &Progress,
 ) -> Result<Bootstrapped> {
-    let BootstrapRequest {
-        suite,
-        include,
-        pins,
-        source_date_epoch,
-    } = request;
-    crate::host_tools::ensure(
-        &[crate::host_tools::MMDEBSTRAP],
+    host_tools::ensure(
+        &[host_tools::MMDEBSTRAP],
         "bootstrapping the base",
         progress,
     )?;
     std::fs::create_dir_all(out_dir)
-        .map_err(Error::io(format!("creating {}", out_dir.display())))?;
+        .map_err(BuildError::io(format!("creating {}", out_dir.display())))?;
     let scratch = tempfile::Builder::new()
         .prefix(".bootstrap-")
         .tempdir_in(out_dir)
-        .map_err(Error::io(format!(
+        .map_err(BuildError::io(format!(
             "creating a temporary folder in {}",
             out_dir.display()
         )))?;
-    let tar_tmp = scratch.path().join("rootfs.tar");
-    let packages_tmp = scratch.path().join("packages");
-    let mirrors = host_sources(suite)?;
+    let cmd = mmdebstrap(&request, scratch.path())?;
+    let suite = request.suite;
+    let task = progress.spinner(format!("bootstrap {suite}"));
+    task.log(&format!("running {}", process::describe(&cmd)));
+    if let Err(e) = process::run_streaming(cmd, "mmdebstrap", &task) {
+        task.fail("mmdebstrap");
+        return Err(BuildError::Bootstrap {
+            suite: suite.to_string(),
+            tail: e.failed_tail()?,
+        });
+    }
+    let got = keep(scratch.path(), out_dir)?;
+    let size = std::fs::metadata(&got.tar).map(|m| m.len()).unwrap_or(0);
+    task.finish(&format!(
+        "{} packages, {}, sha256 {}",
+        got.packages.len(),
+        crate::progress::bytes(size),
+        &got.sha256[..12]
+    ));
+    Ok(got)
+}
 
+/// The `mmdebstrap` command for `request`, writing `rootfs.tar` and the
+/// package list `packages` into `scratch`.
+fn mmdebstrap(request: &BootstrapRequest<'_>, scratch: &Path) -> Result<Command> {
+    let mirrors = host_sources(request.suite)?;
     let mut cmd = Command::new("mmdebstrap");
     cmd.arg("--variant=minbase")
         .arg("--format=tar")
-        .arg(format!("--include={}", include.join(",")));
-    if !pins.is_empty() {
-        let pref = scratch.path().join("pins.pref");
-        std::fs::write(&pref, apt_preferences(pins))
-            .map_err(Error::io(format!("writing {}", pref.display())))?;
+        .arg(format!("--include={}", request.include.join(",")));
+    if !request.pins.is_empty() {
+        let pref = scratch.join("pins.pref");
+        std::fs::write(&pref, apt_preferences(request.pins))
+            .map_err(BuildError::io(format!("writing {}", pref.display())))?;
         // In place before apt first runs in the new root, gone from the
         // tarball.
         cmd.arg(format!(
@@ -171,38 +184,32 @@ pub fn bootstrap_with(
     cmd
         .arg(format!(
             "--customize-hook=dpkg-query --admindir=\"$1\"/var/lib/dpkg -W -f='${{Package}}=${{Version}}\\n' > {}",
-            shell_quote(&packages_tmp.display().to_string())
+            shell_quote(&scratch.join("packages").display().to_string())
         ))
         .arg(format!("--customize-hook={CLEAN_HOOK}"))
-        .arg(suite)
-        .arg(&tar_tmp)
+        .arg(request.suite)
+        .arg(scratch.join("rootfs.tar"))
         .args(&mirrors)
-        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
+        .env("SOURCE_DATE_EPOCH", request.source_date_epoch.to_string())
         .env("LC_ALL", "C.UTF-8")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let task = progress.spinner(format!("bootstrap {suite}"));
-    task.log(&format!("running {}", describe(&cmd)));
-    let tail = match run_streaming(&mut cmd, &task) {
-        Ok(tail) => tail,
-        Err(e) => {
-            task.fail("mmdebstrap");
-            return Err(e);
-        }
-    };
-    if let Some(tail) = tail {
-        task.fail("mmdebstrap");
-        return Err(ImageError::Bootstrap {
-            suite: suite.to_string(),
-            tail,
-        }
-        .into());
-    }
+    Ok(cmd)
+}
+
+/// Moves a finished bootstrap from `scratch` into `out_dir` as
+/// `<sha256>.tar` and `<sha256>.packages` (sorted).
+fn keep(scratch: &Path, out_dir: &Path) -> Result<Bootstrapped> {
+    let tar_tmp = scratch.join("rootfs.tar");
+    let packages_tmp = scratch.join("packages");
     let sha256 = cache::sha256_file(&tar_tmp)
-        .map_err(Error::io(format!("hashing {}", tar_tmp.display())))?;
+        .map_err(BuildError::io(format!("hashing {}", tar_tmp.display())))?;
     let mut packages: Vec<String> = std::fs::read_to_string(&packages_tmp)
-        .map_err(Error::io(format!("reading {}", packages_tmp.display())))?
+        .map_err(BuildError::io(format!(
+            "reading {}",
+            packages_tmp.display()
+        )))?
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_string)
@@ -210,18 +217,14 @@ pub fn bootstrap_with(
     packages.sort();
     let tar = out_dir.join(format!("{sha256}.tar"));
     let list = out_dir.join(format!("{sha256}.packages"));
-    std::fs::write(&packages_tmp, packages.join("\n") + "\n")
-        .map_err(Error::io(format!("writing {}", packages_tmp.display())))?;
+    std::fs::write(&packages_tmp, packages.join("\n") + "\n").map_err(BuildError::io(format!(
+        "writing {}",
+        packages_tmp.display()
+    )))?;
     std::fs::rename(&packages_tmp, &list)
-        .map_err(Error::io(format!("writing {}", list.display())))?;
-    std::fs::rename(&tar_tmp, &tar).map_err(Error::io(format!("writing {}", tar.display())))?;
-    let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
-    task.finish(&format!(
-        "{} packages, {}, sha256 {}",
-        packages.len(),
-        crate::progress::bytes(size),
-        &sha256[..12]
-    ));
+        .map_err(BuildError::io(format!("writing {}", list.display())))?;
+    std::fs::rename(&tar_tmp, &tar)
+        .map_err(BuildError::io(format!("writing {}", tar.display())))?;
     Ok(Bootstrapped {
         tar,
         sha256,
@@ -235,214 +238,6 @@ const CLEAN_HOOK: &str = "rm -f \"$1\"/etc/ssh/ssh_host_*; \
      rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/* \"$1\"/var/cache/ldconfig/aux-cache \"$1\"/var/cache/debconf/*-old; \
      find \"$1\"/var/log -type f -delete; \
      : > \"$1\"/etc/machine-id";
-
-/// Makes sure `torchenv/base:<key>` (or the pinned `REF@sha256:` image) is
-/// in the engine, bootstrapping and loading it when needed. Returns the
-/// reference to build `FROM`.
-pub async fn ensure_base_image(
-    docker: &Docker,
-    lock: &Lock,
-    env: &LockedEnv,
-    progress: &Progress,
-) -> Result<String> {
-    if env.base.contains("@sha256:") {
-        return match docker.image_inspect(&env.base).await? {
-            Some(_) => Ok(env.base.clone()),
-            None => Err(ImageError::BaseImageMissing {
-                reference: env.base.clone(),
-            }
-            .into()),
-        };
-    }
-    let base = lock
-        .bases
-        .get(&env.base)
-        .ok_or_else(|| ImageError::StaleLock {
-            message: format!(
-                "the lock names base `{}` but has no [bases] entry for it",
-                env.base
-            ),
-        })?;
-    let tag = format!("{BASE_REPO}:{}", base.key());
-    if docker.image_inspect(&tag).await?.is_some() {
-        return Ok(tag);
-    }
-    let dir = cache::rootfs_dir();
-    let tar = dir.join(format!("{}.tar", base.rootfs_sha256));
-    if !tar.exists() {
-        let request = BootstrapRequest {
-            suite: &base.suite,
-            include: &base.include,
-            pins: &base.packages,
-            source_date_epoch: base.source_date_epoch,
-        };
-        let got = tokio::task::block_in_place(|| bootstrap_with(request, &dir, progress))?;
-        if got.sha256 != base.rootfs_sha256 {
-            // Not the locked rootfs: out of the cache, and say why.
-            let _ = std::fs::remove_file(&got.tar);
-            let _ = std::fs::remove_file(got.tar.with_extension("packages"));
-            let changed = package_changes(&base.packages, &got.packages);
-            return Err(if changed.is_empty() {
-                ImageError::RootfsMismatch {
-                    key: base.key(),
-                    locked: base.rootfs_sha256.clone(),
-                    got: got.sha256,
-                }
-            } else {
-                ImageError::BasePackagesUnavailable {
-                    key: base.key(),
-                    changed,
-                }
-            }
-            .into());
-        }
-    }
-    let size = std::fs::metadata(&tar)
-        .map_err(Error::io(format!("reading {}", tar.display())))?
-        .len();
-    let task = progress.bytes(format!("load {tag}"), Some(size));
-    // The engine checks the layer against the config's diff_id (the locked
-    // sha256), so a corrupted cache file cannot become the base.
-    let archive = image_archive(
-        &tag,
-        &tar,
-        size,
-        base.source_date_epoch,
-        &base.rootfs_sha256,
-        &base.key(),
-    );
-    let counted = count_bytes(archive, task.bar_handle());
-    match docker.image_load(&tag, counted).await {
-        Ok(()) => {
-            task.finish(&format!("loaded {}", crate::progress::bytes(size)));
-            Ok(tag)
-        }
-        Err(e) => {
-            task.fail("load");
-            Err(e.into())
-        }
-    }
-}
-
-/// A one-layer `docker load` archive of `rootfs` tagged `tag`, with a
-/// config that depends only on the locked inputs (so the image id does too).
-fn image_archive(
-    tag: &str,
-    rootfs: &Path,
-    size: u64,
-    source_date_epoch: u64,
-    sha256: &str,
-    key: &str,
-) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
-    let config = image_config(source_date_epoch, sha256, key);
-    let config_name = format!("{}.json", cache::sha256_bytes(&config));
-    let layer_name = format!("{sha256}/layer.tar");
-    let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": config_name,
-        "RepoTags": [tag],
-        "Layers": [layer_name],
-    }]))
-    .expect("manifest serializes");
-    let rootfs = rootfs.to_path_buf();
-    crate::docker::images::tar_stream(move |b| {
-        append_bytes(b, "manifest.json", &manifest, source_date_epoch)?;
-        append_bytes(b, &config_name, &config, source_date_epoch)?;
-        let mut header = tar::Header::new_gnu();
-        header.set_size(size);
-        header.set_mode(0o644);
-        header.set_mtime(source_date_epoch);
-        header.set_entry_type(tar::EntryType::Regular);
-        let file = std::fs::File::open(&rootfs)?;
-        b.append_data(&mut header, &layer_name, file)?;
-        Ok(())
-    })
-}
-
-/// The image config of a base: labelled, `PATH` and `LANG` set, no command
-/// beyond a shell.
-pub(crate) fn image_config(source_date_epoch: u64, sha256: &str, key: &str) -> Vec<u8> {
-    let created = rfc3339(source_date_epoch);
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    serde_json::to_vec(&serde_json::json!({
-        "architecture": arch,
-        "os": "linux",
-        "created": created,
-        "config": {
-            "Env": [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "LANG=C.UTF-8",
-            ],
-            "Cmd": ["/bin/bash"],
-            "Labels": {
-                LABEL_MANAGED_BY: MANAGED_BY,
-                "dev.torchenv.base": key,
-                "dev.torchenv.rootfs-sha256": sha256,
-            },
-        },
-        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{sha256}")] },
-        "history": [{
-            "created": created,
-            "created_by": format!("torchenv: mmdebstrap --variant=minbase ({key})"),
-        }],
-    }))
-    .expect("config serializes")
-}
-
-fn append_bytes<W: std::io::Write>(
-    b: &mut tar::Builder<W>,
-    name: &str,
-    data: &[u8],
-    mtime: u64,
-) -> std::io::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(mtime);
-    header.set_entry_type(tar::EntryType::Regular);
-    b.append_data(&mut header, name, data)
-}
-
-/// Counts the bytes of a body on a progress bar as the engine reads them.
-pub(crate) fn count_bytes<S>(
-    stream: S,
-    bar: indicatif::ProgressBar,
-) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static
-where
-    S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
-{
-    use futures_util::StreamExt;
-    stream.inspect(move |chunk| {
-        if let Ok(c) = chunk {
-            bar.inc(c.len() as u64);
-        }
-    })
-}
-
-/// `1970-01-01T00:00:00Z` for a Unix time.
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since the epoch (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 /// The host's apt sources for `suite`, as one-line `deb URI SUITE COMPONENTS`
 /// entries: every entry of the host's own release (`bookworm`,
@@ -486,10 +281,9 @@ pub fn host_sources(suite: &str) -> Result<Vec<String>> {
     }
     let lines = rewrite_sources(&entries, &codename, suite);
     if lines.is_empty() {
-        return Err(ImageError::NoAptSource {
+        return Err(BuildError::NoAptSource {
             suite: suite.to_string(),
-        }
-        .into());
+        });
     }
     Ok(lines)
 }
@@ -603,61 +397,6 @@ pub(crate) fn rewrite_sources(entries: &[AptSource], host: &str, suite: &str) ->
     lines
 }
 
-/// Runs `cmd`, showing each output line on `task`. `Ok(None)` on success,
-/// `Ok(Some(tail))` with the last lines when it exits non-zero.
-pub(crate) fn run_streaming(cmd: &mut Command, task: &Task) -> Result<Option<Vec<String>>> {
-    let what = describe(cmd);
-    let mut child = cmd.spawn().map_err(Error::io(format!("starting {what}")))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let readers: Vec<_> = [
-        stdout.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        stderr.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|r| {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(r).lines().map_while(|l| l.ok()) {
-                let _ = tx.send(line);
-            }
-        })
-    })
-    .collect();
-    drop(tx);
-    let mut tail = std::collections::VecDeque::new();
-    for line in rx {
-        task.line(&line);
-        if tail.len() == crate::docker::images::BUILD_TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
-    }
-    for r in readers {
-        let _ = r.join();
-    }
-    let status = child
-        .wait()
-        .map_err(Error::io(format!("waiting for {what}")))?;
-    if status.success() {
-        Ok(None)
-    } else {
-        tail.push_back(format!("({what} exited with {status})"));
-        Ok(Some(tail.into()))
-    }
-}
-
-/// The command line, for logs.
-pub(crate) fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -705,11 +444,5 @@ mod tests {
             ]
         );
         assert!(package_changes(&locked, &locked).is_empty());
-    }
-
-    #[test]
-    fn epoch_as_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::commands::Ctx;
 use crate::docker::Docker;
 use crate::error::{Error, Result};
 use crate::launch::plan::ContainerPlan;
@@ -15,11 +16,18 @@ use crate::launch::up::Up;
 use crate::launch::{container_name, down::Down, jupyter, ssh, Identity};
 use crate::spec::Spec;
 
-#[derive(Debug, Clone)]
+/// Warm `up`-to-ready time against a raw container start of the same
+/// image with the same readiness probe (medians).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchUp {
-    pub env: Option<String>,
-    pub reps: usize,
-    pub image: Option<String>,
+    /// Environment name (default: the spec's `default:`).
+    env: Option<String>,
+    /// Repetitions.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Use this image instead of the environment's own.
+    #[arg(long, env = "TORCHENV_IMAGE")]
+    image: Option<String>,
 }
 
 /// Medians of one bench.
@@ -35,11 +43,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 impl BenchUp {
-    pub fn run(&self, spec_path: &Path) -> Result<()> {
-        let spec = Spec::load(spec_path)?;
-        let r = crate::launch::block_on(async {
-            let docker = Docker::connect().await?;
-            self.bench(&docker, &spec, spec_path).await
+    pub fn run(&self, ctx: &Ctx) -> Result<()> {
+        let spec = ctx.spec()?;
+        let r = ctx.block_on(async {
+            let docker = ctx.docker().await?;
+            self.bench(&docker, &spec, ctx.spec_path()).await
         })?;
         println!(
             "up to ready (median of {}):      {:.2} s",

@@ -15,22 +15,25 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::{Ctx, Run};
+use crate::build::image::{self, LABEL_LOCK_SHA256};
 use crate::cache;
 use crate::docker::images::ManagedImage;
 use crate::docker::{Docker, LABEL_ENV};
 use crate::error::{Error, Result};
-use crate::image::{self, LABEL_LOCK_SHA256};
 use crate::lock::Lock;
 use crate::progress::bytes;
 use crate::spec::Spec;
 
-pub struct Prune<'a> {
-    pub spec: &'a Path,
-    pub lock: &'a Path,
-    /// Remove every torchenv image and cache entry, referenced or not.
-    pub all: bool,
-    /// Print what would go, remove nothing.
-    pub dry_run: bool,
+/// Remove torchenv images and cache entries the spec + lock no longer use.
+#[derive(clap::Args)]
+pub struct Prune {
+    /// Remove every torchenv image and cached wheel and rootfs.
+    #[arg(long)]
+    all: bool,
+    /// Print what would be removed, remove nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// What the current spec + lock reference.
@@ -43,21 +46,15 @@ struct Keep {
     rootfs: BTreeSet<String>,
 }
 
-impl Prune<'_> {
-    pub fn run(&self) -> Result<()> {
+impl Run for Prune {
+    fn run(self, ctx: &Ctx) -> Result<()> {
         let keep = if self.all {
             Keep::default()
         } else {
-            let spec = Spec::load(self.spec)?;
-            let lock = Lock::read(self.lock)?;
-            referenced(&spec, &lock)
+            referenced(&ctx.spec()?, &ctx.lock()?)
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::io("starting the async runtime"))?;
-        let freed_images = runtime.block_on(async {
-            let docker = Docker::connect().await?;
+        let freed_images = ctx.block_on(async {
+            let docker = ctx.docker().await?;
             self.prune_images(&docker, &keep).await
         })?;
         let freed_cache = self.prune_cache(&keep)?;
@@ -69,7 +66,9 @@ impl Prune<'_> {
         );
         Ok(())
     }
+}
 
+impl Prune {
     async fn prune_images(&self, docker: &Docker, keep: &Keep) -> Result<u64> {
         let images = docker.images_managed().await?;
         let newest = newest_per_env(&images, keep);

@@ -4,9 +4,10 @@
 //! result already exists:
 //!
 //! 1. the base, `torchenv/base:<key>`: the locked Debian root file system
-//!    (see [`crate::base`]), or a pinned `REF@sha256:…` already in the engine;
+//!    (see [`super::bootstrap`], [`super::base_image`]), or a pinned
+//!    `REF@sha256:…` already in the engine;
 //! 2. the stage image `torchenv/venv:<hash>`: the locked wheels (fetched into
-//!    the cache by [`crate::wheels`]) installed into `/opt/venv` from the
+//!    the cache by [`super::wheels`]) installed into `/opt/venv` from the
 //!    build context, with no index and no network (`images/venv.Dockerfile`);
 //! 3. the final image `torchenv/<env>:<tag>` (`images/Dockerfile`): base,
 //!    system configuration, `/opt/venv` copied from the stage image, and the
@@ -16,20 +17,25 @@
 //! hashes without reading any wheel, so an up-to-date image is found with
 //! one `inspect` and nothing else. Builds run with `--network none`; the
 //! engine tags an image only when every step succeeded.
+//!
+//! May use: the other `build` modules, `docker`, `lock` (data model,
+//! freshness), `spec`, `cache`, `progress`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::base_image::{self, count_bytes, BASE_REPO};
+use super::{harness, wheels, BuildError};
 use crate::cache;
-use crate::docker::images::{tar_stream, BuildError, BuildEvent, BuildFailed};
+use crate::docker::images::{tar_stream, BuildEvent};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::error::{exit, Error, Result};
-use crate::lock::{Lock, LockedEnv};
+use crate::lock::{self, Lock, LockedEnv};
 use crate::progress::{Progress, Task};
 use crate::spec::{Base, Env, Spec};
-use crate::{base, wheels};
+
+type Result<T, E = BuildError> = std::result::Result<T, E>;
 
 /// Folder of the Dockerfiles and files copied into images, beside the spec.
 pub const IMAGES_DIR: &str = "images";
@@ -54,107 +60,6 @@ pub const HARNESS_ABSENT: &str = "absent";
 
 /// Version of the way tags are computed; bump it to rebuild everything.
 const TAG_SCHEME: u32 = 1;
-
-/// A failure of `build`, naming what failed.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum ImageError {
-    #[error("{message}")]
-    #[diagnostic(
-        code(torchenv::lock::stale),
-        help("run `cargo xtask lock` and commit environments.lock")
-    )]
-    StaleLock { message: String },
-    #[error("mmdebstrap failed to bootstrap Debian {suite}")]
-    #[diagnostic(code(torchenv::base::bootstrap), help("{}", tail.join("\n")))]
-    Bootstrap { suite: String, tail: Vec<String> },
-    #[error(
-        "base {key}: the host's Debian mirror no longer serves the locked versions of {} package(s): {}",
-        changed.len(),
-        changed.join(", ")
-    )]
-    #[diagnostic(
-        code(torchenv::base::unavailable),
-        help("the mirror replaced them (typically security updates); run `cargo xtask lock --upgrade` to re-pin the base to what it serves now and commit environments.lock, or point apt at a mirror snapshot of the lock's date")
-    )]
-    BasePackagesUnavailable {
-        key: String,
-        /// `name: locked → got` per package that differs.
-        changed: Vec<String>,
-    },
-    #[error(
-        "base {key}: the bootstrapped root file system has sha256 {got}, the lock says {locked}, although every package version matches"
-    )]
-    #[diagnostic(
-        code(torchenv::base::mismatch),
-        help("this host's mmdebstrap/dpkg lay out the same packages differently from the host that made the lock; run `cargo xtask lock --upgrade` here to re-pin the base, or build on a host with the same tools")
-    )]
-    RootfsMismatch {
-        key: String,
-        locked: String,
-        got: String,
-    },
-    #[error(
-        "base image {reference} is not in the Docker engine, and torchenv cannot pull it here"
-    )]
-    #[diagnostic(
-        code(torchenv::base::missing),
-        help("on a machine with registry access: `docker pull {reference}` then `docker save {reference} | docker load` here; or use `base: debian: SUITE`")
-    )]
-    BaseImageMissing { reference: String },
-    #[error("no apt source of this host can serve Debian {suite}")]
-    #[diagnostic(
-        code(torchenv::base::sources),
-        help("torchenv bootstraps from the host's own apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d); add a Debian mirror there")
-    )]
-    NoAptSource { suite: String },
-    #[error("{tool} is not installed")]
-    #[diagnostic(code(torchenv::tool_missing), help("{help}"))]
-    ToolMissing { tool: String, help: String },
-    #[error("wheel {name} ({file}) has sha256 {got}, the lock says {locked}")]
-    #[diagnostic(
-        code(torchenv::wheels::hash),
-        help("the index served a different file; check the host's pip index configuration, or re-lock if the package was re-uploaded")
-    )]
-    WheelHashMismatch {
-        name: String,
-        file: String,
-        locked: String,
-        got: String,
-    },
-    #[error("pip could not fetch the locked wheels")]
-    #[diagnostic(code(torchenv::wheels::fetch), help("{}", tail.join("\n")))]
-    WheelFetch { tail: Vec<String> },
-    #[error("harness binary {path} cannot be read: {source}")]
-    #[diagnostic(code(torchenv::harness::missing))]
-    Harness {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Build(#[from] BuildFailed),
-}
-
-impl ImageError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ImageError::StaleLock { .. }
-            | ImageError::RootfsMismatch { .. }
-            | ImageError::BasePackagesUnavailable { .. } => exit::BAD_INPUT,
-            _ => exit::FAILED,
-        }
-    }
-}
-
-impl From<BuildError> for Error {
-    fn from(e: BuildError) -> Self {
-        match e {
-            BuildError::Failed(f) => ImageError::Build(f).into(),
-            BuildError::Docker(d) => d.into(),
-        }
-    }
-}
 
 /// An environment image in the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,7 +141,7 @@ pub fn image_tag(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) ->
 /// file under `images/`, and the harness binary's sha256 (or "absent").
 /// Wheels are identified by the lock's hashes, never re-read.
 pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Result<Plan> {
-    let locked = crate::lock::check_fresh(spec, lock, env)?;
+    let locked = lock::check_fresh(spec, lock, env)?;
     let images_dir = spec
         .path
         .parent()
@@ -244,7 +149,7 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         .join(IMAGES_DIR);
     let files = read_dir_hashes(&images_dir)?;
     let harness_sha = match harness {
-        Some(p) => cache::sha256_file(p).map_err(|source| ImageError::Harness {
+        Some(p) => cache::sha256_file(p).map_err(|source| BuildError::Harness {
             path: p.to_path_buf(),
             source,
         })?,
@@ -256,14 +161,14 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         let b = lock
             .bases
             .get(&locked.base)
-            .ok_or_else(|| ImageError::StaleLock {
+            .ok_or_else(|| BuildError::StaleLock {
                 message: format!(
                     "environments.lock: `{}` names base `{}`, which has no [bases] entry",
                     env.name, locked.base
                 ),
             })?;
         (
-            format!("{}:{}", base::BASE_REPO, b.key()),
+            format!("{BASE_REPO}:{}", b.key()),
             serde_json::to_value(b).expect("lock serializes"),
         )
     };
@@ -341,8 +246,8 @@ fn read_dir_hashes(dir: &Path) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for path in walk(dir)? {
         let rel = relative(dir, &path);
-        let sha =
-            cache::sha256_file(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+        let sha = cache::sha256_file(&path)
+            .map_err(BuildError::io(format!("reading {}", path.display())))?;
         out.insert(rel, sha);
     }
     Ok(out)
@@ -354,12 +259,12 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let entries =
-            std::fs::read_dir(&d).map_err(Error::io(format!("reading {}", d.display())))?;
+            std::fs::read_dir(&d).map_err(BuildError::io(format!("reading {}", d.display())))?;
         for e in entries {
-            let e = e.map_err(Error::io(format!("reading {}", d.display())))?;
+            let e = e.map_err(BuildError::io(format!("reading {}", d.display())))?;
             let t = e
                 .file_type()
-                .map_err(Error::io(format!("reading {}", e.path().display())))?;
+                .map_err(BuildError::io(format!("reading {}", e.path().display())))?;
             if t.is_dir() {
                 stack.push(e.path());
             } else if t.is_file() {
@@ -428,14 +333,14 @@ pub async fn ensure_image_with(
         return Ok(found);
     }
     progress.println(format!("{}: building {}", plan.env, plan.tag));
-    let base_image = base::ensure_base_image(docker, lock, &plan.locked, progress).await?;
+    let base_image = base_image::ensure_base_image(docker, lock, &plan.locked, progress).await?;
     debug_assert_eq!(base_image, plan.base_image);
     if docker.image_inspect(&plan.venv_tag).await?.is_none() {
         build_venv(docker, &plan, progress).await?;
     }
     build_final(docker, &plan, progress).await?;
     let mut built = existing(docker, &plan.tag).await?.ok_or_else(|| {
-        Error::failed(format!(
+        BuildError::failed(format!(
             "the build of {} ended but the tag is missing",
             plan.tag
         ))
@@ -507,7 +412,7 @@ pub async fn build_context(
         let text = match files.get(&build.dockerfile) {
             Some(ContextFile::Data(d, _)) => d.clone(),
             Some(ContextFile::Path(p, _)) => {
-                std::fs::read(p).map_err(Error::io(format!("reading {}", p.display())))?
+                std::fs::read(p).map_err(BuildError::io(format!("reading {}", p.display())))?
             }
             _ => Vec::new(),
         };
@@ -547,7 +452,7 @@ pub async fn build_context(
         }
         Ok(())
     });
-    let context = base::count_bytes(context, upload.bar_handle());
+    let context = count_bytes(context, upload.bar_handle());
     let mut upload = Some(upload);
     let mut step: Option<Task> = None;
     let tag = build.tag.clone();
@@ -646,10 +551,10 @@ async fn build_venv(docker: &Docker, plan: &Plan, progress: &Progress) -> Result
     let paths =
         tokio::task::spawn_blocking(move || wheels::fetch(&wheels, &python, &task_progress))
             .await
-            .map_err(|e| Error::failed(format!("wheel fetch panicked: {e}")))??;
+            .map_err(|e| BuildError::failed(format!("wheel fetch panicked: {e}")))??;
     let dockerfile = plan.images_dir.join(VENV_DOCKERFILE);
     let text = std::fs::read(&dockerfile)
-        .map_err(Error::io(format!("reading {}", dockerfile.display())))?;
+        .map_err(BuildError::io(format!("reading {}", dockerfile.display())))?;
     let mut files = BTreeMap::from([
         (VENV_DOCKERFILE.to_string(), ContextFile::Data(text, 0o644)),
         (
@@ -729,64 +634,14 @@ pub async fn ensure_env_image(
     let binary = match harness {
         Some(path) => path.to_path_buf(),
         None => {
-            let locked = crate::lock::check_fresh(spec, lock, env)?.clone();
-            tokio::task::spawn_blocking(move || crate::harness_build::build(&locked))
+            let locked = lock::check_fresh(spec, lock, env)?.clone();
+            tokio::task::spawn_blocking(move || harness::build(&locked))
                 .await
-                .map_err(|e| Error::failed(format!("harness build task: {e}")))??
+                .map_err(|e| BuildError::failed(format!("harness build task: {e}")))??
                 .binary
         }
     };
     ensure_image_with(docker, spec, lock, env, Some(&binary), progress).await
-}
-
-/// `cargo xtask build [ENV|--all] [--harness PATH]`.
-pub struct Build<'a> {
-    pub spec: &'a Path,
-    pub lock: &'a Path,
-    pub env: Option<&'a str>,
-    pub all: bool,
-    pub harness: Option<&'a Path>,
-}
-
-impl Build<'_> {
-    pub fn run(&self) -> Result<()> {
-        let spec = Spec::load(self.spec)?;
-        let lock = Lock::read(self.lock)?;
-        let envs = spec.select(self.env, self.all)?;
-        // Nothing is built on bad input: every selected env is checked first.
-        for env in &envs {
-            crate::lock::check_fresh(&spec, &lock, env)?;
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::io("starting the async runtime"))?;
-        runtime.block_on(async {
-            let docker = Docker::connect().await?;
-            let progress = Progress::new();
-            for env in envs {
-                let start = std::time::Instant::now();
-                let image =
-                    ensure_env_image(&docker, &spec, &lock, env, self.harness, &progress).await?;
-                let what = if image.built { "built" } else { "up to date" };
-                let size = docker
-                    .image_inspect(&image.tag)
-                    .await?
-                    .and_then(|i| i.size)
-                    .unwrap_or(0)
-                    .max(0) as u64;
-                progress.println(format!(
-                    "{}: {} {} ({}, {})",
-                    env.name,
-                    image.tag,
-                    what,
-                    crate::progress::bytes(size),
-                    crate::progress::seconds(start.elapsed())
-                ));
-            }
-            Ok(())
-        })
-    }
 }
 
 #[cfg(test)]

@@ -14,27 +14,35 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::build::harness::{self, venv_python};
+use crate::commands::Ctx;
 use crate::error::{Error, Result};
-use crate::harness_build::{self, venv_python};
-use crate::lock::{self, Lock};
-use crate::spec::Spec;
-use crate::tasks;
+use crate::lock;
 
+/// End-to-end eval and per-core preprocessing speed of the harness
+/// against PyTorch-Python (PIL + torchvision + eager model), one run,
+/// same images, same libtorch, CPU.
+#[derive(clap::Args)]
 pub struct BenchHarness {
-    pub env: Option<String>,
-    /// How many times each dataset image is repeated.
-    pub copies: usize,
-    pub workers: usize,
-    pub batch_size: usize,
+    /// Environment name (default: the spec's `default:`).
+    env: Option<String>,
+    /// Copies of each dataset image.
+    #[arg(long, default_value_t = 10)]
+    copies: usize,
+    /// Decode workers on both sides.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
 }
 
 impl BenchHarness {
-    pub fn run(self, spec_path: &Path) -> Result<()> {
-        let spec = Spec::load(spec_path)?;
-        let lock = Lock::read(&tasks::lock_path(&spec))?;
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let spec = ctx.spec()?;
+        let lock = ctx.lock()?;
         let env = spec.env(self.env.as_deref())?;
         let locked = lock::check_fresh(&spec, &lock, env)?;
-        let build = harness_build::build(locked)?;
+        let build = harness::build(locked)?;
         let python = venv_python(&build.venv);
 
         let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch dir"))?;
@@ -50,7 +58,7 @@ impl BenchHarness {
              torch.save(efficientnet_b0().state_dict(), {:?})",
             weights.display().to_string()
         ));
-        harness_build::run_logged(cmd, "writing seeded EfficientNet-B0 weights")?;
+        crate::process::run_logged(cmd, "writing seeded EfficientNet-B0 weights")?;
         eprintln!(
             "bench: {} images, {} workers, batch {}",
             images.len(),
@@ -60,7 +68,7 @@ impl BenchHarness {
 
         // PyTorch-Python.
         let mut cmd = Command::new(&python);
-        cmd.arg(harness_build::crate_dir().join("python/bench_reference.py"))
+        cmd.arg(harness::crate_dir().join("python/bench_reference.py"))
             .arg(&weights)
             .arg(self.workers.to_string())
             .arg(self.batch_size.to_string())
@@ -202,7 +210,7 @@ fn replicate(src: &Path, dest: &Path, copies: usize) -> Result<Vec<PathBuf>> {
 
 /// Runs `cmd` (logged), failing with its stderr unless it succeeds.
 fn run_checked(mut cmd: Command, what: &str) -> Result<std::process::Output> {
-    eprintln!("  $ {}", crate::pip::display_short(&cmd));
+    eprintln!("  $ {}", crate::process::describe_short(&cmd));
     let out = cmd.output().map_err(Error::io(format!("running {what}")))?;
     if !out.status.success() {
         return Err(Error::failed(format!(

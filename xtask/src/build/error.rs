@@ -1,0 +1,180 @@
+//! [`BuildError`]: every way turning spec + lock into an image can fail,
+//! each naming what failed (suite, wheel, tool, step) with a hint.
+//!
+//! May use: `docker`, `lock` (its error), `process`, `spec` (their errors),
+//! `exit`.
+
+use std::path::PathBuf;
+
+use crate::docker::images::{BuildError as EngineBuildError, BuildFailed};
+use crate::docker::DockerError;
+use crate::exit;
+use crate::lock::LockError;
+use crate::process::ProcessError;
+use crate::spec::SpecError;
+
+/// A failure of `build` (and of the build steps `lock`, `up` and `check`
+/// share with it), naming what failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum BuildError {
+    #[error("{message}")]
+    #[diagnostic(
+        code(torchenv::lock::stale),
+        help("run `cargo xtask lock` and commit environments.lock")
+    )]
+    StaleLock { message: String },
+    #[error("mmdebstrap failed to bootstrap Debian {suite}")]
+    #[diagnostic(code(torchenv::base::bootstrap), help("{}", tail.join("\n")))]
+    Bootstrap { suite: String, tail: Vec<String> },
+    #[error(
+        "base {key}: the host's Debian mirror no longer serves the locked versions of {} package(s): {}",
+        changed.len(),
+        changed.join(", ")
+    )]
+    #[diagnostic(
+        code(torchenv::base::unavailable),
+        help("the mirror replaced them (typically security updates); run `cargo xtask lock --upgrade` to re-pin the base to what it serves now and commit environments.lock, or point apt at a mirror snapshot of the lock's date")
+    )]
+    BasePackagesUnavailable {
+        key: String,
+        /// `name: locked → got` per package that differs.
+        changed: Vec<String>,
+    },
+    #[error(
+        "base {key}: the bootstrapped root file system has sha256 {got}, the lock says {locked}, although every package version matches"
+    )]
+    #[diagnostic(
+        code(torchenv::base::mismatch),
+        help("this host's mmdebstrap/dpkg lay out the same packages differently from the host that made the lock; run `cargo xtask lock --upgrade` here to re-pin the base, or build on a host with the same tools")
+    )]
+    RootfsMismatch {
+        key: String,
+        locked: String,
+        got: String,
+    },
+    #[error(
+        "base image {reference} is not in the Docker engine, and torchenv cannot pull it here"
+    )]
+    #[diagnostic(
+        code(torchenv::base::missing),
+        help("on a machine with registry access: `docker pull {reference}` then `docker save {reference} | docker load` here; or use `base: debian: SUITE`")
+    )]
+    BaseImageMissing { reference: String },
+    #[error("no apt source of this host can serve Debian {suite}")]
+    #[diagnostic(
+        code(torchenv::base::sources),
+        help("torchenv bootstraps from the host's own apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d); add a Debian mirror there")
+    )]
+    NoAptSource { suite: String },
+    #[error("{tool} is not installed")]
+    #[diagnostic(code(torchenv::tool_missing), help("{help}"))]
+    ToolMissing { tool: String, help: String },
+    #[error("wheel {name} ({file}) has sha256 {got}, the lock says {locked}")]
+    #[diagnostic(
+        code(torchenv::wheels::hash),
+        help("the index served a different file; check the host's pip index configuration, or re-lock if the package was re-uploaded")
+    )]
+    WheelHashMismatch {
+        name: String,
+        file: String,
+        locked: String,
+        got: String,
+    },
+    #[error("pip could not fetch the locked wheels")]
+    #[diagnostic(code(torchenv::wheels::fetch), help("{}", tail.join("\n")))]
+    WheelFetch { tail: Vec<String> },
+    #[error("harness binary {path} cannot be read: {source}")]
+    #[diagnostic(code(torchenv::harness::missing))]
+    Harness {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Dockerfile step failed (nothing was tagged).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Step(#[from] BuildFailed),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Docker(Box<DockerError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lock(Box<LockError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Spec(Box<SpecError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Process(#[from] ProcessError),
+    /// Anything else a build step reports, with a hint how to fix it.
+    #[error("{message}")]
+    #[diagnostic(code(torchenv::build::failed))]
+    Failed {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+    #[error("{context}: {source}")]
+    #[diagnostic(code(torchenv::io))]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BuildError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        BuildError::Failed {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// `map_err(BuildError::io("reading x"))`.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| BuildError::Io { context, source }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BuildError::StaleLock { .. }
+            | BuildError::RootfsMismatch { .. }
+            | BuildError::BasePackagesUnavailable { .. }
+            | BuildError::Spec(_) => exit::BAD_INPUT,
+            BuildError::Docker(e) if matches!(**e, DockerError::Unreachable { .. }) => {
+                exit::DOCKER_UNREACHABLE
+            }
+            BuildError::Lock(e) => e.exit_code(),
+            _ => exit::FAILED,
+        }
+    }
+}
+
+impl From<DockerError> for BuildError {
+    fn from(e: DockerError) -> Self {
+        BuildError::Docker(Box::new(e))
+    }
+}
+
+impl From<LockError> for BuildError {
+    fn from(e: LockError) -> Self {
+        BuildError::Lock(Box::new(e))
+    }
+}
+
+impl From<SpecError> for BuildError {
+    fn from(e: SpecError) -> Self {
+        BuildError::Spec(Box::new(e))
+    }
+}
+
+impl From<EngineBuildError> for BuildError {
+    fn from(e: EngineBuildError) -> Self {
+        match e {
+            EngineBuildError::Failed(f) => BuildError::Step(f),
+            EngineBuildError::Docker(d) => d.into(),
+        }
+    }
+}

