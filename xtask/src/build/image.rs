@@ -394,35 +394,79 @@ pub async fn build_context(
     build: ContextBuild,
     progress: &Progress,
 ) -> Result<String> {
-    let total: u64 = build
-        .files
-        .values()
-        .map(|f| match f {
+    let total: u64 = build.files.values().map(ContextFile::size).sum();
+    let upload = progress.bytes(format!("context {}", build.tag), Some(total));
+    let files = labelled_files(&build)?;
+    let context = count_bytes(context_tar(files), upload.bar_handle());
+    let mut steps = StepDisplay {
+        progress,
+        upload: Some(upload),
+        step: None,
+        total,
+    };
+    let result = docker
+        .image_build(
+            &build.tag,
+            &build.dockerfile,
+            context,
+            &build.build_args,
+            &BTreeMap::new(),
+            |event| steps.show(event),
+        )
+        .await;
+    match result {
+        Ok(id) => {
+            steps.finish();
+            progress.println(format!("built {}", build.tag));
+            Ok(id)
+        }
+        Err(e) => {
+            steps.fail();
+            Err(e.into())
+        }
+    }
+}
+
+impl ContextFile {
+    /// Bytes it adds to the context (a file that cannot be read counts 0;
+    /// the tar stream reports the error).
+    fn size(&self) -> u64 {
+        match self {
             ContextFile::Data(d, _) => d.len() as u64,
             ContextFile::Path(p, _) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
             ContextFile::Dir => 0,
-        })
-        .sum();
-    let upload = progress.bytes(format!("context {}", build.tag), Some(total));
-    let mut files = build.files.clone();
-    // Labels go in as one LABEL instruction at the end of the Dockerfile:
-    // the engine's `labels` option adds one step per label, and every step
-    // after a multi-gigabyte layer costs seconds on fuse-overlayfs.
-    if !build.labels.is_empty() {
-        let text = match files.get(&build.dockerfile) {
-            Some(ContextFile::Data(d, _)) => d.clone(),
-            Some(ContextFile::Path(p, _)) => {
-                std::fs::read(p).map_err(BuildError::io(format!("reading {}", p.display())))?
-            }
-            _ => Vec::new(),
-        };
-        let text = with_labels(&String::from_utf8_lossy(&text), &build.labels);
-        files.insert(
-            build.dockerfile.clone(),
-            ContextFile::Data(text.into_bytes(), 0o644),
-        );
+        }
     }
-    let context = tar_stream(move |b| {
+}
+
+/// The context's files, the Dockerfile ending with one LABEL instruction:
+/// the engine's `labels` option adds one step per label, and every step
+/// after a multi-gigabyte layer costs seconds on fuse-overlayfs.
+fn labelled_files(build: &ContextBuild) -> Result<BTreeMap<String, ContextFile>> {
+    let mut files = build.files.clone();
+    if build.labels.is_empty() {
+        return Ok(files);
+    }
+    let text = match files.get(&build.dockerfile) {
+        Some(ContextFile::Data(d, _)) => d.clone(),
+        Some(ContextFile::Path(p, _)) => {
+            std::fs::read(p).map_err(BuildError::io(format!("reading {}", p.display())))?
+        }
+        _ => Vec::new(),
+    };
+    let text = with_labels(&String::from_utf8_lossy(&text), &build.labels);
+    files.insert(
+        build.dockerfile.clone(),
+        ContextFile::Data(text.into_bytes(), 0o644),
+    );
+    Ok(files)
+}
+
+/// The build context as a tar stream with fixed owners and mtimes.
+fn context_tar(
+    files: BTreeMap<String, ContextFile>,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    tar_stream(move |b| {
         for (name, file) in &files {
             let mut header = tar::Header::new_gnu();
             header.set_mtime(0);
@@ -451,56 +495,53 @@ pub async fn build_context(
             }
         }
         Ok(())
-    });
-    let context = count_bytes(context, upload.bar_handle());
-    let mut upload = Some(upload);
-    let mut step: Option<Task> = None;
-    let tag = build.tag.clone();
-    let result = docker
-        .image_build(
-            &build.tag,
-            &build.dockerfile,
-            context,
-            &build.build_args,
-            &BTreeMap::new(),
-            |event| match event {
-                BuildEvent::Step(s) => {
-                    if let Some(u) = upload.take() {
-                        u.finish(&format!("sent {}", crate::progress::bytes(total)));
-                    }
-                    if let Some(prev) = step.take() {
-                        prev.finish("done");
-                    }
-                    let t = progress.spinner(short(&s, 100));
-                    step = Some(t);
+    })
+}
+
+/// The progress lines of one build: the context upload, then one spinner
+/// per Dockerfile step showing its latest output line.
+struct StepDisplay<'a> {
+    progress: &'a Progress,
+    upload: Option<Task>,
+    step: Option<Task>,
+    total: u64,
+}
+
+impl StepDisplay<'_> {
+    fn show(&mut self, event: BuildEvent) {
+        match event {
+            BuildEvent::Step(s) => {
+                if let Some(u) = self.upload.take() {
+                    u.finish(&format!("sent {}", crate::progress::bytes(self.total)));
                 }
-                BuildEvent::Line(l) => {
-                    if let Some(t) = &step {
-                        t.line(&short(&l, 120));
-                    }
+                if let Some(prev) = self.step.take() {
+                    prev.finish("done");
                 }
-            },
-        )
-        .await;
-    match result {
-        Ok(id) => {
-            if let Some(u) = upload.take() {
-                u.finish("sent");
+                self.step = Some(self.progress.spinner(short(&s, 100)));
             }
-            if let Some(prev) = step.take() {
-                prev.finish("done");
+            BuildEvent::Line(l) => {
+                if let Some(t) = &self.step {
+                    t.line(&short(&l, 120));
+                }
             }
-            progress.println(format!("built {tag}"));
-            Ok(id)
         }
-        Err(e) => {
-            if let Some(u) = upload.take() {
-                u.fail("context");
-            }
-            if let Some(prev) = step.take() {
-                prev.fail("step failed");
-            }
-            Err(e.into())
+    }
+
+    fn finish(&mut self) {
+        if let Some(u) = self.upload.take() {
+            u.finish("sent");
+        }
+        if let Some(prev) = self.step.take() {
+            prev.finish("done");
+        }
+    }
+
+    fn fail(&mut self) {
+        if let Some(u) = self.upload.take() {
+            u.fail("context");
+        }
+        if let Some(prev) = self.step.take() {
+            prev.fail("step failed");
         }
     }
 }

@@ -12,7 +12,7 @@
 //! 5. gate — `cargo xtask check` of the default environment on CPU, in its
 //!    container, against the committed baseline.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
 use super::{check, Ctx, Run};
@@ -36,78 +36,32 @@ pub struct Test {
 
 impl Run for Test {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let started = Instant::now();
-        let mut timings: Vec<(&str, f64)> = Vec::new();
-        let mut stage = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
-            eprintln!("\n=== {name}");
-            let t = Instant::now();
-            let result = f();
-            timings.push((name, t.elapsed().as_secs_f64()));
-            if let Err(e) = &result {
-                eprintln!(
-                    "=== {name}: FAILED after {:.0} s: {e}",
-                    t.elapsed().as_secs_f64()
-                );
-            }
-            result
-        };
-
-        let root = workspace_root();
+        let mut stages = Stages::default();
+        let root = harness::repo_root();
         if !self.no_lint {
-            stage("lint", &mut || {
-                let mut fmt = cargo();
-                fmt.current_dir(&root).args(["fmt", "--all", "--check"]);
-                run_logged(fmt, "cargo fmt --check (xtask)")?;
-                let mut fmt = cargo();
-                fmt.current_dir(&root).args([
-                    "fmt",
-                    "--check",
-                    "--manifest-path",
-                    "harness/Cargo.toml",
-                ]);
-                run_logged(fmt, "cargo fmt --check (harness)")?;
-                let mut clippy = cargo();
-                clippy.current_dir(&root).args([
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    "--",
-                    "-D",
-                    "warnings",
-                ]);
-                Ok(run_logged(clippy, "cargo clippy (xtask)")?)
-            })?;
+            stages.run("lint", || lint(&root))?;
         }
-
         let spec = ctx.spec()?;
         let lock = ctx.lock()?;
         let env = spec.env(None)?;
         let locked = lock::check_fresh(&spec, &lock, env)?.clone();
 
-        let mut harness = None;
-        let mut weights = PathBuf::new();
-        stage("harness", &mut || {
+        let (harness, weights) = stages.run("harness", || {
             let build = harness::build(&locked)?;
-            weights = weights::weights_path(&lock, MODEL)?;
+            let weights = weights::weights_path(&lock, MODEL)?;
             harness::clippy(&locked)?;
             harness::test(&locked, &weights)?;
-            harness = Some(build);
-            Ok(())
+            Ok((build, weights))
         })?;
-        let harness = harness.expect("the harness stage succeeded");
-
-        let mut tag = String::new();
-        stage("image", &mut || {
+        let tag = stages.run("image", || {
             let built = ctx.block_on(async {
                 let docker = ctx.docker().await?;
                 Ok(build::ensure_image(&docker, &spec, &lock, env, Some(&harness.binary)).await?)
             })?;
             eprintln!("image: {}", built.tag);
-            tag = built.tag;
-            Ok(())
+            Ok(built.tag)
         })?;
-
-        stage("xtask tests", &mut || {
+        stages.run("xtask tests", || {
             let mut test = cargo();
             test.current_dir(&root)
                 .args(["test", "--workspace", "--", "--test-threads=2"])
@@ -118,29 +72,74 @@ impl Run for Test {
                 .env("TORCHENV_LITE0_WEIGHTS", &weights);
             Ok(run_logged(test, "cargo test --workspace")?)
         })?;
-
-        stage("gate", &mut || {
-            check::Check::default_env(
-                Device::Cpu,
-                Sources {
-                    image: Some(tag.clone()),
-                    ..Sources::default()
-                },
-            )
-            .run(ctx)
+        stages.run("gate", || {
+            let sources = Sources {
+                image: Some(tag.clone()),
+                ..Sources::default()
+            };
+            check::Check::default_env(Device::Cpu, sources).run(ctx)
         })?;
-
-        eprintln!(
-            "\n=== test suite passed in {:.0} s",
-            started.elapsed().as_secs_f64()
-        );
-        for (name, secs) in &timings {
-            eprintln!("    {name:<12} {secs:>6.0} s");
-        }
+        stages.report();
         Ok(())
     }
 }
 
-fn workspace_root() -> PathBuf {
-    harness::repo_root()
+/// `cargo fmt --check` on both crates and clippy `-D warnings` on xtask.
+fn lint(root: &Path) -> Result<()> {
+    let mut fmt = cargo();
+    fmt.current_dir(root).args(["fmt", "--all", "--check"]);
+    run_logged(fmt, "cargo fmt --check (xtask)")?;
+    let mut fmt = cargo();
+    fmt.current_dir(root)
+        .args(["fmt", "--check", "--manifest-path", "harness/Cargo.toml"]);
+    run_logged(fmt, "cargo fmt --check (harness)")?;
+    let mut clippy = cargo();
+    clippy.current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    Ok(run_logged(clippy, "cargo clippy (xtask)")?)
+}
+
+/// The suite's stages, each logged with its duration.
+struct Stages {
+    started: Instant,
+    timings: Vec<(&'static str, f64)>,
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Stages {
+            started: Instant::now(),
+            timings: Vec::new(),
+        }
+    }
+}
+
+impl Stages {
+    fn run<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        eprintln!("\n=== {name}");
+        let t = Instant::now();
+        let result = f();
+        let secs = t.elapsed().as_secs_f64();
+        self.timings.push((name, secs));
+        if let Err(e) = &result {
+            eprintln!("=== {name}: FAILED after {secs:.0} s: {e}");
+        }
+        result
+    }
+
+    fn report(&self) {
+        eprintln!(
+            "\n=== test suite passed in {:.0} s",
+            self.started.elapsed().as_secs_f64()
+        );
+        for (name, secs) in &self.timings {
+            eprintln!("    {name:<12} {secs:>6.0} s");
+        }
+    }
 }

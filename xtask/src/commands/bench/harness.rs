@@ -18,6 +18,7 @@ use crate::build::harness::{self, venv_python};
 use crate::commands::Ctx;
 use crate::error::{Error, Result};
 use crate::lock;
+use crate::process::{run_captured, run_logged};
 
 /// End-to-end eval and per-core preprocessing speed of the harness
 /// against PyTorch-Python (PIL + torchvision + eager model), one run,
@@ -36,6 +37,12 @@ pub struct BenchHarness {
     batch_size: usize,
 }
 
+/// Images per second of one side.
+struct Speeds {
+    eval: f64,
+    preprocess: f64,
+}
+
 impl BenchHarness {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;
@@ -46,11 +53,8 @@ impl BenchHarness {
         let python = venv_python(&build.venv);
 
         let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch dir"))?;
-        let images = replicate(
-            &env.harness.dataset,
-            &scratch.path().join("data"),
-            self.copies,
-        )?;
+        let data = scratch.path().join("data");
+        let images = replicate(&env.harness.dataset, &data, self.copies)?;
         let weights = scratch.path().join("b0.pth");
         let mut cmd = Command::new(&python);
         cmd.arg("-c").arg(format!(
@@ -58,103 +62,112 @@ impl BenchHarness {
              torch.save(efficientnet_b0().state_dict(), {:?})",
             weights.display().to_string()
         ));
-        crate::process::run_logged(cmd, "writing seeded EfficientNet-B0 weights")?;
+        run_logged(cmd, "writing seeded EfficientNet-B0 weights")?;
         eprintln!(
             "bench: {} images, {} workers, batch {}",
             images.len(),
             self.workers,
             self.batch_size
         );
-
-        // PyTorch-Python.
-        let mut cmd = Command::new(&python);
-        cmd.arg(harness::crate_dir().join("python/bench_reference.py"))
-            .arg(&weights)
-            .arg(self.workers.to_string())
-            .arg(self.batch_size.to_string())
-            .args(&images);
-        let out = output(cmd, "PyTorch-Python reference")?;
-        let py: serde_json::Value = serde_json::from_slice(&out)
-            .map_err(|e| Error::failed(format!("reference output is not JSON: {e}")))?;
-        let py_eval =
-            py["images"].as_f64().unwrap_or(0.0) / py["eval_seconds"].as_f64().unwrap_or(f64::NAN);
-        let py_pre = images.len() as f64 / py["preprocess_seconds"].as_f64().unwrap_or(f64::NAN);
-
-        // Rust harness, end to end.
-        let report_path = scratch.path().join("report.json");
-        let mut cmd = Command::new(&build.binary);
-        cmd.args([
-            "eval",
-            "--model",
-            "efficientnet_b0",
-            "--device",
-            "cpu",
-            "--weights",
-        ])
-        .arg(&weights)
-        .arg("--data")
-        .arg(scratch.path().join("data"))
-        .args([
-            "--workers",
-            &self.workers.to_string(),
-            "--batch-size",
-            &self.batch_size.to_string(),
-        ])
-        .arg("--json")
-        .arg(&report_path);
-        output(cmd, "harness eval")?;
-        let report: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(&report_path)
-                .map_err(Error::io(format!("reading {}", report_path.display())))?,
-        )
-        .map_err(|e| Error::failed(format!("harness report: {e}")))?;
-        let rs_n = report["dataset"]["num_evaluated"].as_f64().unwrap_or(0.0);
-        let rs_eval = rs_n
-            / report["performance"]["wall_seconds"]
-                .as_f64()
-                .unwrap_or(f64::NAN);
-
-        // Rust preprocessing, one core, timed inside the process like the
-        // PIL loop (decode + preprocess only: no start-up, no .npy writes).
-        let mut cmd = Command::new(&build.binary);
-        cmd.args(["preprocess", "--model", "efficientnet_b0", "--out"])
-            .arg(scratch.path().join("x.npy"))
-            .args(&images);
-        let out = run_checked(cmd, "harness preprocess")?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let rs_pre_seconds = preprocess_seconds(&stderr).ok_or_else(|| {
-            Error::failed(format!(
-                "harness preprocess did not report its time: {stderr}"
-            ))
-        })?;
-        let rs_pre = images.len() as f64 / rs_pre_seconds;
-
+        let (torch, py) = self.python_reference(&python, &weights, &images)?;
+        let rs = Speeds {
+            eval: self.harness_eval(&build.binary, &weights, &data, scratch.path())?,
+            preprocess: harness_preprocess(&build.binary, &images, scratch.path())?,
+        };
         println!(
-            "bench harness ({} images, CPU, torch {}):",
-            images.len(),
-            py["torch"].as_str().unwrap_or("?")
+            "bench harness ({} images, CPU, torch {torch}):",
+            images.len()
         );
         println!(
             "  {:<34} {:>10} {:>10} {:>7}",
             "", "harness", "PyTorch", "ratio"
         );
-        println!(
-            "  {:<34} {:>10.1} {:>10.1} {:>7.2}",
-            format!("end-to-end eval img/s ({} workers)", self.workers),
-            rs_eval,
-            py_eval,
-            rs_eval / py_eval
+        let row = |what: &str, rs: f64, py: f64| {
+            println!("  {what:<34} {rs:>10.1} {py:>10.1} {:>7.2}", rs / py);
+        };
+        row(
+            &format!("end-to-end eval img/s ({} workers)", self.workers),
+            rs.eval,
+            py.eval,
         );
-        println!(
-            "  {:<34} {:>10.1} {:>10.1} {:>7.2}",
-            "preprocessing img/s per core",
-            rs_pre,
-            py_pre,
-            rs_pre / py_pre
-        );
+        row("preprocessing img/s per core", rs.preprocess, py.preprocess);
         println!("  goals: end-to-end >= 1.3, preprocessing per core >= 2");
         Ok(())
     }
+
+    /// PyTorch-Python: a `DataLoader` end to end, and a one-thread PIL loop
+    /// timed around decode + preprocessing. Returns torch's version too.
+    fn python_reference(
+        &self,
+        python: &Path,
+        weights: &Path,
+        images: &[PathBuf],
+    ) -> Result<(String, Speeds)> {
+        let mut cmd = Command::new(python);
+        cmd.arg(harness::crate_dir().join("python/bench_reference.py"))
+            .arg(weights)
+            .arg(self.workers.to_string())
+            .arg(self.batch_size.to_string())
+            .args(images);
+        let out = run_captured(cmd, "PyTorch-Python reference")?;
+        let py: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| Error::failed(format!("reference output is not JSON: {e}")))?;
+        let seconds = |key: &str| py[key].as_f64().unwrap_or(f64::NAN);
+        let speeds = Speeds {
+            eval: py["images"].as_f64().unwrap_or(0.0) / seconds("eval_seconds"),
+            preprocess: images.len() as f64 / seconds("preprocess_seconds"),
+        };
+        Ok((py["torch"].as_str().unwrap_or("?").to_string(), speeds))
+    }
+
+    /// The harness's `eval`, end to end: images/s over its wall time.
+    fn harness_eval(
+        &self,
+        binary: &Path,
+        weights: &Path,
+        data: &Path,
+        scratch: &Path,
+    ) -> Result<f64> {
+        let report_path = scratch.join("report.json");
+        let mut cmd = Command::new(binary);
+        cmd.args(["eval", "--model", "efficientnet_b0", "--device", "cpu"])
+            .arg("--weights")
+            .arg(weights)
+            .arg("--data")
+            .arg(data)
+            .args(["--workers", &self.workers.to_string()])
+            .args(["--batch-size", &self.batch_size.to_string()])
+            .arg("--json")
+            .arg(&report_path);
+        run_captured(cmd, "harness eval")?;
+        let report: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&report_path)
+                .map_err(Error::io(format!("reading {}", report_path.display())))?,
+        )
+        .map_err(|e| Error::failed(format!("harness report: {e}")))?;
+        let evaluated = report["dataset"]["num_evaluated"].as_f64().unwrap_or(0.0);
+        Ok(evaluated
+            / report["performance"]["wall_seconds"]
+                .as_f64()
+                .unwrap_or(f64::NAN))
+    }
+}
+
+/// The harness's preprocessing on one core, timed inside the process like
+/// the PIL loop (decode + preprocess only: no start-up, no .npy writes).
+fn harness_preprocess(binary: &Path, images: &[PathBuf], scratch: &Path) -> Result<f64> {
+    let mut cmd = Command::new(binary);
+    cmd.args(["preprocess", "--model", "efficientnet_b0", "--out"])
+        .arg(scratch.join("x.npy"))
+        .args(images);
+    let out = run_captured(cmd, "harness preprocess")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let seconds = preprocess_seconds(&stderr).ok_or_else(|| {
+        Error::failed(format!(
+            "harness preprocess did not report its time: {stderr}"
+        ))
+    })?;
+    Ok(images.len() as f64 / seconds)
 }
 
 /// The seconds of `preprocessed N images in S s on one thread`.
@@ -206,25 +219,6 @@ fn replicate(src: &Path, dest: &Path, copies: usize) -> Result<Vec<PathBuf>> {
         return Err(Error::failed(format!("no images under {}", src.display())));
     }
     Ok(out)
-}
-
-/// Runs `cmd` (logged), failing with its stderr unless it succeeds.
-fn run_checked(mut cmd: Command, what: &str) -> Result<std::process::Output> {
-    eprintln!("  $ {}", crate::process::describe_short(&cmd));
-    let out = cmd.output().map_err(Error::io(format!("running {what}")))?;
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "{what} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(out)
-}
-
-/// [`run_checked`]'s standard output.
-fn output(cmd: Command, what: &str) -> Result<Vec<u8>> {
-    Ok(run_checked(cmd, what)?.stdout)
 }
 
 #[cfg(test)]
