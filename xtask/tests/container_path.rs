@@ -418,3 +418,96 @@ fn one_shot_runs_without_a_ulimit_the_engine_refuses() {
     eprintln!("engine refused: {:?}", refused.lines().collect::<Vec<_>>());
     assert!(one_shots(&d, &env.name).is_empty());
 }
+
+/// The engine's own answers, classified once in `docker::classify`: a taken
+/// name, a start of a running container, a host port held by another
+/// process.
+#[test]
+fn engine_refusals_are_typed_variants() {
+    use xtask::docker::{Conflict, DockerError};
+    use xtask::launch::plan::Service;
+    use xtask::launch::ports::{ContainerPort, Published, Purpose};
+
+    let d = docker();
+    let image = ShellImage::new();
+    let env = TestEnv::new("refusals", "none");
+    let spec = env.spec();
+    let e = spec.env(None).unwrap().clone();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let runtime = rt();
+    let resources = runtime
+        .block_on(container_resources(&d, &e, Device::Cpu, 0))
+        .unwrap();
+    let who = xtask::launch::Identity {
+        user: USER.into(),
+        uid: 1234,
+        gid: 1234,
+    };
+    let service = |ports: Vec<Published>| Service {
+        who: who.clone(),
+        ports,
+        ssh_pubkey: None,
+        token_file: None,
+        hash: "test".into(),
+    };
+    std::fs::create_dir_all(&e.workspace).unwrap();
+    runtime.block_on(async {
+        // A free container: created, started; a second start is NotModified,
+        // a second create of the name a NameInUse conflict.
+        let name = format!("torchenv-{}-a", env.name);
+        let plan = ContainerPlan::service(
+            name.clone(),
+            image.tag.clone(),
+            e.clone(),
+            &resources,
+            service(vec![]),
+        );
+        d.create_container(&name, plan.body()).await.unwrap();
+        let started = d.start_container(&name).await;
+        // (a refused ulimit here would be the engine's; `up` drops it)
+        if !matches!(started, Err(DockerError::UlimitRefused { .. })) {
+            started.unwrap();
+            // bollard answers 304 (already running) as Ok; either is fine.
+            let again = d.start_container(&name).await;
+            assert!(
+                matches!(again, Ok(()) | Err(DockerError::NotModified { .. })),
+                "{again:?}"
+            );
+        }
+        assert!(matches!(
+            d.create_container(&name, plan.body()).await,
+            Err(DockerError::Conflict {
+                reason: Conflict::NameInUse,
+                ..
+            })
+        ));
+        d.remove_container(&name).await.unwrap();
+        assert!(d.inspect_container(&name).await.unwrap().is_none());
+
+        // A host port another process holds.
+        let name = format!("torchenv-{}-b", env.name);
+        let published = Published {
+            host_ip: "127.0.0.1".parse().unwrap(),
+            host_port: port,
+            container: ContainerPort::JUPYTER,
+            purpose: Purpose::Jupyter,
+        };
+        let mut plan = ContainerPlan::service(
+            name.clone(),
+            image.tag.clone(),
+            e.clone(),
+            &resources,
+            service(vec![published]),
+        );
+        plan.ulimits.clear(); // only the port may be refused
+        d.create_container(&name, plan.body()).await.unwrap();
+        let r = d.start_container(&name).await;
+        d.remove_container(&name).await.unwrap();
+        match r {
+            Err(DockerError::PortTaken { port: p, .. }) => assert_eq!(p, Some(port)),
+            other => panic!("expected PortTaken, got {other:?}"),
+        }
+    });
+    drop(held);
+}
