@@ -72,10 +72,10 @@ pub async fn container_resources(
         return Err(LaunchError::NoGpus {
             env: env.name.clone(),
             gpus: gpus::describe(&env.gpus),
-            wanted: format!(
-                "check --device {} --expect-gpus {expect_gpus}",
-                device.as_str()
-            ),
+            wanted: match expect_gpus {
+                0 => format!("check --device {}", device.as_str()),
+                n => format!("check --device {} --expect-gpus {n}", device.as_str()),
+            },
             why: match env.gpus {
                 Gpus::None => String::new(),
                 _ => format!(

@@ -111,6 +111,9 @@ impl ci::Setup for CliSetup<'_> {
                         miette::GraphicalTheme::unicode_nocolor(),
                     )
                     .render_report(&mut shown, &e);
+                    // First line: the message itself (the report starts
+                    // with the diagnostic code).
+                    let shown = format!("{e}\n{shown}");
                     if matches!(e, Error::Launch(_)) && self.typed.is_none() {
                         self.typed = Some(e);
                     }

@@ -9,8 +9,8 @@ use super::plan::{ContainerPlan, Mode};
 use crate::docker::run::{RunError, RunOutput};
 use crate::docker::{Docker, DockerError};
 
-/// Runs `plan` (a one-shot plan; a service plan is run the same way, but
-/// nothing does that) once and returns its exit code and output.
+/// Runs the one-shot `plan` to completion and returns its exit code and
+/// output; its container is removed whatever happens.
 pub async fn run(
     docker: &Docker,
     mut plan: ContainerPlan,
