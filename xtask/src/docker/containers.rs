@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
-use super::{Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
+use super::{Conflict, Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
 
 /// What the daemon offers for GPUs, from `docker info`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,28 +84,38 @@ impl Docker {
     ) -> Result<Option<ContainerInspectResponse>, DockerError> {
         match self.api.inspect_container(name, None).await {
             Ok(c) => Ok(Some(c)),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(DockerError::api("inspect container", name)(e)),
+            Err(e) => match DockerError::api("inspect container", name)(e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
         }
     }
 
-    /// Creates the container `name`; the raw bollard error is returned so the
-    /// caller can tell a name conflict (409) or a port clash from the rest.
+    /// Creates the container `name` from `body`; returns its id. A taken
+    /// name is [`DockerError::Conflict`], refused GPUs
+    /// [`DockerError::GpuRefused`].
     pub async fn create_container(
         &self,
         name: &str,
         body: ContainerCreateBody,
-    ) -> Result<String, BollardError> {
+    ) -> Result<String, DockerError> {
         let options = CreateContainerOptionsBuilder::default().name(name).build();
-        Ok(self.api.create_container(Some(options), body).await?.id)
+        Ok(self
+            .api
+            .create_container(Some(options), body)
+            .await
+            .map_err(DockerError::api("create container", name))?
+            .id)
     }
 
-    /// Starts the container; the raw error lets the caller map "port is
-    /// already allocated" and GPU failures.
-    pub async fn start_container(&self, name: &str) -> Result<(), BollardError> {
-        self.api.start_container(name, None).await
+    /// Starts the container. Already running is
+    /// [`DockerError::NotModified`]; a taken port, refused GPUs or a refused
+    /// ulimit have their own variants.
+    pub async fn start_container(&self, name: &str) -> Result<(), DockerError> {
+        self.api
+            .start_container(name, None)
+            .await
+            .map_err(DockerError::api("start container", name))
     }
 
     /// Removes the container (running or not) and its anonymous volumes.
@@ -115,17 +125,17 @@ impl Docker {
             .force(true)
             .v(true)
             .build();
-        match self.api.remove_container(name, Some(options)).await {
-            Ok(())
-            | Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            // 409: removal already in progress (a concurrent `down`).
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409,
-                ref message,
-            }) if message.contains("already in progress") => Ok(()),
-            Err(e) => Err(DockerError::api("remove container", name)(e)),
+        let Err(e) = self.api.remove_container(name, Some(options)).await else {
+            return Ok(());
+        };
+        match DockerError::api("remove container", name)(e) {
+            DockerError::NotFound { .. }
+            // A concurrent `down` is removing it already.
+            | DockerError::Conflict {
+                reason: Conflict::BeingRemoved,
+                ..
+            } => Ok(()),
+            e => Err(e),
         }
     }
 
@@ -306,10 +316,10 @@ impl Docker {
     pub async fn inspect_volume(&self, name: &str) -> Result<Option<Volume>, DockerError> {
         match self.api.inspect_volume(name).await {
             Ok(v) => Ok(Some(v)),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(DockerError::api("inspect volume", name)(e)),
+            Err(e) => match DockerError::api("inspect volume", name)(e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
         }
     }
 
@@ -353,11 +363,11 @@ impl Docker {
     pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
         let options = RemoveVolumeOptionsBuilder::default().force(false).build();
         match self.api.remove_volume(name, Some(options)).await {
-            Ok(())
-            | Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(DockerError::api("remove volume", name)(e)),
+            Ok(()) => Ok(()),
+            Err(e) => match DockerError::api("remove volume", name)(e) {
+                e if e.is_not_found() => Ok(()),
+                e => Err(e),
+            },
         }
     }
 
@@ -365,10 +375,10 @@ impl Docker {
     pub async fn image_size(&self, reference: &str) -> Result<Option<i64>, DockerError> {
         match self.api.inspect_image(reference).await {
             Ok(i) => Ok(i.size),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(DockerError::api("inspect image", reference)(e)),
+            Err(e) => match DockerError::api("inspect image", reference)(e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
         }
     }
 
@@ -376,10 +386,10 @@ impl Docker {
     pub async fn image_id(&self, reference: &str) -> Result<Option<String>, DockerError> {
         match self.api.inspect_image(reference).await {
             Ok(i) => Ok(i.id),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(DockerError::api("inspect image", reference)(e)),
+            Err(e) => match DockerError::api("inspect image", reference)(e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
         }
     }
 

@@ -3,10 +3,17 @@
 //! and the image, container or volume it concerned.
 //!
 //! Capabilities add their calls in their own files (`images.rs`,
-//! `containers.rs`, …) as further `impl Docker` blocks.
+//! `containers.rs`, `run.rs`) as further `impl Docker` blocks; `classify.rs`
+//! is the only reader of engine status codes and message text, turning each
+//! failure into a typed variant (conflict, not modified, port taken, GPUs or
+//! a ulimit refused, …) callers match on.
+//!
+//! May use: bollard, tokio and the standard library; nothing else of the
+//! crate (the launch and gate modules build on this one, never the reverse).
 
 use bollard::errors::Error as BollardError;
 
+pub mod classify;
 pub mod containers;
 pub mod images;
 pub mod run;
@@ -28,6 +35,17 @@ pub struct Docker {
     pub host: String,
 }
 
+/// Why the engine answered 409.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// The container name is taken (a concurrent create won).
+    NameInUse,
+    /// The container is being removed ("removal … already in progress",
+    /// "marked for removal"): a concurrent `down` or `up`.
+    BeingRemoved,
+    Other,
+}
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum DockerError {
     #[error("cannot reach the Docker engine at {host}: {source}")]
@@ -40,7 +58,60 @@ pub enum DockerError {
         #[source]
         source: BollardError,
     },
-    /// Any engine call that failed: `op` says what we were doing, `target`
+    /// 404: no such image, container or volume.
+    #[error("docker {op} {target}: not found: {source}")]
+    #[diagnostic(code(torchenv::docker::not_found))]
+    NotFound {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: BollardError,
+    },
+    /// 304: nothing to do (e.g. starting a running container).
+    #[error("docker {op} {target}: not modified (already in that state)")]
+    #[diagnostic(code(torchenv::docker::not_modified))]
+    NotModified { op: &'static str, target: String },
+    /// 409: see [`Conflict`].
+    #[error("docker {op} {target}: conflict: {source}")]
+    #[diagnostic(code(torchenv::docker::conflict))]
+    Conflict {
+        op: &'static str,
+        target: String,
+        reason: Conflict,
+        #[source]
+        source: BollardError,
+    },
+    /// The engine could not publish a host port (`port` when its message
+    /// names it).
+    #[error("docker {op} {target}: a host port is already in use: {source}")]
+    #[diagnostic(code(torchenv::docker::port_taken))]
+    PortTaken {
+        op: &'static str,
+        target: String,
+        port: Option<u16>,
+        #[source]
+        source: BollardError,
+    },
+    /// The engine refused the container's GPU (device) requests.
+    #[error("docker {op} {target}: the engine refused the GPU request: {source}")]
+    #[diagnostic(code(torchenv::docker::gpu_refused))]
+    GpuRefused {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: BollardError,
+    },
+    /// The engine may not raise the ulimit `name` (no CAP_SYS_RESOURCE).
+    #[error("docker {op} {target}: the engine may not set the {name} ulimit: {source}")]
+    #[diagnostic(code(torchenv::docker::ulimit_refused))]
+    UlimitRefused {
+        op: &'static str,
+        target: String,
+        name: &'static str,
+        #[source]
+        source: BollardError,
+    },
+    /// Any other failed engine call: `op` says what we were doing, `target`
     /// to what.
     #[error("docker {op} {target}: {source}")]
     #[diagnostic(code(torchenv::docker::api))]
@@ -53,23 +124,16 @@ pub enum DockerError {
 }
 
 impl DockerError {
+    /// The error of a failed `op` on `target`, classified
+    /// ([`classify::classify`]).
     pub fn api(op: &'static str, target: impl Into<String>) -> impl FnOnce(BollardError) -> Self {
         let target = target.into();
-        move |source| DockerError::Api { op, target, source }
+        move |source| classify::classify(op, target, source)
     }
 
     /// True when the engine answered 404 (no such image/container/volume).
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            DockerError::Api {
-                source: BollardError::DockerResponseServerError {
-                    status_code: 404,
-                    ..
-                },
-                ..
-            }
-        )
+        matches!(self, DockerError::NotFound { .. })
     }
 }
 

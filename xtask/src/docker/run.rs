@@ -1,136 +1,39 @@
-//! One-shot containers: create (binds, labels, no network), start, wait,
-//! collect stdout and stderr, and always remove — on success, on error and
-//! on ctrl-c. `cargo xtask check` runs the harness this way.
-
-use std::collections::HashMap;
+//! One-shot containers: create from a given body, start, wait, collect
+//! stdout and stderr, and always remove — on success, on error, on ctrl-c,
+//! and when the caller drops the run (a timeout). What the container is
+//! (mounts, GPUs, limits) is decided elsewhere (`launch::plan`); this file
+//! only runs it.
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 
-use super::{Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
+use super::{Docker, DockerError};
 
 /// Label marking a container as a one-shot run (value: what it runs).
 pub const LABEL_ONE_SHOT: &str = "dev.torchenv.one-shot";
 
-/// A host path mounted into the container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bind {
-    pub host: std::path::PathBuf,
-    pub container: String,
-    pub read_only: bool,
-}
-
-impl Bind {
-    pub fn ro(host: impl Into<std::path::PathBuf>, container: impl Into<String>) -> Bind {
-        Bind {
-            host: host.into(),
-            container: container.into(),
-            read_only: true,
-        }
-    }
-
-    pub fn rw(host: impl Into<std::path::PathBuf>, container: impl Into<String>) -> Bind {
-        Bind {
-            host: host.into(),
-            container: container.into(),
-            read_only: false,
-        }
-    }
-
-    /// Docker's `HOST:CONTAINER[:ro]` form.
-    pub fn spec(&self) -> String {
-        format!(
-            "{}:{}{}",
-            self.host.display(),
-            self.container,
-            if self.read_only { ":ro" } else { "" }
-        )
-    }
-}
-
-/// What to run once.
-#[derive(Debug, Clone, Default)]
-pub struct OneShot {
-    /// Container name (unique; see [`OneShot::unique_name`]).
-    pub name: String,
-    pub image: String,
-    /// Command; the image's entrypoint is replaced by `cmd[0]`.
-    pub cmd: Vec<String>,
-    pub binds: Vec<Bind>,
-    /// `KEY=VALUE`.
-    pub env: Vec<String>,
-    /// Extra labels; the managed-by and one-shot labels are always set.
-    pub labels: HashMap<String, String>,
-    /// `uid:gid`, so files written to rw binds belong to the caller.
-    pub user: Option<String>,
-    /// No network at all (the default for checks).
-    pub network_none: bool,
-    pub device_requests: Vec<DeviceRequest>,
-    /// /dev/shm size in bytes.
-    pub shm_size: Option<i64>,
-    /// What the run is, for the one-shot label and messages.
-    pub purpose: String,
-}
-
-impl OneShot {
-    /// `torchenv-<purpose>-<pid>-<n>`: unique per process and call.
-    pub fn unique_name(purpose: &str) -> String {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let clean: String = purpose
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        format!(
-            "torchenv-{clean}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    /// The create body.
-    pub fn body(&self) -> ContainerCreateBody {
-        let mut labels = self.labels.clone();
-        labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
-        labels.insert(LABEL_ONE_SHOT.into(), self.purpose.clone());
-        let mut host = HostConfig {
-            binds: Some(self.binds.iter().map(Bind::spec).collect()),
-            auto_remove: Some(false),
-            ..Default::default()
-        };
-        if self.network_none {
-            host.network_mode = Some("none".into());
-        }
-        if !self.device_requests.is_empty() {
-            host.device_requests = Some(self.device_requests.clone());
-        }
-        if let Some(shm) = self.shm_size {
-            host.shm_size = Some(shm);
-        }
-        ContainerCreateBody {
-            image: Some(self.image.clone()),
-            entrypoint: self.cmd.first().map(|c| vec![c.clone()]),
-            cmd: Some(self.cmd.iter().skip(1).cloned().collect()),
-            env: Some(self.env.clone()),
-            labels: Some(labels),
-            user: self.user.clone(),
-            network_disabled: Some(self.network_none),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            host_config: Some(host),
-            ..Default::default()
-        }
-    }
+/// `torchenv-<purpose>-<pid>-<n>`: unique per process and call.
+pub fn unique_name(purpose: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let clean: String = purpose
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!(
+        "torchenv-{clean}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// What a one-shot run produced.
@@ -152,32 +55,63 @@ pub enum RunError {
     Interrupted { name: String },
 }
 
+/// Removes the container when dropped before [`Removal::done`]: a run
+/// future dropped half-way (a timeout around it) leaves no container.
+struct Removal {
+    docker: Docker,
+    name: String,
+    armed: bool,
+}
+
+impl Removal {
+    fn done(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (docker, name) = (self.docker.clone(), std::mem::take(&mut self.name));
+            rt.spawn(async move {
+                let _ = docker.remove_container(&name).await;
+            });
+        }
+    }
+}
+
 impl Docker {
-    /// Runs `job` to completion and removes its container whatever happens
-    /// (the removal also runs when ctrl-c arrives while it runs).
-    pub async fn run_once(&self, job: &OneShot) -> Result<RunOutput, RunError> {
-        let options = CreateContainerOptionsBuilder::default()
-            .name(&job.name)
-            .build();
-        self.api
-            .create_container(Some(options), job.body())
-            .await
-            .map_err(DockerError::api("create container", &job.name))?;
-        let result = tokio::select! {
-            r = self.start_wait_collect(&job.name) => r.map_err(RunError::from),
-            _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted { name: job.name.clone() }),
+    /// Creates the container `name` from `body`, runs it to completion and
+    /// removes it whatever happens (also when ctrl-c arrives while it runs,
+    /// or when this future is dropped). Create and start failures are the
+    /// classified [`DockerError`]s (GPU or ulimit refused, …).
+    pub async fn run_once(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<RunOutput, RunError> {
+        self.create_container(name, body).await?;
+        let guard = Removal {
+            docker: self.clone(),
+            name: name.to_string(),
+            armed: true,
         };
-        let removed = self.remove_container(&job.name).await;
+        let result = tokio::select! {
+            r = self.start_wait_collect(name) => r.map_err(RunError::from),
+            _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted { name: name.to_string() }),
+        };
+        let removed = self.remove_container(name).await;
+        guard.done();
         let out = result?;
         removed?;
         Ok(out)
     }
 
     async fn start_wait_collect(&self, name: &str) -> Result<RunOutput, DockerError> {
-        self.api
-            .start_container(name, None)
-            .await
-            .map_err(DockerError::api("start container", name))?;
+        self.start_container(name).await?;
         let mut exit_code = None;
         let mut wait = self.api.wait_container(name, None);
         while let Some(item) = wait.next().await {
@@ -213,35 +147,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn body_has_binds_labels_and_no_network() {
-        let job = OneShot {
-            name: "torchenv-gate-x-1-0".into(),
-            image: "torchenv/x:abc".into(),
-            cmd: vec!["harness".into(), "cuda".into(), "--json".into()],
-            binds: vec![Bind::ro("/data", "/data"), Bind::rw("/tmp/out", "/out")],
-            network_none: true,
-            purpose: "gate".into(),
-            user: Some("1000:1000".into()),
-            ..Default::default()
-        };
-        let body = job.body();
-        let host = body.host_config.unwrap();
-        assert_eq!(
-            host.binds.unwrap(),
-            vec!["/data:/data:ro".to_string(), "/tmp/out:/out".to_string()]
-        );
-        assert_eq!(host.network_mode.as_deref(), Some("none"));
-        let labels = body.labels.unwrap();
-        assert_eq!(labels[LABEL_MANAGED_BY], MANAGED_BY);
-        assert_eq!(labels[LABEL_ONE_SHOT], "gate");
-        assert_eq!(body.entrypoint.unwrap(), vec!["harness".to_string()]);
-        assert_eq!(body.cmd.unwrap(), vec!["cuda".to_string(), "--json".into()]);
-        assert_eq!(body.user.as_deref(), Some("1000:1000"));
-    }
-
-    #[test]
     fn unique_names_differ() {
-        assert_ne!(OneShot::unique_name("gate"), OneShot::unique_name("gate"));
-        assert!(OneShot::unique_name("a b").starts_with("torchenv-a-b-"));
+        assert_ne!(unique_name("gate"), unique_name("gate"));
+        assert!(unique_name("a b").starts_with("torchenv-a-b-"));
     }
 }

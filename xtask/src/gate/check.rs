@@ -2,18 +2,24 @@
 //! of an environment — in its container (the product path) or, for tests,
 //! with a harness binary on the host — and judge the results against the
 //! baselines.
+//!
+//! The container is the one `up` would create, in its one-shot mode
+//! (`launch::plan::ContainerPlan::one_shot`): the same GPU requests
+//! (`gpus:` resolved against the daemon by `launch::plan::Resources`), the
+//! same shared memory, IPC and ulimits; plus the harness command, no ports,
+//! no network, dataset and weights read-only and one output folder
+//! read-write.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bollard::models::DeviceRequest;
-
 use super::baseline::{Accuracy, SnapFile, Store, Stored, Versions};
 use super::compare::{self, Comparison};
 use super::report::{self, CudaReport};
-use crate::docker::run::{Bind, OneShot};
-use crate::docker::{Docker, LABEL_ENV};
+use crate::docker::Docker;
+use crate::launch::plan::{ContainerPlan, OneShot, Resources};
+use crate::launch::{gpus, oneshot, LaunchError};
 use crate::spec::{Env, Gpus};
 
 /// Where the dataset, weights and output appear inside the container.
@@ -48,11 +54,53 @@ impl Device {
     }
 }
 
+/// What `env`'s containers get from the daemon, resolved exactly as `up`
+/// does ([`Resources::resolve`]: `auto` without an NVIDIA runtime or CDI
+/// devices is no GPU, `none` is none, an explicit request the daemon cannot
+/// serve is `LaunchError::GpuUnavailable`). A check on CUDA (or expecting
+/// GPUs) in an environment that resolves to no GPU is
+/// [`LaunchError::NoGpus`], never a silent request for all GPUs.
+pub async fn container_resources(
+    docker: &Docker,
+    env: &Env,
+    device: Device,
+    expect_gpus: u32,
+) -> crate::error::Result<Resources> {
+    let resources = Resources::resolve(docker, env).await?;
+    let needs_gpus = device == Device::Cuda || expect_gpus > 0;
+    if needs_gpus && resources.gpu.requests.is_empty() {
+        return Err(LaunchError::NoGpus {
+            env: env.name.clone(),
+            gpus: gpus::describe(&env.gpus),
+            wanted: match expect_gpus {
+                0 => format!("check --device {}", device.as_str()),
+                n => format!("check --device {} --expect-gpus {n}", device.as_str()),
+            },
+            why: match env.gpus {
+                Gpus::None => String::new(),
+                _ => format!(
+                    " on the Docker engine at {}, which offers no NVIDIA runtime and no CDI devices",
+                    docker.host
+                ),
+            },
+        }
+        .into());
+    }
+    if let Some(n) = &resources.gpu.notice {
+        eprintln!("gate: {n}");
+    }
+    Ok(resources)
+}
+
 /// How the harness runs.
 pub enum Runner {
-    /// In a one-shot container of `image` (dataset and weights read-only, an
-    /// output folder read-write, no network).
-    Container { docker: Docker, image: String },
+    /// In a one-shot container of `image`, the environment's container in
+    /// one-shot mode with `resources`.
+    Container {
+        docker: Docker,
+        image: String,
+        resources: Resources,
+    },
     /// A harness binary on this machine; `env` is added to its environment
     /// (e.g. `LD_LIBRARY_PATH` to a venv's torch/lib).
     Host {
@@ -142,13 +190,7 @@ enum Arg {
 }
 
 impl Runner {
-    async fn harness(
-        &self,
-        env: &Env,
-        out_dir: &Path,
-        args: &[Arg],
-        gpus: &[DeviceRequest],
-    ) -> Result<Ran, String> {
+    async fn harness(&self, env: &Env, out_dir: &Path, args: &[Arg]) -> Result<Ran, String> {
         match self {
             Runner::Host { harness, env: vars } => {
                 let mut cmd = tokio::process::Command::new(harness);
@@ -174,39 +216,16 @@ impl Runner {
                     stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
                 })
             }
-            Runner::Container { docker, image } => {
-                let mut binds = vec![Bind::ro(&env.harness.dataset, DATA), Bind::rw(out_dir, OUT)];
-                let mut cmd = vec![IMAGE_HARNESS.to_string()];
-                for a in args {
-                    cmd.push(match a {
-                        Arg::Lit(s) => s.clone(),
-                        Arg::Data => DATA.into(),
-                        Arg::Weights(p) => {
-                            let name = p
-                                .file_name()
-                                .map_or("weights".into(), |n| n.to_string_lossy().into_owned());
-                            let target = format!("{WEIGHTS}/{name}");
-                            binds.push(Bind::ro(p, &target));
-                            target
-                        }
-                        Arg::Out(f) => format!("{OUT}/{f}"),
-                    });
-                }
-                let job = OneShot {
-                    name: OneShot::unique_name(&format!("gate-{}", env.name)),
-                    image: image.clone(),
-                    cmd,
-                    binds,
-                    labels: [(LABEL_ENV.to_string(), env.name.clone())].into(),
-                    user: owner(out_dir),
-                    network_none: true,
-                    device_requests: gpus.to_vec(),
-                    shm_size: i64::try_from(env.shm_size).ok(),
-                    purpose: "gate".into(),
-                    ..Default::default()
-                };
+            Runner::Container {
+                docker,
+                image,
+                resources,
+            } => {
+                let plan = one_shot_plan(image, env, resources, out_dir, args);
                 log_command(&format!("docker run {image} harness {}", show(args)));
-                let out = docker.run_once(&job).await.map_err(|e| format!("{e}"))?;
+                let out = oneshot::run(docker, plan, &resources.engine_id)
+                    .await
+                    .map_err(|e| format!("{e}"))?;
                 Ok(Ran {
                     exit_code: out.exit_code,
                     stdout: out.stdout,
@@ -215,6 +234,42 @@ impl Runner {
             }
         }
     }
+}
+
+/// The gate's container for one harness run: the environment's container
+/// in one-shot mode, host paths of `args` mapped to their mounts.
+fn one_shot_plan(
+    image: &str,
+    env: &Env,
+    resources: &Resources,
+    out_dir: &Path,
+    args: &[Arg],
+) -> ContainerPlan {
+    let mut inputs = vec![(env.harness.dataset.clone(), DATA.to_string())];
+    let mut cmd = vec![IMAGE_HARNESS.to_string()];
+    for a in args {
+        cmd.push(match a {
+            Arg::Lit(s) => s.clone(),
+            Arg::Data => DATA.into(),
+            Arg::Weights(p) => {
+                let name = p
+                    .file_name()
+                    .map_or("weights".into(), |n| n.to_string_lossy().into_owned());
+                let target = format!("{WEIGHTS}/{name}");
+                inputs.push((p.clone(), target.clone()));
+                target
+            }
+            Arg::Out(f) => format!("{OUT}/{f}"),
+        });
+    }
+    let job = OneShot {
+        cmd,
+        inputs,
+        output: (out_dir.to_path_buf(), OUT.to_string()),
+        user: owner(out_dir),
+        purpose: "gate".into(),
+    };
+    ContainerPlan::one_shot(image.to_string(), env, resources, job)
 }
 
 fn show(args: &[Arg]) -> String {
@@ -239,31 +294,6 @@ fn owner(dir: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(dir).ok()?;
     Some(format!("{}:{}", m.uid(), m.gid()))
-}
-
-/// The GPU requests for a check on `device`: the environment's `gpus:`,
-/// with `auto`/`none` meaning all GPUs (the check asked for CUDA).
-pub fn gpu_requests(env: &Env, device: Device, expect_gpus: u32) -> Vec<DeviceRequest> {
-    if device == Device::Cpu && expect_gpus == 0 {
-        return Vec::new();
-    }
-    let nvidia = |count: Option<i64>, ids: Option<Vec<String>>| DeviceRequest {
-        driver: Some("nvidia".into()),
-        count,
-        device_ids: ids,
-        capabilities: Some(vec![vec!["gpu".into()]]),
-        options: None,
-    };
-    vec![match &env.gpus {
-        Gpus::Count(n) => nvidia(Some(i64::from(*n)), None),
-        Gpus::Ids(ids) => nvidia(None, Some(ids.clone())),
-        Gpus::Cdi(names) => DeviceRequest {
-            driver: Some("cdi".into()),
-            device_ids: Some(names.clone()),
-            ..Default::default()
-        },
-        Gpus::All | Gpus::Auto | Gpus::None => nvidia(Some(-1), None),
-    }]
 }
 
 fn tail(s: &str, lines: usize) -> String {
@@ -295,9 +325,42 @@ pub async fn check_env(runner: &Runner, env: &Env, opts: &CheckOptions) -> EnvRe
             return result;
         }
     };
-    let gpus = gpu_requests(env, opts.device, opts.expect_gpus);
-
     // 1. harness cuda
+    let case = cuda_case(runner, env, opts, out_dir.path(), &mut result).await;
+    result.cases.push(case);
+    // 2. the versions baseline decides which probability tolerance applies.
+    let stored_versions = stored_versions(env, opts, &mut result);
+    // 3. harness eval per model
+    for model in &env.harness.models {
+        let started = Instant::now();
+        let (mut case, model_result) = eval_model(
+            runner,
+            env,
+            opts,
+            model,
+            out_dir.path(),
+            stored_versions.as_ref(),
+            &mut result,
+        )
+        .await;
+        case.seconds = started.elapsed().as_secs_f64();
+        result.cases.push(case);
+        result.models.push(model_result);
+    }
+    // 4. versions: a change is a notice (and a pending snapshot), not a failure.
+    judge_versions(env, opts, stored_versions.as_ref(), &mut result);
+    result
+}
+
+/// `harness cuda --json`: passes when the harness and its report say so;
+/// the report is kept in `result`.
+async fn cuda_case(
+    runner: &Runner,
+    env: &Env,
+    opts: &CheckOptions,
+    out_dir: &Path,
+    result: &mut EnvResult,
+) -> CaseResult {
     let started = Instant::now();
     let args = [
         Arg::Lit("cuda".into()),
@@ -305,10 +368,13 @@ pub async fn check_env(runner: &Runner, env: &Env, opts: &CheckOptions) -> EnvRe
         Arg::Lit("--expect-gpus".into()),
         Arg::Lit(opts.expect_gpus.to_string()),
     ];
-    let case = match runner.harness(env, out_dir.path(), &args, &gpus).await {
-        Err(e) => error_case("cuda", e, started),
-        Ok(ran) => match report::parse_cuda(&ran.stdout) {
-            Err(e) => error_case(
+    let ran = match runner.harness(env, out_dir, &args).await {
+        Err(e) => return error_case("cuda", e, started),
+        Ok(ran) => ran,
+    };
+    let cuda = match report::parse_cuda(&ran.stdout) {
+        Err(e) => {
+            return error_case(
                 "cuda",
                 format!(
                     "harness cuda exited {} without a report ({e})\n{}",
@@ -316,33 +382,34 @@ pub async fn check_env(runner: &Runner, env: &Env, opts: &CheckOptions) -> EnvRe
                     tail(&ran.stderr, 30)
                 ),
                 started,
-            ),
-            Ok(cuda) => {
-                let ok = ran.exit_code == 0 && cuda.exit_code == 0;
-                let message = format!(
-                    "{} (exit {}; CUDA runtime {}, cuDNN {}, {} device(s))",
-                    cuda.verdict,
-                    ran.exit_code,
-                    cuda.cuda_runtime_version.as_deref().unwrap_or("-"),
-                    cuda.cudnn_version.as_deref().unwrap_or("-"),
-                    cuda.device_count
-                );
-                result.cuda = Some(cuda);
-                CaseResult {
-                    name: "cuda".into(),
-                    outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-                    message,
-                    detail: ran.stdout,
-                    seconds: started.elapsed().as_secs_f64(),
-                }
-            }
-        },
+            )
+        }
+        Ok(cuda) => cuda,
     };
-    result.cases.push(case);
+    let ok = ran.exit_code == 0 && cuda.exit_code == 0;
+    let message = format!(
+        "{} (exit {}; CUDA runtime {}, cuDNN {}, {} device(s))",
+        cuda.verdict,
+        ran.exit_code,
+        cuda.cuda_runtime_version.as_deref().unwrap_or("-"),
+        cuda.cudnn_version.as_deref().unwrap_or("-"),
+        cuda.device_count
+    );
+    result.cuda = Some(cuda);
+    CaseResult {
+        name: "cuda".into(),
+        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+        message,
+        detail: ran.stdout,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
 
-    // 2. the versions baseline decides which probability tolerance applies.
+/// The stored versions baseline of `env`; unreadable is a notice and
+/// counts as missing.
+fn stored_versions(env: &Env, opts: &CheckOptions, result: &mut EnvResult) -> Option<Versions> {
     let versions_name = Store::versions_name(&env.name);
-    let stored_versions = match opts.store.read(&versions_name) {
+    match opts.store.read(&versions_name) {
         Ok(Stored::Found(f)) => match Versions::from_yaml(&f.body) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -358,74 +425,60 @@ pub async fn check_env(runner: &Runner, env: &Env, opts: &CheckOptions) -> EnvRe
             result.notices.push(e);
             None
         }
-    };
-
-    // 3. harness eval per model
-    for model in &env.harness.models {
-        let started = Instant::now();
-        let (case, model_result) = eval_model(
-            runner,
-            env,
-            opts,
-            model,
-            out_dir.path(),
-            &gpus,
-            stored_versions.as_ref(),
-            &mut result,
-        )
-        .await;
-        let mut case = case;
-        case.seconds = started.elapsed().as_secs_f64();
-        result.cases.push(case);
-        result.models.push(model_result);
     }
+}
 
-    // 4. versions: a change is a notice (and a pending snapshot), not a failure.
+/// Compares the run's versions with the stored ones: none stored is a
+/// failed `versions` case (and a pending snapshot), a change is a notice.
+fn judge_versions(
+    env: &Env,
+    opts: &CheckOptions,
+    stored_versions: Option<&Versions>,
+    result: &mut EnvResult,
+) {
     // The eval report has no CUDA/cuDNN versions on CPU; `harness cuda` does.
     if let (Some(v), Some(c)) = (result.versions.as_mut(), result.cuda.as_ref()) {
         v.cuda = v.cuda.take().or_else(|| c.cuda_runtime_version.clone());
         v.cudnn = v.cudnn.take().or_else(|| c.cudnn_version.clone());
     }
-    if let Some(current) = result.versions.clone() {
-        let snap = SnapFile {
-            expression: format!("versions of {}", env.name),
-            body: current.to_yaml(),
+    let Some(current) = result.versions.clone() else {
+        return;
+    };
+    let versions_name = Store::versions_name(&env.name);
+    let snap = SnapFile {
+        expression: format!("versions of {}", env.name),
+        body: current.to_yaml(),
+    };
+    let Some(stored) = stored_versions else {
+        let case = match opts.store.write_new(&versions_name, &snap) {
+            Ok(path) => CaseResult {
+                name: "versions".into(),
+                outcome: Outcome::Fail,
+                message: format!("no versions baseline; wrote {}", path.display()),
+                detail: format!("{}\n{ACCEPT_HINT}\n", current.to_yaml()),
+                seconds: 0.0,
+            },
+            Err(e) => error_case("versions", e, Instant::now()),
         };
-        match &stored_versions {
-            None => {
-                let case = match opts.store.write_new(&versions_name, &snap) {
-                    Ok(path) => CaseResult {
-                        name: "versions".into(),
-                        outcome: Outcome::Fail,
-                        message: format!("no versions baseline; wrote {}", path.display()),
-                        detail: format!("{}\n{ACCEPT_HINT}\n", current.to_yaml()),
-                        seconds: 0.0,
-                    },
-                    Err(e) => error_case("versions", e, Instant::now()),
-                };
-                result.cases.push(case);
-            }
-            Some(stored) => {
-                let changes = stored.changes(&current);
-                if changes.is_empty() {
-                    if let Err(e) = opts.store.remove_new(&versions_name) {
-                        result.notices.push(e);
-                    }
-                } else {
-                    let written = opts.store.write_new(&versions_name, &snap);
-                    result.notices.push(format!(
-                        "versions changed: {}{}",
-                        changes.join(", "),
-                        match written {
-                            Ok(p) => format!(" (wrote {}; {ACCEPT_HINT})", p.display()),
-                            Err(e) => format!(" (could not write the pending snapshot: {e})"),
-                        }
-                    ));
-                }
-            }
+        result.cases.push(case);
+        return;
+    };
+    let changes = stored.changes(&current);
+    if changes.is_empty() {
+        if let Err(e) = opts.store.remove_new(&versions_name) {
+            result.notices.push(e);
         }
+        return;
     }
-    result
+    let written = opts.store.write_new(&versions_name, &snap);
+    result.notices.push(format!(
+        "versions changed: {}{}",
+        changes.join(", "),
+        match written {
+            Ok(p) => format!(" (wrote {}; {ACCEPT_HINT})", p.display()),
+            Err(e) => format!(" (could not write the pending snapshot: {e})"),
+        }
+    ));
 }
 
 /// How to accept pending baselines (see fixtures/baselines/README.md).
@@ -443,14 +496,12 @@ fn error_case(name: &str, message: String, started: Instant) -> CaseResult {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn eval_model(
     runner: &Runner,
     env: &Env,
     opts: &CheckOptions,
     model: &str,
     out_dir: &Path,
-    gpus: &[DeviceRequest],
     stored_versions: Option<&Versions>,
     result: &mut EnvResult,
 ) -> (CaseResult, ModelResult) {
@@ -485,7 +536,7 @@ async fn eval_model(
         Arg::Lit("--json".into()),
         Arg::Out(json.clone()),
     ];
-    let ran = match runner.harness(env, out_dir, &args, gpus).await {
+    let ran = match runner.harness(env, out_dir, &args).await {
         Ok(r) => r,
         Err(e) => return errored(e),
     };

@@ -5,6 +5,12 @@
 //! `fixtures/baselines` ([`baseline`]) within the environment's tolerances;
 //! [`ci`] does that for several environments, compares them with each
 //! other and writes `summary.md` ([`summary`]) and `junit.xml` ([`junit`]).
+//!
+//! The harness runs in the environment's container as `up` would create it,
+//! in one-shot mode (`launch::plan`); its GPUs are `gpus:` resolved against
+//! the daemon as in `up`. A typed failure of that resolution (GPUs the
+//! engine cannot serve, a CUDA check in an environment without GPUs) keeps
+//! its exit code.
 
 pub mod baseline;
 pub mod check;
@@ -57,6 +63,31 @@ struct CliSetup<'a> {
     device: Device,
     expect_gpus: u32,
     docker: Option<Docker>,
+    /// The first typed error of a preparation (e.g. GPUs unavailable), so
+    /// the command exits with its code rather than a generic failure.
+    typed: Option<Error>,
+}
+
+impl CliSetup<'_> {
+    /// The container runner of `env`: GPUs and limits resolved first (they
+    /// can refuse the check before a long image build), then the image.
+    async fn container(&mut self, env: &Env) -> Result<Runner> {
+        if self.docker.is_none() {
+            self.docker = Some(Docker::connect().await?);
+        }
+        let docker = self.docker.clone().expect("connected above");
+        let resources =
+            check::container_resources(&docker, env, self.device, self.expect_gpus).await?;
+        let image = match &self.sources.image {
+            Some(i) => i.clone(),
+            None => wire::ensure_image(&docker, self.spec, env).await?,
+        };
+        Ok(Runner::Container {
+            docker,
+            image,
+            resources,
+        })
+    }
 }
 
 impl ci::Setup for CliSetup<'_> {
@@ -72,17 +103,23 @@ impl ci::Setup for CliSetup<'_> {
                 env: Vec::new(),
             }
         } else {
-            if self.docker.is_none() {
-                self.docker = Some(Docker::connect().await.map_err(|e| e.to_string())?);
+            match self.container(env).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut shown = String::new();
+                    let _ = miette::GraphicalReportHandler::new_themed(
+                        miette::GraphicalTheme::unicode_nocolor(),
+                    )
+                    .render_report(&mut shown, &e);
+                    // First line: the message itself (the report starts
+                    // with the diagnostic code).
+                    let shown = format!("{e}\n{shown}");
+                    if matches!(e, Error::Launch(_)) && self.typed.is_none() {
+                        self.typed = Some(e);
+                    }
+                    return Err(shown);
+                }
             }
-            let docker = self.docker.clone().expect("connected above");
-            let image = match &self.sources.image {
-                Some(i) => i.clone(),
-                None => wire::ensure_image(&docker, self.spec, env)
-                    .await
-                    .map_err(|e| format!("{:?}", miette::Report::new(e)))?,
-            };
-            Runner::Container { docker, image }
         };
         for model in &env.harness.models {
             if !weights.contains_key(model) {
@@ -111,8 +148,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The exit status of a finished gate: 8 when a check found a regression
-/// (or a missing baseline), 1 when a check could not run.
-fn verdict(result: &ci::CiResult) -> Result<()> {
+/// (or a missing baseline), else the code of a typed preparation error
+/// (`typed`: e.g. 6 for GPUs the engine cannot serve), else 1 when a check
+/// could not run.
+fn verdict(result: &ci::CiResult, typed: Option<Error>) -> Result<()> {
     let cases = result
         .envs
         .iter()
@@ -130,6 +169,8 @@ fn verdict(result: &ci::CiResult) -> Result<()> {
         Err(Error::Regression {
             summary: format!("the gate failed: {}", failed.join(", ")),
         })
+    } else if let Some(e) = typed {
+        Err(e)
     } else if !errors.is_empty() {
         Err(Error::Failed {
             message: format!("the gate could not run: {}", errors.join(", ")),
@@ -178,12 +219,13 @@ impl Check {
             device: self.device.unwrap_or(Device::default_for(self.expect_gpus)),
             expect_gpus: self.expect_gpus,
             docker: None,
+            typed: None,
         };
         let result = runtime()?.block_on(ci::run(&[env], &mut setup));
         for e in &result.envs {
             print(e);
         }
-        verdict(&result)
+        verdict(&result, setup.typed)
     }
 }
 
@@ -214,6 +256,7 @@ impl Ci {
             device: self.device.unwrap_or(Device::default_for(self.expect_gpus)),
             expect_gpus: self.expect_gpus,
             docker: None,
+            typed: None,
         };
         let result = runtime()?.block_on(ci::run(&envs, &mut setup));
         for e in &result.envs {
@@ -230,6 +273,6 @@ impl Ci {
             self.out.join("summary.md").display(),
             self.out.join("junit.xml").display()
         );
-        verdict(&result)
+        verdict(&result, setup.typed)
     }
 }

@@ -1,5 +1,7 @@
 //! `gpus:` → the engine's `DeviceRequest`s, checked against what the daemon
-//! offers *before* anything is created.
+//! offers *before* anything is created. The only mapping of `gpus:`: `up`
+//! and the gate both get their requests from [`plan`] (through
+//! `plan::Resources::resolve`).
 
 use bollard::models::DeviceRequest;
 
@@ -47,7 +49,8 @@ pub fn device_requests(gpus: &Gpus) -> Vec<DeviceRequest> {
     }
 }
 
-fn describe(gpus: &Gpus) -> String {
+/// `gpus:` as written in the spec, for messages.
+pub fn describe(gpus: &Gpus) -> String {
     match gpus {
         Gpus::All => "all".into(),
         Gpus::None => "none".into(),
@@ -117,15 +120,6 @@ pub fn plan(
         requests,
         notice: None,
     })
-}
-
-/// True when the engine's error on create/start is about GPUs.
-pub fn is_gpu_error(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("could not select device driver")
-        || m.contains("nvidia-container")
-        || m.contains("cdi device")
-        || m.contains("unresolvable cdi devices")
 }
 
 #[cfg(test)]

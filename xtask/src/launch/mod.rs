@@ -1,20 +1,28 @@
-//! The launch lifecycle: `cargo xtask up | down | status | shell | exec | logs`.
+//! The launch lifecycle: `cargo xtask up | down | status | shell | exec | logs`,
+//! and the one place an environment becomes a container.
 //!
 //! One file per capability: [`plan`] turns an environment into the container
-//! torchenv creates (built step by step: ports, mounts, GPUs, ulimits),
-//! [`gpus`], [`ports`], [`mounts`], [`ssh`] and [`jupyter`] resolve their
-//! part of it, [`ready`] says when it is usable, and [`up`], [`down`],
-//! [`status`] and [`session`] are the commands.
+//! torchenv creates — `up`'s service or the gate's one-shot run, sharing
+//! GPUs, shared memory and ulimits — built step by step; [`gpus`] (the only
+//! `gpus:` mapping), [`ports`], [`mounts`], [`ssh`] and [`jupyter`] resolve
+//! their part of it; [`ready`] says when it is usable; [`oneshot`] runs a
+//! one-shot plan; [`up`], [`down`], [`status`] and [`session`] are the
+//! commands.
 //!
-//! Containers are named `torchenv-<env>-<user>` and carry the managed-by,
-//! env, owner and spec-hash labels; nothing without the managed-by label is
-//! ever touched.
+//! Containers of `up` are named `torchenv-<env>-<user>` and carry the
+//! managed-by, env, owner and spec-hash labels; one-shot containers carry
+//! the managed-by, env and one-shot labels. Nothing without the managed-by
+//! label is ever touched.
+//!
+//! May use: `docker`, `spec`, `error`, `cache`, `image` (building the
+//! environment's image in `image.rs`), `lock` and `progress`; never `gate`.
 
 pub mod down;
 pub mod gpus;
 pub mod image;
 pub mod jupyter;
 pub mod mounts;
+pub mod oneshot;
 pub mod plan;
 pub mod ports;
 pub mod ready;
@@ -70,6 +78,19 @@ pub enum LaunchError {
         host: String,
         found: String,
     },
+    /// A command needs GPUs (e.g. `check --device cuda`) but the
+    /// environment's `gpus:` resolves to none on this engine.
+    #[error("`{wanted}` needs GPUs, but environment `{env}` gets none (`gpus: {gpus}`){why}")]
+    #[diagnostic(
+        code(torchenv::no_gpus),
+        help("set `gpus:` of the environment in environments.yaml (e.g. `gpus: all`), or check on the CPU (`--device cpu --expect-gpus 0`); `cargo xtask doctor` checks the GPU setup")
+    )]
+    NoGpus {
+        env: String,
+        gpus: String,
+        wanted: String,
+        why: String,
+    },
     #[error("environment `{env}` was not ready after {waited:?}: {reason}\n--- last log lines of {container} ---\n{logs}")]
     #[diagnostic(
         code(torchenv::not_ready),
@@ -113,6 +134,10 @@ impl LaunchError {
             LaunchError::PortTaken { .. } => exit::PORT_TAKEN,
             LaunchError::VolumeMissing { .. } => exit::VOLUME_MISSING,
             LaunchError::GpuUnavailable { .. } => exit::GPU_UNAVAILABLE,
+            // `gpus: none` contradicts the command line; anything else
+            // resolved to none because the engine offers no GPUs.
+            LaunchError::NoGpus { gpus, .. } if gpus == "none" => exit::BAD_INPUT,
+            LaunchError::NoGpus { .. } => exit::GPU_UNAVAILABLE,
             LaunchError::NotReady { .. } => exit::NOT_READY,
             LaunchError::SshKey { .. } => exit::BAD_INPUT,
             LaunchError::ForeignContainer { .. }

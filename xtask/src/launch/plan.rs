@@ -1,7 +1,16 @@
-//! The container `up` creates, resolved from an environment: a
-//! [`ContainerPlan`] holds every decision (image, ports, mounts, GPUs, user
-//! mapping) and [`ContainerPlan::body`] turns it into the engine's create
-//! body, `HostConfig` built step by step.
+//! The container torchenv creates for an environment, in one of two modes:
+//! `up`'s long-running service ([`Mode::Service`]: published ports, the
+//! workspace and volumes, the entrypoint's SSH/Jupyter) or the gate's
+//! one-shot run ([`Mode::OneShot`]: a command, no ports, inputs read-only,
+//! one output folder read-write, no network). Both share what makes the
+//! container the one users get: the GPUs `gpus:` resolves to against the
+//! daemon ([`Resources::resolve`]), shared memory / IPC and NVIDIA's
+//! ulimits (less those the engine refused before). [`ContainerPlan::body`]
+//! turns a plan into the engine's create body, `HostConfig` built step by
+//! step.
+//!
+//! May use: `docker`, `spec`, `error`, `cache` (the refused-ulimit memory)
+//! and the rest of `launch`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,9 +19,13 @@ use bollard::models::{
     ContainerCreateBody, DeviceRequest, HostConfig, PortBinding, ResourcesUlimits,
 };
 
+use super::gpus::{self, GpuPlan};
 use super::ports::Published;
 use super::{Identity, LABEL_OWNER, LABEL_SPEC_HASH};
-use crate::docker::{LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::docker::containers::GpuSupport;
+use crate::docker::run::{unique_name, LABEL_ONE_SHOT};
+use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::error::Result;
 use crate::spec::{Env, Ipc};
 
 /// NVIDIA's recommended defaults for PyTorch containers: unlimited locked
@@ -30,23 +43,6 @@ pub fn nvidia_ulimits() -> Vec<ResourcesUlimits> {
             hard: Some(v),
         })
         .collect()
-}
-
-/// The ulimit an engine error "error setting rlimit type N" names (an
-/// engine running without CAP_SYS_RESOURCE, e.g. rootless or nested).
-pub fn refused_ulimit(message: &str) -> Option<&'static str> {
-    let n: u32 = message
-        .split("error setting rlimit type ")
-        .nth(1)?
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()?;
-    match n {
-        3 => Some("stack"),
-        8 => Some("memlock"),
-        _ => None,
-    }
 }
 
 fn engine_file(engine_id: &str) -> std::path::PathBuf {
@@ -81,26 +77,116 @@ pub fn remember_refused(engine_id: &str, name: &str) {
     }
 }
 
-/// Everything `up` decided about the container.
+/// What the daemon grants an environment, resolved once per run exactly as
+/// `up` does: the engine id, the GPU requests of `gpus:` and the ulimits.
 #[derive(Debug, Clone)]
-pub struct ContainerPlan {
-    pub name: String,
-    pub image: String,
-    pub env: Env,
+pub struct Resources {
+    /// `docker info`'s id (else the host), keying the refused-ulimit memory.
+    pub engine_id: String,
+    pub gpu: GpuPlan,
+    pub ulimits: Vec<ResourcesUlimits>,
+}
+
+impl Resources {
+    /// `docker info` → [`GpuSupport`] → [`gpus::plan`] (an explicit request
+    /// the daemon cannot serve is `LaunchError::GpuUnavailable`), and
+    /// [`ulimits_for`] this engine.
+    pub async fn resolve(docker: &Docker, env: &Env) -> Result<Resources> {
+        let info = docker.info().await?;
+        let support = GpuSupport::from_info(&info);
+        let engine_id = info.id.clone().unwrap_or_else(|| docker.host.clone());
+        let gpu = gpus::plan(&env.name, &docker.host, &env.gpus, &support)?;
+        Ok(Resources {
+            ulimits: ulimits_for(&engine_id),
+            engine_id,
+            gpu,
+        })
+    }
+}
+
+/// `up`'s long-running container.
+#[derive(Debug, Clone)]
+pub struct Service {
     pub who: Identity,
     pub ports: Vec<Published>,
     pub ssh_pubkey: Option<String>,
     /// The token file on the host, when Jupyter is on.
     pub token_file: Option<PathBuf>,
-    pub device_requests: Vec<DeviceRequest>,
-    /// Ulimits ([`nvidia_ulimits`] unless the engine refused one).
-    pub ulimits: Vec<ResourcesUlimits>,
     /// [`ContainerPlan::spec_hash`], computed before `--auto-ports` changed
     /// any port so re-running `up --auto-ports` keeps the container.
     pub hash: String,
 }
 
+/// A command run once (the gate's harness): no ports, no network, the
+/// image's entrypoint replaced by `cmd[0]`.
+#[derive(Debug, Clone)]
+pub struct OneShot {
+    pub cmd: Vec<String>,
+    /// Host path → container path, mounted read-only (dataset, weights).
+    pub inputs: Vec<(PathBuf, String)>,
+    /// The one read-write mount: host folder → container path.
+    pub output: (PathBuf, String),
+    /// `uid:gid` the command runs as: the owner of the output folder, so
+    /// what it writes belongs to the caller.
+    pub user: Option<String>,
+    /// What the run is (the one-shot label's value, part of the name).
+    pub purpose: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Service(Service),
+    OneShot(OneShot),
+}
+
+/// Everything decided about one container.
+#[derive(Debug, Clone)]
+pub struct ContainerPlan {
+    pub name: String,
+    pub image: String,
+    pub env: Env,
+    pub device_requests: Vec<DeviceRequest>,
+    /// Ulimits ([`nvidia_ulimits`] unless the engine refused one).
+    pub ulimits: Vec<ResourcesUlimits>,
+    pub mode: Mode,
+}
+
 impl ContainerPlan {
+    /// `up`'s container of `env`.
+    pub fn service(
+        name: String,
+        image: String,
+        env: Env,
+        resources: &Resources,
+        service: Service,
+    ) -> ContainerPlan {
+        ContainerPlan {
+            name,
+            image,
+            env,
+            device_requests: resources.gpu.requests.clone(),
+            ulimits: resources.ulimits.clone(),
+            mode: Mode::Service(service),
+        }
+    }
+
+    /// A one-shot container of `env`, named `torchenv-<purpose>-<env>-<pid>-<n>`.
+    pub fn one_shot(
+        image: String,
+        env: &Env,
+        resources: &Resources,
+        job: OneShot,
+    ) -> ContainerPlan {
+        ContainerPlan {
+            name: unique_name(&format!("{}-{}", job.purpose, env.name)),
+            image,
+            env: env.clone(),
+            device_requests: resources.gpu.requests.clone(),
+            ulimits: resources.ulimits.clone(),
+            mode: Mode::OneShot(job),
+        }
+    }
+
     /// Hash of what the container is made from: the resolved environment,
     /// the image (by id), the user mapping, the SSH key and the GPU requests.
     pub fn spec_hash(
@@ -122,17 +208,46 @@ impl ContainerPlan {
         crate::cache::sha256_bytes(input.to_string().as_bytes())[..16].to_string()
     }
 
-    pub fn labels(&self) -> HashMap<String, String> {
-        HashMap::from([
-            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
-            (LABEL_ENV.to_string(), self.env.name.clone()),
-            (LABEL_OWNER.to_string(), self.who.user.clone()),
-            (LABEL_SPEC_HASH.to_string(), self.hash.clone()),
-        ])
+    /// The published ports (none for a one-shot run).
+    pub fn ports(&self) -> &[Published] {
+        match &self.mode {
+            Mode::Service(s) => &s.ports,
+            Mode::OneShot(_) => &[],
+        }
     }
 
-    /// Environment variables: the spec's `env:`, then the entrypoint's
-    /// switches. The Jupyter token is not among them (it is a mounted file).
+    /// Drops the ulimit `name` the engine refused and remembers the refusal
+    /// for this engine; false when the plan did not ask for it (then the
+    /// refusal is not ours to fix).
+    pub fn drop_refused_ulimit(&mut self, name: &str, engine_id: &str) -> bool {
+        if !self.ulimits.iter().any(|u| u.name.as_deref() == Some(name)) {
+            return false;
+        }
+        self.ulimits.retain(|u| u.name.as_deref() != Some(name));
+        remember_refused(engine_id, name);
+        true
+    }
+
+    pub fn labels(&self) -> HashMap<String, String> {
+        let mut labels = HashMap::from([
+            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+            (LABEL_ENV.to_string(), self.env.name.clone()),
+        ]);
+        match &self.mode {
+            Mode::Service(s) => {
+                labels.insert(LABEL_OWNER.to_string(), s.who.user.clone());
+                labels.insert(LABEL_SPEC_HASH.to_string(), s.hash.clone());
+            }
+            Mode::OneShot(job) => {
+                labels.insert(LABEL_ONE_SHOT.to_string(), job.purpose.clone());
+            }
+        }
+        labels
+    }
+
+    /// Environment variables: the spec's `env:`, then (for `up`) the
+    /// entrypoint's switches. The Jupyter token is not among them (it is a
+    /// mounted file).
     pub fn env_vars(&self) -> Vec<String> {
         let mut vars: Vec<String> = self
             .env
@@ -140,18 +255,22 @@ impl ContainerPlan {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        let Mode::Service(s) = &self.mode else {
+            vars.push(format!("TORCHENV_ENV={}", self.env.name));
+            return vars;
+        };
         if !self.env.env.is_empty() {
             let names: Vec<&str> = self.env.env.keys().map(String::as_str).collect();
             vars.push(format!("TORCHENV_USER_ENV={}", names.join(" ")));
         }
         vars.push(format!("TORCHENV_ENV={}", self.env.name));
-        vars.push(format!("TORCHENV_UID={}", self.who.uid));
-        vars.push(format!("TORCHENV_GID={}", self.who.gid));
+        vars.push(format!("TORCHENV_UID={}", s.who.uid));
+        vars.push(format!("TORCHENV_GID={}", s.who.gid));
         vars.push(format!(
             "TORCHENV_JUPYTER={}",
-            u8::from(self.token_file.is_some())
+            u8::from(s.token_file.is_some())
         ));
-        match &self.ssh_pubkey {
+        match &s.ssh_pubkey {
             Some(k) => {
                 vars.push("TORCHENV_SSH=1".into());
                 vars.push(format!("TORCHENV_SSH_PUBKEY={k}"));
@@ -163,7 +282,7 @@ impl ContainerPlan {
 
     pub fn port_bindings(&self) -> HashMap<String, Option<Vec<PortBinding>>> {
         let mut map: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for p in &self.ports {
+        for p in self.ports() {
             map.entry(p.container.key())
                 .or_insert_with(|| Some(vec![]))
                 .get_or_insert_with(Vec::new)
@@ -176,13 +295,32 @@ impl ContainerPlan {
     }
 
     /// Built step by step on purpose (one concern per step), hence the allow.
+    /// The GPU, shared-memory and ulimit steps are the same in both modes.
     #[allow(clippy::field_reassign_with_default)]
     pub fn host_config(&self) -> HostConfig {
         let mut hc = HostConfig::default();
-        // Ports, on the spec's host address only.
-        hc.port_bindings = Some(self.port_bindings());
-        // Mounts: workspace, volumes, token file.
-        hc.mounts = Some(super::mounts::mounts(&self.env, self.token_file.as_deref()));
+        match &self.mode {
+            Mode::Service(s) => {
+                // Ports, on the spec's host address only.
+                hc.port_bindings = Some(self.port_bindings());
+                // Mounts: workspace, volumes, token file.
+                hc.mounts = Some(super::mounts::mounts(&self.env, s.token_file.as_deref()));
+            }
+            Mode::OneShot(job) => {
+                // Inputs read-only, one output folder read-write.
+                let mut m: Vec<_> = job
+                    .inputs
+                    .iter()
+                    .map(|(host, target)| super::mounts::bind(host, target, true))
+                    .collect();
+                m.push(super::mounts::bind(&job.output.0, &job.output.1, false));
+                hc.mounts = Some(m);
+                // No network; removed by the caller, not the engine (it
+                // collects the logs first).
+                hc.network_mode = Some("none".into());
+                hc.auto_remove = Some(false);
+            }
+        }
         // GPUs.
         if !self.device_requests.is_empty() {
             hc.device_requests = Some(self.device_requests.clone());
@@ -209,18 +347,36 @@ impl ContainerPlan {
 
     /// The create body.
     pub fn body(&self) -> ContainerCreateBody {
-        let mut exposed: Vec<String> = self.ports.iter().map(|p| p.container.key()).collect();
-        exposed.sort();
-        exposed.dedup();
-        ContainerCreateBody {
+        let common = ContainerCreateBody {
             image: Some(self.image.clone()),
             hostname: Some(self.env.name.replace('.', "-")),
             labels: Some(self.labels()),
             env: Some(self.env_vars()),
-            exposed_ports: Some(exposed),
-            working_dir: Some(super::WORKSPACE_TARGET.into()),
             host_config: Some(self.host_config()),
             ..Default::default()
+        };
+        match &self.mode {
+            Mode::Service(_) => {
+                let mut exposed: Vec<String> =
+                    self.ports().iter().map(|p| p.container.key()).collect();
+                exposed.sort();
+                exposed.dedup();
+                ContainerCreateBody {
+                    exposed_ports: Some(exposed),
+                    working_dir: Some(super::WORKSPACE_TARGET.into()),
+                    ..common
+                }
+            }
+            Mode::OneShot(job) => ContainerCreateBody {
+                entrypoint: job.cmd.first().map(|c| vec![c.clone()]),
+                cmd: Some(job.cmd.iter().skip(1).cloned().collect()),
+                user: job.user.clone(),
+                network_disabled: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(false),
+                ..common
+            },
         }
     }
 }
@@ -231,34 +387,77 @@ mod tests {
     use crate::launch::{gpus, ports};
     use crate::spec::{Gpus, Spec};
 
-    fn default_plan() -> ContainerPlan {
+    fn default_env() -> Env {
         let source =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../environments.yaml"))
                 .unwrap();
         let spec = Spec::parse(std::path::Path::new("/repo/environments.yaml"), source).unwrap();
-        let env = spec.env(None).unwrap().clone();
+        spec.env(None).unwrap().clone()
+    }
+
+    fn resources(gpus: &Gpus) -> Resources {
+        Resources {
+            engine_id: "engine".into(),
+            gpu: GpuPlan {
+                requests: gpus::device_requests(gpus),
+                notice: None,
+            },
+            ulimits: nvidia_ulimits(),
+        }
+    }
+
+    fn default_plan() -> ContainerPlan {
+        let env = default_env();
         let who = Identity {
             user: "alice".into(),
             uid: 1234,
             gid: 1234,
         };
-        let requests = gpus::device_requests(&Gpus::All);
+        let res = resources(&Gpus::All);
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITESTKEY alice@host".to_string();
-        let hash = ContainerPlan::spec_hash(&env, "sha256:0123", &who, Some(&key), &requests);
-        ContainerPlan {
-            name: super::super::container_name(&env.name, &who),
-            image: format!("torchenv/{}:0123456789ab", env.name),
+        let hash =
+            ContainerPlan::spec_hash(&env, "sha256:0123", &who, Some(&key), &res.gpu.requests);
+        let service = Service {
             ports: ports::published(&env, true),
-            env,
-            who,
+            who: who.clone(),
             ssh_pubkey: Some(key),
             token_file: Some(
                 "/home/alice/.local/state/torchenv/pytorch-2.6-cuda12.4/jupyter_token".into(),
             ),
-            device_requests: requests,
-            ulimits: nvidia_ulimits(),
             hash,
-        }
+        };
+        ContainerPlan::service(
+            super::super::container_name(&env.name, &who),
+            format!("torchenv/{}:0123456789ab", env.name),
+            env,
+            &res,
+            service,
+        )
+    }
+
+    fn gate_plan(gpus: &Gpus) -> ContainerPlan {
+        let env = default_env();
+        let job = OneShot {
+            cmd: vec![
+                "/usr/local/bin/harness".into(),
+                "eval".into(),
+                "--weights".into(),
+                "/weights/w.pth".into(),
+            ],
+            inputs: vec![
+                ("/repo/fixtures/images".into(), "/data".into()),
+                ("/cache/models/w.pth".into(), "/weights/w.pth".into()),
+            ],
+            output: ("/tmp/torchenv-gate-x".into(), "/out".into()),
+            user: Some("1234:1234".into()),
+            purpose: "gate".into(),
+        };
+        ContainerPlan::one_shot(
+            format!("torchenv/{}:0123456789ab", env.name),
+            &env,
+            &resources(gpus),
+            job,
+        )
     }
 
     #[test]
@@ -273,24 +472,68 @@ mod tests {
     }
 
     #[test]
+    fn one_shot_body_default_env() {
+        let plan = gate_plan(&Gpus::All);
+        assert!(plan.name.starts_with("torchenv-gate-pytorch-2.6-cuda12.4-"));
+        insta::with_settings!({sort_maps => true}, {
+            insta::assert_json_snapshot!(plan.body());
+        });
+    }
+
+    #[test]
+    fn one_shot_shares_the_host_concerns_of_up() {
+        let (up, gate) = (
+            default_plan().host_config(),
+            gate_plan(&Gpus::All).host_config(),
+        );
+        assert_eq!(up.shm_size, gate.shm_size);
+        assert_eq!(up.ipc_mode, gate.ipc_mode);
+        assert_eq!(up.ulimits, gate.ulimits);
+        assert_eq!(up.device_requests, gate.device_requests);
+        assert_eq!(gate.port_bindings, None);
+    }
+
+    #[test]
+    fn one_shot_without_gpus_has_no_device_requests() {
+        let body = gate_plan(&Gpus::None).body();
+        assert_eq!(body.host_config.unwrap().device_requests, None);
+    }
+
+    #[test]
     fn token_is_not_in_the_body() {
-        let plan = default_plan();
-        let body = serde_json::to_string(&plan.body()).unwrap();
-        assert!(!body.contains("JUPYTER_TOKEN"));
+        for plan in [default_plan(), gate_plan(&Gpus::All)] {
+            let body = serde_json::to_string(&plan.body()).unwrap();
+            assert!(!body.contains("JUPYTER_TOKEN"));
+            assert!(!body.contains("jupyter_token") || matches!(plan.mode, Mode::Service(_)));
+        }
     }
 
     #[test]
     fn hash_changes_with_the_spec() {
         let plan = default_plan();
+        let Mode::Service(s) = &plan.mode else {
+            unreachable!()
+        };
         let mut env = plan.env.clone();
         env.shm_size *= 2;
         let h2 = ContainerPlan::spec_hash(
             &env,
             "sha256:0123",
-            &plan.who,
-            plan.ssh_pubkey.as_deref(),
+            &s.who,
+            s.ssh_pubkey.as_deref(),
             &plan.device_requests,
         );
-        assert_ne!(plan.hash, h2);
+        assert_ne!(s.hash, h2);
+    }
+
+    #[test]
+    fn refused_ulimit_is_dropped_once() {
+        let mut plan = gate_plan(&Gpus::None);
+        // A made-up engine id: its memory file is removed again below.
+        let engine = format!("unit-test-engine-{}", std::process::id());
+        assert!(plan.drop_refused_ulimit("memlock", &engine));
+        assert!(!plan.drop_refused_ulimit("memlock", &engine));
+        assert_eq!(ulimits_for(&engine).len(), 1);
+        std::fs::remove_file(engine_file(&engine)).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! Published ports as types: which container port, on which host address
 //! and port, for what. A taken host port is found by binding it before the
-//! container is created, and by mapping the engine's "port is already
-//! allocated" when another process wins the race.
+//! container is created, and by mapping the engine's refusal
+//! (`DockerError::PortTaken`) when another process wins the race.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 
@@ -147,17 +147,13 @@ pub fn auto_assign(ports: &mut [Published]) -> std::io::Result<Vec<(Purpose, u16
     Ok(changed)
 }
 
-/// Maps the engine's "Bind for 127.0.0.1:8888 failed: port is already
-/// allocated" (or "address already in use") to the port it names.
-pub fn taken_port_in(message: &str, ports: &[Published]) -> Option<LaunchError> {
-    if !(message.contains("port is already allocated")
-        || message.contains("address already in use"))
-    {
-        return None;
-    }
+/// The [`LaunchError::PortTaken`] of the engine's refusal to publish
+/// `port` (as `DockerError::PortTaken` names it; the first port when it
+/// names none of ours).
+pub fn taken(port: Option<u16>, ports: &[Published]) -> Option<LaunchError> {
     let p = ports
         .iter()
-        .find(|p| message.contains(&format!(":{}", p.host_port)))
+        .find(|p| Some(p.host_port) == port)
         .or(ports.first())?;
     Some(LaunchError::PortTaken {
         port: p.host_port,
@@ -190,18 +186,21 @@ mod tests {
     }
 
     #[test]
-    fn engine_message_maps_to_port() {
+    fn engine_refusal_maps_to_port() {
         let ports = vec![Published {
             host_ip: "127.0.0.1".parse().unwrap(),
             host_port: 18888,
             container: ContainerPort::JUPYTER,
             purpose: Purpose::Jupyter,
         }];
-        let msg = "driver failed programming external connectivity: Bind for 127.0.0.1:18888 failed: port is already allocated";
         assert!(matches!(
-            taken_port_in(msg, &ports),
+            taken(Some(18888), &ports),
             Some(LaunchError::PortTaken { port: 18888, .. })
         ));
-        assert!(taken_port_in("no such image", &ports).is_none());
+        assert!(matches!(
+            taken(None, &ports),
+            Some(LaunchError::PortTaken { port: 18888, .. })
+        ));
+        assert!(taken(Some(1), &[]).is_none());
     }
 }

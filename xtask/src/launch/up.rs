@@ -11,22 +11,21 @@
 //! Everything that can refuse the launch (volume sources, GPUs, ports) is
 //! checked before anything is created; when the engine still refuses the
 //! start, the container just created is removed. A container that starts
-//! but is not ready in time is left for inspection (exit 7).
+//! but is not ready in time is left for inspection (exit 7). Engine
+//! refusals arrive as typed `DockerError` variants (conflict, not
+//! modified, port taken, GPUs or a ulimit refused); nothing here reads
+//! status codes or engine messages.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bollard::errors::Error as BollardError;
 use bollard::models::ContainerInspectResponse;
 
-use super::plan::ContainerPlan;
+use super::plan::{ContainerPlan, Resources, Service};
 use super::ports::{self, ContainerPort, Published, Purpose};
 use super::ready::{self, WaitFor};
-use super::{
-    gpus, image, jupyter, mounts, note, ssh, EnvLock, Identity, LaunchError, LABEL_SPEC_HASH,
-};
-use crate::docker::containers::GpuSupport;
-use crate::docker::{Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
+use super::{image, jupyter, mounts, note, ssh, EnvLock, Identity, LaunchError, LABEL_SPEC_HASH};
+use crate::docker::{Conflict, Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::error::{Error, Result};
 use crate::spec::{Env, Spec};
 
@@ -116,6 +115,35 @@ impl Ready {
     }
 }
 
+/// What `up` resolved before creating anything.
+struct Prepared {
+    env: Env,
+    name: String,
+    /// The container found under `name` (checked to be torchenv's).
+    existing: Option<ContainerInspectResponse>,
+    resources: Resources,
+    image: String,
+    service: Service,
+    identity: Option<PathBuf>,
+    token: Option<String>,
+    state_dir: PathBuf,
+}
+
+impl Prepared {
+    fn ready(&self, ports: Vec<Published>, action: &'static str) -> Ready {
+        Ready {
+            env: self.env.name.clone(),
+            container: self.name.clone(),
+            ports,
+            token: self.token.clone(),
+            identity: self.identity.clone(),
+            state_dir: self.state_dir.clone(),
+            waited: Duration::ZERO,
+            action,
+        }
+    }
+}
+
 impl Up {
     /// The CLI entry: runs and prints the connection details.
     pub fn run(&self, spec_path: &Path) -> Result<()> {
@@ -148,6 +176,49 @@ impl Up {
     }
 
     async fn up_once(&self, docker: &Docker, spec: &Spec) -> Result<Ready> {
+        let mut p = self.prepare(docker, spec).await?;
+        let mut action = "created";
+        if let Some(c) = p.existing.take() {
+            if label(&c, LABEL_SPEC_HASH) == Some(p.service.hash.as_str()) {
+                return self.resume(docker, &p, &c).await;
+            }
+            note(format!(
+                "the spec of `{}` changed (spec hash {} → {}): recreating {}; volumes and the workspace are kept",
+                p.env.name,
+                label(&c, LABEL_SPEC_HASH).unwrap_or("none"),
+                p.service.hash,
+                p.name,
+            ));
+            docker.remove_container(&p.name).await?;
+            action = "recreated";
+        }
+        if let Some(r) = self.claim_ports(docker, &mut p).await? {
+            return self.wait(docker, r).await;
+        }
+        mounts::ensure_workspace(&p.env, &p.service.who)?;
+        mounts::ensure_volumes(docker, &p.env).await?;
+        let plan = ContainerPlan::service(
+            p.name.clone(),
+            p.image.clone(),
+            p.env.clone(),
+            &p.resources,
+            p.service.clone(),
+        );
+        if let Some(r) = self.create_and_start(docker, plan, &p).await? {
+            return self.wait(docker, r).await;
+        }
+        let c = docker.inspect_container(&p.name).await?;
+        let ports = c
+            .as_ref()
+            .map(published_of)
+            .unwrap_or(p.service.ports.clone());
+        self.wait(docker, p.ready(ports, action)).await
+    }
+
+    /// Everything that can refuse the launch (volume sources, GPUs, the SSH
+    /// key, taken ports), checked before anything is created; then the
+    /// image, the state dir and the token.
+    async fn prepare(&self, docker: &Docker, spec: &Spec) -> Result<Prepared> {
         let env = spec.env(self.env.as_deref())?.clone();
         let who = Identity::current();
         let name = super::container_name(&env.name, &who);
@@ -155,14 +226,9 @@ impl Up {
         if let Some(c) = &existing {
             ensure_managed(&name, c)?;
         }
-
-        // Everything that can refuse the launch, before anything is created.
         mounts::check_sources(&env)?;
-        let info = docker.info().await?;
-        let support = GpuSupport::from_info(&info);
-        let engine_id = info.id.clone().unwrap_or_else(|| docker.host.clone());
-        let gpu = gpus::plan(&env.name, &docker.host, &env.gpus, &support)?;
-        if let Some(n) = &gpu.notice {
+        let resources = Resources::resolve(docker, &env).await?;
+        if let Some(n) = &resources.gpu.notice {
             note(n);
         }
         let key = match &env.ssh {
@@ -194,242 +260,199 @@ impl Up {
             Some(j) => Some(jupyter::ensure_token(&state_dir, j.token.as_deref())?),
             None => None,
         };
+        let ssh_pubkey = key.as_ref().map(|k| k.public.clone());
         let hash = ContainerPlan::spec_hash(
             &env,
             &image_id,
             &who,
-            key.as_ref().map(|k| k.public.as_str()),
-            &gpu.requests,
+            ssh_pubkey.as_deref(),
+            &resources.gpu.requests,
         );
-        let mut plan = ContainerPlan {
-            name: name.clone(),
+        Ok(Prepared {
+            service: Service {
+                ports: ports::published(&env, key.is_some()),
+                who,
+                ssh_pubkey,
+                token_file: token.as_ref().map(|(p, _)| p.clone()),
+                hash,
+            },
+            identity: key.and_then(|k| k.identity),
+            token: token.map(|(_, t)| t),
+            name,
+            env,
+            existing,
+            resources,
             image,
-            ports: ports::published(&env, key.is_some()),
-            env: env.clone(),
-            who,
-            ssh_pubkey: key.as_ref().map(|k| k.public.clone()),
-            token_file: token.as_ref().map(|(p, _)| p.clone()),
-            device_requests: gpu.requests,
-            ulimits: super::plan::ulimits_for(&engine_id),
-            hash: hash.clone(),
-        };
-        let identity = key.and_then(|k| k.identity);
-        let token = token.map(|(_, t)| t);
-        let ready = |ports: Vec<Published>, action: &'static str| Ready {
-            env: env.name.clone(),
-            container: name.clone(),
-            ports,
-            token: token.clone(),
-            identity: identity.clone(),
-            state_dir: state_dir.clone(),
-            waited: Duration::ZERO,
-            action,
-        };
+            state_dir,
+        })
+    }
 
-        let mut action = "created";
-        if let Some(c) = existing {
-            let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-            if label(&c, LABEL_SPEC_HASH) == Some(hash.as_str()) {
-                let r = ready(
-                    published_of(&c),
-                    if running {
-                        "already running"
-                    } else {
-                        "started"
-                    },
-                );
-                if !running {
-                    note(format!("starting stopped container {name}"));
-                    self.start(docker, &name, &r.ports, false).await?;
-                }
-                return self.wait(docker, r).await;
-            }
-            note(format!(
-                "the spec of `{}` changed (spec hash {} → {hash}): recreating {name}; volumes and the workspace are kept",
-                env.name,
-                label(&c, LABEL_SPEC_HASH).unwrap_or("none"),
-            ));
-            docker.remove_container(&name).await?;
-            action = "recreated";
+    /// The same spec is there already: start it when stopped, then wait.
+    async fn resume(
+        &self,
+        docker: &Docker,
+        p: &Prepared,
+        c: &ContainerInspectResponse,
+    ) -> Result<Ready> {
+        let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        let action = if running {
+            "already running"
+        } else {
+            "started"
+        };
+        let r = p.ready(published_of(c), action);
+        if !running {
+            note(format!("starting stopped container {}", p.name));
+            self.start(docker, p, &r.ports, false).await?;
         }
+        self.wait(docker, r).await
+    }
 
-        // Ports: free, or replaced by free ones with --auto-ports.
+    /// Ports: free, or replaced by free ones with --auto-ports. When they
+    /// are taken by a concurrent `up` of the same environment, its
+    /// container is adopted.
+    async fn claim_ports(&self, docker: &Docker, p: &mut Prepared) -> Result<Option<Ready>> {
         if self.auto_ports {
             let changed =
-                ports::auto_assign(&mut plan.ports).map_err(Error::io("pick free ports"))?;
+                ports::auto_assign(&mut p.service.ports).map_err(Error::io("pick free ports"))?;
             for (purpose, from, to) in changed {
                 note(format!("{purpose}: host port {from} is taken; using {to}"));
             }
-        } else if let Err(e) = ports::check_free(&plan.ports) {
-            // A concurrent `up` of the same environment may hold them.
-            if let Some(r) = self.adopt(docker, &name, &hash, &ready).await? {
-                return self.wait(docker, r).await;
-            }
-            return Err(e.into());
+            return Ok(None);
         }
+        if let Err(e) = ports::check_free(&p.service.ports) {
+            return match self.adopt(docker, p).await? {
+                Some(r) => Ok(Some(r)),
+                None => Err(e.into()),
+            };
+        }
+        Ok(None)
+    }
 
-        mounts::ensure_workspace(&env, &plan.who)?;
-        mounts::ensure_volumes(docker, &env).await?;
-
+    /// Creates and starts the container; `Some` when a concurrent `up` won
+    /// the name race and its container was adopted instead. A ulimit the
+    /// engine refuses is dropped (and remembered) and the container made
+    /// again.
+    async fn create_and_start(
+        &self,
+        docker: &Docker,
+        mut plan: ContainerPlan,
+        p: &Prepared,
+    ) -> Result<Option<Ready>> {
         let mut conflicts = 0;
         loop {
-            if !self.create(docker, &plan).await? {
-                // 409: another `up` of this environment won the name race.
-                if let Some(r) = self.adopt(docker, &name, &hash, &ready).await? {
-                    return self.wait(docker, r).await;
-                }
-                if let Some(c) = docker.inspect_container(&name).await? {
-                    ensure_managed(&name, &c)?;
-                    if label(&c, LABEL_SPEC_HASH) != Some(hash.as_str()) {
-                        return Err(Error::failed(format!(
-                            "container {name} was created concurrently from a different spec; run `cargo xtask up` again"
-                        )));
+            match docker.create_container(&plan.name, plan.body()).await {
+                Ok(_) => {}
+                Err(DockerError::Conflict { .. }) => {
+                    // Another `up` of this environment won the name race.
+                    if let Some(r) = self.adopt(docker, p).await? {
+                        return Ok(Some(r));
                     }
+                    conflicts += 1;
+                    self.lost_name_race(docker, p, conflicts).await?;
+                    continue;
                 }
-                conflicts += 1;
-                if conflicts > 5 {
-                    return Err(Error::failed(format!(
-                        "container {name} keeps changing under us; run `cargo xtask up` again"
-                    )));
-                }
-                // It vanished (the other `up` is retrying): try again.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+                Err(e) => return Err(refused(&p.env, &docker.host, e, plan.ports())),
             }
-            match docker.start_container(&name).await {
-                Ok(())
-                | Err(BollardError::DockerResponseServerError {
-                    status_code: 304, ..
-                }) => break,
-                Err(e) => {
-                    let refused = super::plan::refused_ulimit(&e.to_string());
-                    match refused {
-                        Some(limit)
-                            if plan
-                                .ulimits
-                                .iter()
-                                .any(|u| u.name.as_deref() == Some(limit)) =>
-                        {
-                            note(format!(
-                                "the engine at {} may not raise the {limit} ulimit (no CAP_SYS_RESOURCE?); starting with its default",
-                                docker.host
-                            ));
-                            plan.ulimits.retain(|u| u.name.as_deref() != Some(limit));
-                            super::plan::remember_refused(&engine_id, limit);
-                            docker.remove_container(&name).await?;
-                        }
-                        _ => {
-                            return Err(self.start_error(docker, &name, &plan.ports, true, e).await)
-                        }
-                    }
+            let e = match docker.start_container(&plan.name).await {
+                Ok(()) | Err(DockerError::NotModified { .. }) => return Ok(None),
+                Err(e) => e,
+            };
+            if let DockerError::UlimitRefused { name: limit, .. } = e {
+                if plan.drop_refused_ulimit(limit, &p.resources.engine_id) {
+                    note(format!(
+                        "the engine at {} may not raise the {limit} ulimit (no CAP_SYS_RESOURCE?); starting with its default",
+                        docker.host
+                    ));
+                    docker.remove_container(&plan.name).await?;
+                    continue;
                 }
             }
-        }
-        let c = docker.inspect_container(&name).await?;
-        let ports = c.as_ref().map(published_of).unwrap_or(plan.ports);
-        self.wait(docker, ready(ports, action)).await
-    }
-
-    /// Creates the container; `false` on a 409 name conflict (another `up`
-    /// racing this one).
-    async fn create(&self, docker: &Docker, plan: &ContainerPlan) -> Result<bool> {
-        let name = &plan.name;
-        match docker.create_container(name, plan.body()).await {
-            Ok(_) => Ok(true),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(false),
-            Err(e) => Err(create_error(&plan.env, &docker.host, name, e)),
+            return Err(self.start_error(docker, p, plan.ports(), true, e).await);
         }
     }
 
-    /// Starts an existing container (304 = already running is fine).
+    /// After a lost name race whose winner could not be adopted: fails when
+    /// the container is someone else's, from another spec, or keeps
+    /// changing; else waits a moment (it vanished: the other `up` retries).
+    async fn lost_name_race(&self, docker: &Docker, p: &Prepared, conflicts: u32) -> Result<()> {
+        let name = &p.name;
+        if let Some(c) = docker.inspect_container(name).await? {
+            ensure_managed(name, &c)?;
+            if label(&c, LABEL_SPEC_HASH) != Some(p.service.hash.as_str()) {
+                return Err(Error::failed(format!(
+                    "container {name} was created concurrently from a different spec; run `cargo xtask up` again"
+                )));
+            }
+        }
+        if conflicts > 5 {
+            return Err(Error::failed(format!(
+                "container {name} keeps changing under us; run `cargo xtask up` again"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    }
+
+    /// Starts an existing container (already running is fine).
     async fn start(
         &self,
         docker: &Docker,
-        name: &str,
+        p: &Prepared,
         ports: &[Published],
         created: bool,
     ) -> Result<()> {
-        match docker.start_container(name).await {
-            Ok(())
-            | Err(BollardError::DockerResponseServerError {
-                status_code: 304, ..
-            }) => Ok(()),
-            Err(e) => {
-                // A container made by a concurrent `up` before it learnt the
-                // engine refuses a ulimit: remove it and retry the `up`.
-                if let Some(limit) = super::plan::refused_ulimit(&e.to_string()) {
-                    if let Ok(info) = docker.info().await {
-                        super::plan::remember_refused(
-                            info.id.as_deref().unwrap_or(&docker.host),
-                            limit,
-                        );
-                    }
-                    docker.remove_container(name).await?;
-                    return Err(LaunchError::Raced {
-                        container: name.to_string(),
-                    }
-                    .into());
+        match docker.start_container(&p.name).await {
+            Ok(()) | Err(DockerError::NotModified { .. }) => Ok(()),
+            // A container made by a concurrent `up` before it learnt the
+            // engine refuses a ulimit: remove it and retry the `up`.
+            Err(DockerError::UlimitRefused { name: limit, .. }) => {
+                super::plan::remember_refused(&p.resources.engine_id, limit);
+                docker.remove_container(&p.name).await?;
+                Err(LaunchError::Raced {
+                    container: p.name.clone(),
                 }
-                Err(self.start_error(docker, name, ports, created, e).await)
+                .into())
             }
+            Err(e) => Err(self.start_error(docker, p, ports, created, e).await),
         }
     }
 
     /// A refused start: a container this run created is removed, and port
-    /// and GPU failures get their own errors.
+    /// and GPU refusals get their own errors.
     async fn start_error(
         &self,
         docker: &Docker,
-        name: &str,
+        p: &Prepared,
         ports: &[Published],
         created: bool,
-        e: BollardError,
+        e: DockerError,
     ) -> Error {
         if created {
-            if let Err(rm) = docker.remove_container(name).await {
+            if let Err(rm) = docker.remove_container(&p.name).await {
                 return rm.into();
             }
         }
-        let message = e.to_string();
-        if let Some(taken) = ports::taken_port_in(&message, ports) {
-            return taken.into();
-        }
-        if gpus::is_gpu_error(&message) {
-            return LaunchError::GpuUnavailable {
-                env: self.env.clone().unwrap_or_default(),
-                requested: "GPUs".into(),
-                host: docker.host.clone(),
-                found: format!("refused them: {message}"),
-            }
-            .into();
-        }
-        DockerError::api("start container", name)(e).into()
+        refused(&p.env, &docker.host, e, ports)
     }
 
     /// The container another `up` created with the same spec, if any.
-    async fn adopt(
-        &self,
-        docker: &Docker,
-        name: &str,
-        hash: &str,
-        ready: &impl Fn(Vec<Published>, &'static str) -> Ready,
-    ) -> Result<Option<Ready>> {
+    async fn adopt(&self, docker: &Docker, p: &Prepared) -> Result<Option<Ready>> {
+        let name = &p.name;
         let Some(c) = docker.inspect_container(name).await? else {
             return Ok(None);
         };
         ensure_managed(name, &c)?;
-        if label(&c, LABEL_SPEC_HASH) != Some(hash) {
+        if label(&c, LABEL_SPEC_HASH) != Some(p.service.hash.as_str()) {
             return Ok(None);
         }
         note(format!(
             "{name} was just created by another `up`; adopting it"
         ));
-        // Start it in case the other `up` has not yet (304 = already running).
-        self.start(docker, name, &[], false).await?;
+        // Start it in case the other `up` has not yet.
+        self.start(docker, p, &[], false).await?;
         let c = docker.inspect_container(name).await?.unwrap_or(c);
-        Ok(Some(ready(published_of(&c), "adopted")))
+        Ok(Some(p.ready(published_of(&c), "adopted")))
     }
 
     async fn wait(&self, docker: &Docker, mut r: Ready) -> Result<Ready> {
@@ -540,33 +563,31 @@ fn lost_race_launch(e: &LaunchError) -> bool {
 }
 
 fn lost_race_docker(e: &DockerError) -> bool {
-    match e {
-        DockerError::Api {
-            source:
-                BollardError::DockerResponseServerError {
-                    status_code,
-                    message,
-                },
-            ..
-        } => {
-            *status_code == 404
-                || (*status_code == 409
-                    && (message.contains("removal") || message.contains("is already in use")))
-        }
-        _ => false,
-    }
+    matches!(
+        e,
+        DockerError::NotFound { .. }
+            | DockerError::Conflict {
+                reason: Conflict::NameInUse | Conflict::BeingRemoved,
+                ..
+            }
+    )
 }
 
-fn create_error(env: &Env, host: &str, name: &str, e: BollardError) -> Error {
-    let message = e.to_string();
-    if gpus::is_gpu_error(&message) {
-        return LaunchError::GpuUnavailable {
+/// The engine refused to create or start the container: a taken port and
+/// refused GPUs become their launch errors (exit 4 and 6).
+fn refused(env: &Env, host: &str, e: DockerError, ports: &[Published]) -> Error {
+    match e {
+        DockerError::PortTaken { port, .. } => match ports::taken(port, ports) {
+            Some(taken) => taken.into(),
+            None => e.into(),
+        },
+        DockerError::GpuRefused { source, .. } => LaunchError::GpuUnavailable {
             env: env.name.clone(),
             requested: "GPUs".into(),
             host: host.to_string(),
-            found: format!("refused them: {message}"),
+            found: format!("refused them: {source}"),
         }
-        .into();
+        .into(),
+        e => e.into(),
     }
-    DockerError::api("create container", name)(e).into()
 }

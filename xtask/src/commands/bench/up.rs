@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::commands::Ctx;
 use crate::docker::Docker;
 use crate::error::{Error, Result};
-use crate::launch::plan::ContainerPlan;
+use crate::launch::gpus::GpuPlan;
+use crate::launch::plan::{ContainerPlan, Resources, Service};
 use crate::launch::ports::{self, Purpose};
 use crate::launch::ready::{self, WaitFor};
 use crate::launch::up::Up;
@@ -132,29 +133,33 @@ impl BenchUp {
             .ssh
             .as_ref()
             .and_then(|s| ssh::find_key(s).ok().flatten());
-        let plan = ContainerPlan {
-            name: name.clone(),
-            image: image.to_string(),
+        let service = Service {
             ports: ports::published(env, key.is_some()),
-            env: env.clone(),
             who,
             ssh_pubkey: key.as_ref().map(|k| k.public.clone()),
             token_file: Some(state.join(jupyter::TOKEN_FILE)),
-            device_requests: vec![],
-            ulimits: ulimits.to_vec(),
             hash: "bench".into(),
         };
+        let mut plan = ContainerPlan::service(
+            name.clone(),
+            image.to_string(),
+            env.clone(),
+            &Resources {
+                engine_id: docker.host.clone(),
+                gpu: GpuPlan {
+                    requests: vec![],
+                    notice: None,
+                },
+                ulimits: Vec::new(),
+            },
+            service,
+        );
+        plan.ulimits = ulimits.to_vec();
         let t = Instant::now();
-        docker
-            .create_container(&name, plan.body())
-            .await
-            .map_err(crate::docker::DockerError::api("create container", &name))?;
-        docker
-            .start_container(&name)
-            .await
-            .map_err(crate::docker::DockerError::api("start container", &name))?;
+        docker.create_container(&name, plan.body()).await?;
+        docker.start_container(&name).await?;
         let mut waits = vec![WaitFor::Running];
-        for p in &plan.ports {
+        for p in plan.ports() {
             match p.purpose {
                 Purpose::Jupyter => waits.push(WaitFor::JupyterApi {
                     host: p.connect_ip().to_string(),

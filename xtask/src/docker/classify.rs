@@ -1,0 +1,190 @@
+//! The one place an engine failure is read: a bollard error (status code and
+//! message text) becomes a typed [`DockerError`] variant. Nothing outside
+//! this file looks at status codes or engine message text.
+
+use bollard::errors::Error as BollardError;
+
+use super::{Conflict, DockerError};
+
+/// Classifies the failure of `op` on `target`.
+pub fn classify(op: &'static str, target: String, source: BollardError) -> DockerError {
+    let (status, message) = match &source {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => (*status_code, message.clone()),
+        _ => return DockerError::Api { op, target, source },
+    };
+    match status {
+        404 => DockerError::NotFound { op, target, source },
+        304 => DockerError::NotModified { op, target },
+        409 => DockerError::Conflict {
+            op,
+            target,
+            reason: conflict(&message),
+            source,
+        },
+        _ => {
+            if let Some(name) = refused_ulimit(&message) {
+                DockerError::UlimitRefused {
+                    op,
+                    target,
+                    name,
+                    source,
+                }
+            } else if is_gpu_error(&message) {
+                DockerError::GpuRefused { op, target, source }
+            } else if is_port_taken(&message) {
+                DockerError::PortTaken {
+                    op,
+                    target,
+                    port: taken_port(&message),
+                    source,
+                }
+            } else {
+                DockerError::Api { op, target, source }
+            }
+        }
+    }
+}
+
+fn conflict(message: &str) -> Conflict {
+    if message.contains("removal") {
+        Conflict::BeingRemoved
+    } else if message.contains("is already in use") {
+        Conflict::NameInUse
+    } else {
+        Conflict::Other
+    }
+}
+
+/// The ulimit an engine error "error setting rlimit type N" names (an
+/// engine running without CAP_SYS_RESOURCE, e.g. rootless or nested).
+pub fn refused_ulimit(message: &str) -> Option<&'static str> {
+    let n: u32 = message
+        .split("error setting rlimit type ")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    match n {
+        3 => Some("stack"),
+        8 => Some("memlock"),
+        _ => None,
+    }
+}
+
+/// True when the engine's error on create/start is about GPUs.
+pub fn is_gpu_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("could not select device driver")
+        || m.contains("nvidia-container")
+        || m.contains("cdi device")
+        || m.contains("unresolvable cdi devices")
+}
+
+fn is_port_taken(message: &str) -> bool {
+    message.contains("port is already allocated") || message.contains("address already in use")
+}
+
+/// The host port of "Bind for 127.0.0.1:8888 failed: port is already
+/// allocated" or "listen tcp4 0.0.0.0:8888: bind: address already in use".
+pub fn taken_port(message: &str) -> Option<u16> {
+    let address = if let Some(rest) = message.split("Bind for ").nth(1) {
+        rest.split(" failed").next()?
+    } else {
+        let rest = message.split("listen ").nth(1)?;
+        rest.split_whitespace().nth(1)?.trim_end_matches(':')
+    };
+    address.rsplit(':').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        }
+    }
+
+    fn of(status: u16, message: &str) -> DockerError {
+        classify("start container", "c".into(), server(status, message))
+    }
+
+    #[test]
+    fn status_codes() {
+        assert!(matches!(
+            of(404, "No such container: c"),
+            DockerError::NotFound { .. }
+        ));
+        assert!(matches!(of(304, ""), DockerError::NotModified { .. }));
+        assert!(matches!(
+            of(
+                409,
+                "Conflict. The container name \"/c\" is already in use by container \"ab\""
+            ),
+            DockerError::Conflict {
+                reason: Conflict::NameInUse,
+                ..
+            }
+        ));
+        assert!(matches!(
+            of(409, "removal of container c is already in progress"),
+            DockerError::Conflict {
+                reason: Conflict::BeingRemoved,
+                ..
+            }
+        ));
+        assert!(matches!(of(500, "something else"), DockerError::Api { .. }));
+    }
+
+    #[test]
+    fn refused_things() {
+        let ulimit = "OCI runtime create failed: runc create failed: unable to start container process: error setting rlimit type 8: operation not permitted: unknown";
+        assert!(matches!(
+            of(500, ulimit),
+            DockerError::UlimitRefused {
+                name: "memlock",
+                ..
+            }
+        ));
+        assert!(matches!(
+            of(
+                500,
+                "could not select device driver \"nvidia\" with capabilities: [[gpu]]"
+            ),
+            DockerError::GpuRefused { .. }
+        ));
+        let port = "driver failed programming external connectivity on endpoint x: Bind for 127.0.0.1:18888 failed: port is already allocated";
+        assert!(matches!(
+            of(500, port),
+            DockerError::PortTaken {
+                port: Some(18888),
+                ..
+            }
+        ));
+        let listen = "driver failed programming external connectivity on endpoint x: Error starting userland proxy: listen tcp4 0.0.0.0:2222: bind: address already in use";
+        assert!(matches!(
+            of(500, listen),
+            DockerError::PortTaken {
+                port: Some(2222),
+                ..
+            }
+        ));
+        assert_eq!(
+            refused_ulimit("error setting rlimit type 3: x"),
+            Some("stack")
+        );
+        assert_eq!(refused_ulimit("error setting rlimit type 7: x"), None);
+    }
+
+    #[test]
+    fn transport_errors_stay_api() {
+        let e = classify("info", "h".into(), BollardError::RequestTimeoutError);
+        assert!(matches!(e, DockerError::Api { .. }));
+    }
+}

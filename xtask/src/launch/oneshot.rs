@@ -1,0 +1,33 @@
+//! One-shot runs of an environment's container (the gate's harness): a
+//! [`ContainerPlan`] in one-shot mode run to completion by
+//! `Docker::run_once` (which always removes the container), made again
+//! without a ulimit the engine refuses — dropped and remembered for the
+//! engine exactly as `up` does.
+
+use super::note;
+use super::plan::{ContainerPlan, Mode};
+use crate::docker::run::{RunError, RunOutput};
+use crate::docker::{Docker, DockerError};
+
+/// Runs the one-shot `plan` to completion and returns its exit code and
+/// output; its container is removed whatever happens.
+pub async fn run(
+    docker: &Docker,
+    mut plan: ContainerPlan,
+    engine_id: &str,
+) -> Result<RunOutput, RunError> {
+    debug_assert!(matches!(plan.mode, Mode::OneShot(_)));
+    loop {
+        let result = docker.run_once(&plan.name, plan.body()).await;
+        if let Err(RunError::Docker(DockerError::UlimitRefused { name, .. })) = &result {
+            if plan.drop_refused_ulimit(name, engine_id) {
+                note(format!(
+                    "the engine at {} may not raise the {name} ulimit (no CAP_SYS_RESOURCE?); running with its default",
+                    docker.host
+                ));
+                continue;
+            }
+        }
+        return result;
+    }
+}
