@@ -9,6 +9,7 @@ use miette::Diagnostic;
 
 use crate::build::BuildError;
 use crate::docker::DockerError;
+use crate::exit;
 use crate::launch::LaunchError;
 use crate::lock::LockError;
 use crate::process::ProcessError;
@@ -117,8 +118,5 @@ boxed_from!(
     Build(BuildError),
     Process(ProcessError),
 );
-
-/// Old path of the exit codes, kept while `launch` still uses it.
-pub use crate::exit;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

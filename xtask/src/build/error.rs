@@ -11,10 +11,10 @@ use crate::docker::DockerError;
 use crate::exit;
 use crate::lock::LockError;
 use crate::process::ProcessError;
-use crate::spec::SpecError;
+use crate::spec::{SpecError, UnknownEnv};
 
-/// A failure of `build` (and of the build steps `lock`, `up` and `check`
-/// share with it), naming what failed.
+/// A failure of `lock` or `build` (and of the build steps `up` and `check`
+/// share with them), naming what failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum BuildError {
     #[error("{message}")]
@@ -105,6 +105,9 @@ pub enum BuildError {
     Spec(Box<SpecError>),
     #[error(transparent)]
     #[diagnostic(transparent)]
+    UnknownEnv(#[from] UnknownEnv),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
     Process(#[from] ProcessError),
     /// Anything else a build step reports, with a hint how to fix it.
     #[error("{message}")]
@@ -142,7 +145,8 @@ impl BuildError {
             BuildError::StaleLock { .. }
             | BuildError::RootfsMismatch { .. }
             | BuildError::BasePackagesUnavailable { .. }
-            | BuildError::Spec(_) => exit::BAD_INPUT,
+            | BuildError::Spec(_)
+            | BuildError::UnknownEnv(_) => exit::BAD_INPUT,
             BuildError::Docker(e) if matches!(**e, DockerError::Unreachable { .. }) => {
                 exit::DOCKER_UNREACHABLE
             }

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use super::check::GateSources;
+use super::gate::{Setup, Sources};
 use super::{Ctx, Run};
-use crate::error::Result;
-use crate::gate::{self, Device};
+use crate::error::{Error, Result};
+use crate::gate::{ci, Device};
+use crate::spec::Env;
 
 /// Build and check environments, compare them with each other, write
 /// DIR/summary.md and DIR/junit.xml. Exit 0 only if every env passes.
@@ -24,18 +25,34 @@ pub struct Ci {
     #[arg(long, default_value = "ci-out")]
     out: PathBuf,
     #[command(flatten)]
-    sources: GateSources,
+    sources: Sources,
 }
 
 impl Run for Ci {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        gate::Ci {
-            envs: self.envs,
-            device: self.device,
-            expect_gpus: self.expect_gpus,
-            out: self.out,
-            sources: self.sources.into(),
+        let spec = ctx.spec()?;
+        let envs: Vec<&Env> = if self.envs.is_empty() {
+            spec.environments.values().collect()
+        } else {
+            self.envs
+                .iter()
+                .map(|n| spec.env(Some(n)))
+                .collect::<std::result::Result<_, _>>()?
+        };
+        let mut setup = Setup::new(ctx, &spec, &self.sources, self.device, self.expect_gpus);
+        let result = ctx.block_on(async { Ok(ci::run(&envs, &mut setup).await) })?;
+        setup.print(&result);
+        for p in &result.pairs {
+            println!("{}: {}", p.case.name, p.case.message);
         }
-        .run(ctx.spec_path())
+        result
+            .write(&self.out)
+            .map_err(Error::io(format!("writing {}", self.out.display())))?;
+        println!(
+            "wrote {} and {}",
+            self.out.join("summary.md").display(),
+            self.out.join("junit.xml").display()
+        );
+        setup.finish(&result)
     }
 }

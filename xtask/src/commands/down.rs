@@ -1,29 +1,15 @@
-//! `cargo xtask down [ENV|--all] [--volumes]`.
+//! `cargo xtask down [ENV|--all] [--volumes]`: the flags are
+//! [`launch::down::Down`].
 
 use super::{Ctx, Run};
 use crate::error::Result;
-use crate::launch;
-
-/// Remove an environment's container (volumes and workspace are kept).
-#[derive(clap::Args)]
-pub struct Down {
-    /// Environment name (default: the spec's `default:`).
-    env: Option<String>,
-    /// Every torchenv container of this user.
-    #[arg(long, conflicts_with = "env")]
-    all: bool,
-    /// Also remove the environment's torchenv-created named volumes.
-    #[arg(long)]
-    volumes: bool,
-}
+use crate::launch::down::Down;
 
 impl Run for Down {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        launch::down::Down {
-            env: self.env,
-            all: self.all,
-            volumes: self.volumes,
-        }
-        .run(ctx.spec_path())
+        ctx.block_on(async {
+            let docker = ctx.docker().await?;
+            Ok(self.down(&docker, ctx.spec_path()).await?)
+        })
     }
 }

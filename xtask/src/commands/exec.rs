@@ -17,7 +17,10 @@ pub struct Exec {
 
 impl Run for Exec {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let code = launch::session::exec(ctx.spec_path(), Some(&self.env), &self.cmd)?;
+        let code = ctx.block_on(async {
+            let docker = ctx.docker().await?;
+            Ok(launch::session::exec(&docker, ctx.spec_path(), Some(&self.env), &self.cmd).await?)
+        })?;
         exited(code)
     }
 }

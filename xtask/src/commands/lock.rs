@@ -21,7 +21,7 @@ pub struct Lock {
 impl Run for Lock {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;
-        lock::lock(
+        Ok(lock::lock(
             &spec,
             ctx.lock_path(),
             LockOptions {
@@ -29,6 +29,6 @@ impl Run for Lock {
                 all: self.all,
                 upgrade: self.upgrade,
             },
-        )
+        )?)
     }
 }

@@ -19,6 +19,10 @@ pub struct Logs {
 
 impl Run for Logs {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        launch::session::logs(ctx.spec_path(), self.env.as_deref(), self.follow, self.tail)
+        ctx.block_on(async {
+            let docker = ctx.docker().await?;
+            let (spec, env) = (ctx.spec_path(), self.env.as_deref());
+            Ok(launch::session::logs(&docker, spec, env, self.follow, self.tail).await?)
+        })
     }
 }

@@ -19,6 +19,7 @@ mod ctx;
 mod doctor;
 mod down;
 mod exec;
+mod gate;
 mod list;
 mod lock;
 mod logs;
@@ -64,8 +65,8 @@ enum Command {
     Show(show::Show),
     Lock(lock::Lock),
     Build(build::Build),
-    Up(up::Up),
-    Down(down::Down),
+    Up(crate::launch::up::Up),
+    Down(crate::launch::down::Down),
     Status(status::Status),
     Shell(shell::Shell),
     Exec(exec::Exec),

@@ -13,7 +13,10 @@ pub struct Shell {
 
 impl Run for Shell {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let code = launch::session::shell(ctx.spec_path(), self.env.as_deref())?;
+        let code = ctx.block_on(async {
+            let docker = ctx.docker().await?;
+            Ok(launch::session::shell(&docker, ctx.spec_path(), self.env.as_deref()).await?)
+        })?;
         exited(code)
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{Ctx, Run};
 use crate::error::Result;
-use crate::launch;
+use crate::launch::status::{collect, human};
 
 /// This user's environments: state, image, ports, GPUs, uptime.
 #[derive(clap::Args)]
@@ -13,7 +13,33 @@ pub struct Status {
 }
 
 impl Run for Status {
-    fn run(self, _ctx: &Ctx) -> Result<()> {
-        launch::status::run(self.json)
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let list = ctx.block_on(async { Ok(collect(&ctx.docker().await?).await?) })?;
+        let json = self.json;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).expect("status serializes")
+            );
+        } else if list.is_empty() {
+            println!("no torchenv environments running (start one with `cargo xtask up`)");
+        } else {
+            println!(
+                "{:<28} {:<10} {:<12} {:<10} {:<40} IMAGE",
+                "ENV", "STATE", "UPTIME", "GPUS", "PORTS"
+            );
+            for s in list {
+                println!(
+                    "{:<28} {:<10} {:<12} {:<10} {:<40} {}",
+                    s.env,
+                    s.state,
+                    s.uptime_s.map(human).unwrap_or_else(|| "-".into()),
+                    s.gpus,
+                    s.ports.join(", "),
+                    s.image
+                );
+            }
+        }
+        Ok(())
     }
 }

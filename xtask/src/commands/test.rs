@@ -15,10 +15,11 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::gate::Sources;
 use super::{check, Ctx, Run};
 use crate::build::{self, harness, weights};
 use crate::error::Result;
-use crate::gate::{Device, Sources};
+use crate::gate::Device;
 use crate::lock;
 use crate::process::{cargo, run_logged};
 

@@ -65,7 +65,7 @@ pub async fn container_resources(
     env: &Env,
     device: Device,
     expect_gpus: u32,
-) -> crate::error::Result<Resources> {
+) -> Result<Resources, LaunchError> {
     let resources = Resources::resolve(docker, env).await?;
     let needs_gpus = device == Device::Cuda || expect_gpus > 0;
     if needs_gpus && resources.gpu.requests.is_empty() {
@@ -83,8 +83,7 @@ pub async fn container_resources(
                     docker.host
                 ),
             },
-        }
-        .into());
+        });
     }
     if let Some(n) = &resources.gpu.notice {
         eprintln!("gate: {n}");

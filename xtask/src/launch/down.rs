@@ -5,27 +5,26 @@
 
 use std::path::Path;
 
+use super::Result;
 use super::{container_name, note, Identity, LABEL_OWNER};
 use crate::docker::{Docker, LABEL_ENV};
-use crate::error::Result;
 use crate::spec::Spec;
 
-#[derive(Debug, Clone, Default)]
+/// Remove an environment's container (volumes and workspace are kept).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Down {
+    /// Environment name (default: the spec's `default:`).
     pub env: Option<String>,
-    /// Every environment of this user, also ones no longer in the spec.
+    /// Every torchenv container of this user, also of environments no
+    /// longer in the spec.
+    #[arg(long, conflicts_with = "env")]
     pub all: bool,
+    /// Also remove the environment's torchenv-created named volumes.
+    #[arg(long)]
     pub volumes: bool,
 }
 
 impl Down {
-    pub fn run(&self, spec_path: &Path) -> Result<()> {
-        super::block_on(async {
-            let docker = Docker::connect().await?;
-            self.down(&docker, spec_path).await
-        })
-    }
-
     pub async fn down(&self, docker: &Docker, spec_path: &Path) -> Result<()> {
         let who = Identity::current();
         let envs: Vec<String> = if self.all {

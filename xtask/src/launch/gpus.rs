@@ -184,7 +184,7 @@ mod tests {
             Gpus::Cdi(vec!["nvidia.com/gpu=0".into()]),
         ] {
             let e = plan("e", "h", &g, &GpuSupport::default()).unwrap_err();
-            assert_eq!(e.exit_code(), crate::error::exit::GPU_UNAVAILABLE);
+            assert_eq!(e.exit_code(), crate::exit::GPU_UNAVAILABLE);
         }
     }
 }

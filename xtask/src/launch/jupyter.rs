@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use super::{LaunchError, Result};
 
 pub const TOKEN_FILE: &str = "jupyter_token";
 
@@ -16,7 +16,7 @@ pub fn generate_token() -> Result<String> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(Error::io("read /dev/urandom"))?;
+        .map_err(LaunchError::io("read /dev/urandom"))?;
     Ok(hex::encode(bytes))
 }
 
@@ -38,7 +38,7 @@ pub fn ensure_token(state_dir: &Path, from_spec: Option<&str>) -> Result<(PathBu
             let token = generate_token()?;
             match write(&path, &token, true) {
                 Ok(()) => Ok((path, token)),
-                Err(Error::Io { source, .. })
+                Err(LaunchError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::AlreadyExists =>
                 {
                     // Another `up` is writing it; wait for its content.
@@ -68,11 +68,11 @@ fn write(path: &Path, token: &str, exclusive: bool) -> Result<()> {
     }
     let mut f = options
         .open(path)
-        .map_err(Error::io(format!("create {}", path.display())))?;
+        .map_err(LaunchError::io(format!("create {}", path.display())))?;
     f.write_all(token.as_bytes())
-        .map_err(Error::io(format!("write {}", path.display())))?;
+        .map_err(LaunchError::io(format!("write {}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(Error::io(format!("chmod {}", path.display())))
+        .map_err(LaunchError::io(format!("chmod {}", path.display())))
 }
 
 /// The token of a running environment, for `status` and idempotent `up`.

@@ -17,6 +17,8 @@
 //! May use: `docker`, `spec`, `error`, `cache`, `image` (building the
 //! environment's image in `image.rs`), `lock` and `progress`; never `gate`.
 
+mod error;
+
 pub mod down;
 pub mod gpus;
 pub mod image;
@@ -34,9 +36,7 @@ pub mod up;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use miette::Diagnostic;
-
-use crate::error::{exit, Error, Result};
+pub use error::{LaunchError, Result};
 
 /// Label: who started the container (the host user name).
 pub const LABEL_OWNER: &str = "dev.torchenv.owner";
@@ -47,105 +47,6 @@ pub const LABEL_SPEC_HASH: &str = "dev.torchenv.spec-hash";
 pub const CONTAINER_USER: &str = "dev";
 /// Where the workspace is mounted.
 pub const WORKSPACE_TARGET: &str = "/workspace";
-
-/// Failures of the launch commands, each with its documented exit code.
-#[derive(Debug, thiserror::Error, Diagnostic)]
-pub enum LaunchError {
-    #[error("host port {port} ({purpose}) on {host_ip} is already in use")]
-    #[diagnostic(
-        code(torchenv::port_taken),
-        help("stop what listens there (`ss -ltnp 'sport = :{port}'`), change the port in environments.yaml, or run `cargo xtask up --auto-ports` to pick free ones")
-    )]
-    PortTaken {
-        port: u16,
-        host_ip: String,
-        purpose: String,
-    },
-    #[error("volume source {path} does not exist (mounted at {target})")]
-    #[diagnostic(
-        code(torchenv::volume_missing),
-        help("create it or fix `volumes:` in environments.yaml; torchenv never creates an empty folder in its place")
-    )]
-    VolumeMissing { path: PathBuf, target: String },
-    #[error("environment `{env}` asks for GPUs (`gpus: {requested}`) but the Docker engine at {host} has {found}")]
-    #[diagnostic(
-        code(torchenv::gpu_unavailable),
-        help("install and configure nvidia-container-toolkit (`nvidia-ctk runtime configure --runtime=docker`, then restart dockerd), or set `gpus: auto` / `gpus: none`; `cargo xtask doctor` checks the setup")
-    )]
-    GpuUnavailable {
-        env: String,
-        requested: String,
-        host: String,
-        found: String,
-    },
-    /// A command needs GPUs (e.g. `check --device cuda`) but the
-    /// environment's `gpus:` resolves to none on this engine.
-    #[error("`{wanted}` needs GPUs, but environment `{env}` gets none (`gpus: {gpus}`){why}")]
-    #[diagnostic(
-        code(torchenv::no_gpus),
-        help("set `gpus:` of the environment in environments.yaml (e.g. `gpus: all`), or check on the CPU (`--device cpu --expect-gpus 0`); `cargo xtask doctor` checks the GPU setup")
-    )]
-    NoGpus {
-        env: String,
-        gpus: String,
-        wanted: String,
-        why: String,
-    },
-    #[error("environment `{env}` was not ready after {waited:?}: {reason}\n--- last log lines of {container} ---\n{logs}")]
-    #[diagnostic(
-        code(torchenv::not_ready),
-        help("the container is left for inspection: `cargo xtask logs {env}`, `cargo xtask shell {env}`; remove it with `cargo xtask down {env}`; a slower machine may need `--timeout`")
-    )]
-    NotReady {
-        env: String,
-        container: String,
-        waited: Duration,
-        reason: String,
-        logs: String,
-    },
-    #[error("container {name} exists but was not created by torchenv (no {label} label)")]
-    #[diagnostic(
-        code(torchenv::foreign_container),
-        help("torchenv never touches containers it did not create; rename or remove it yourself (`docker rm {name}`)")
-    )]
-    ForeignContainer { name: String, label: &'static str },
-    #[error("environment `{env}` is not running (no container {container})")]
-    #[diagnostic(
-        code(torchenv::not_running),
-        help("start it with `cargo xtask up {env}`")
-    )]
-    NotRunning { env: String, container: String },
-    /// A concurrent `up` of the same environment replaced or removed the
-    /// container under us; `up` retries on this.
-    #[error("container {container} changed under us (a concurrent `up` or `down`?)")]
-    #[diagnostic(code(torchenv::raced), help("run `cargo xtask up` again"))]
-    Raced { container: String },
-    #[error("SSH public key {path} cannot be read: {reason}")]
-    #[diagnostic(
-        code(torchenv::ssh_key),
-        help("fix `ssh.public_key` in environments.yaml, or create a key with `ssh-keygen -t ed25519`")
-    )]
-    SshKey { path: PathBuf, reason: String },
-}
-
-impl LaunchError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            LaunchError::PortTaken { .. } => exit::PORT_TAKEN,
-            LaunchError::VolumeMissing { .. } => exit::VOLUME_MISSING,
-            LaunchError::GpuUnavailable { .. } => exit::GPU_UNAVAILABLE,
-            // `gpus: none` contradicts the command line; anything else
-            // resolved to none because the engine offers no GPUs.
-            LaunchError::NoGpus { gpus, .. } if gpus == "none" => exit::BAD_INPUT,
-            LaunchError::NoGpus { .. } => exit::GPU_UNAVAILABLE,
-            LaunchError::NotReady { .. } => exit::NOT_READY,
-            LaunchError::SshKey { .. } => exit::BAD_INPUT,
-            LaunchError::ForeignContainer { .. }
-            | LaunchError::NotRunning { .. }
-            | LaunchError::Raced { .. } => exit::FAILED,
-        }
-    }
-}
 
 /// The host user the container's `dev` user stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,9 +108,9 @@ pub fn state_dir(env: &str) -> PathBuf {
 pub fn ensure_state_dir(env: &str) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let dir = state_dir(env);
-    std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(LaunchError::io(format!("create {}", dir.display())))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(Error::io(format!("chmod {}", dir.display())))?;
+        .map_err(LaunchError::io(format!("chmod {}", dir.display())))?;
     Ok(dir)
 }
 
@@ -231,7 +132,7 @@ impl EnvLock {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(Error::io(format!("open {}", path.display())))?;
+            .map_err(LaunchError::io(format!("open {}", path.display())))?;
         let mut said = false;
         loop {
             match file.try_lock() {
@@ -247,20 +148,11 @@ impl EnvLock {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::io(format!("lock {}", path.display()))(e))
+                    return Err(LaunchError::io(format!("lock {}", path.display()))(e))
                 }
             }
         }
     }
-}
-
-/// Runs an async command body on a fresh runtime.
-pub fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::io("start the async runtime"))?
-        .block_on(fut)
 }
 
 /// Prints what torchenv is doing, on stderr (stdout carries results).

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use bollard::models::{Mount, MountType};
 
+use super::Result;
 use super::{Identity, LaunchError, WORKSPACE_TARGET};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::error::{Error, Result};
 use crate::spec::{Env, VolumeSource};
 
 /// Where the Jupyter token file is mounted (read-only).
@@ -73,8 +73,10 @@ pub fn check_sources(env: &Env) -> Result<(), LaunchError> {
 pub fn ensure_workspace(env: &Env, who: &Identity) -> Result<PathBuf> {
     let ws = &env.workspace;
     if !ws.exists() {
-        std::fs::create_dir_all(ws)
-            .map_err(Error::io(format!("create workspace {}", ws.display())))?;
+        std::fs::create_dir_all(ws).map_err(LaunchError::io(format!(
+            "create workspace {}",
+            ws.display()
+        )))?;
         use std::os::unix::fs::MetadataExt;
         let owner = std::fs::metadata(ws).map(|m| m.uid()).unwrap_or(who.uid);
         if who.uid != 0 && owner != who.uid {

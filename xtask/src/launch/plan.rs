@@ -21,11 +21,11 @@ use bollard::models::{
 
 use super::gpus::{self, GpuPlan};
 use super::ports::Published;
+use super::Result;
 use super::{Identity, LABEL_OWNER, LABEL_SPEC_HASH};
 use crate::docker::containers::GpuSupport;
 use crate::docker::run::{unique_name, LABEL_ONE_SHOT};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::error::Result;
 use crate::spec::{Env, Ipc};
 
 /// NVIDIA's recommended defaults for PyTorch containers: unlimited locked

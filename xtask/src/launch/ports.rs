@@ -177,7 +177,7 @@ mod tests {
             purpose: Purpose::Jupyter,
         }];
         let e = check_free(&ports).unwrap_err();
-        assert_eq!(e.exit_code(), crate::error::exit::PORT_TAKEN);
+        assert_eq!(e.exit_code(), crate::exit::PORT_TAKEN);
         assert!(e.to_string().contains(&port.to_string()));
         let changed = auto_assign(&mut ports).unwrap();
         assert_eq!(changed.len(), 1);

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::Result;
 use super::{ssh, LaunchError};
 use crate::docker::Docker;
-use crate::error::Result;
 
 /// One condition of "ready".
 #[derive(Debug, Clone)]
@@ -223,7 +223,7 @@ async fn not_ready(
     container: &str,
     waited: Duration,
     reason: String,
-) -> crate::error::Error {
+) -> LaunchError {
     let logs = docker
         .container_logs_tail(container, Some(30))
         .await
@@ -235,5 +235,4 @@ async fn not_ready(
         reason,
         logs,
     }
-    .into()
 }

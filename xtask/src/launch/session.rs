@@ -11,9 +11,9 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::Result;
 use super::{container_name, Identity, LaunchError, CONTAINER_USER, WORKSPACE_TARGET};
 use crate::docker::{Docker, DockerError};
-use crate::error::{Error, Result};
 use crate::spec::Spec;
 
 /// The running container of `env` (by name; an env no longer in the spec
@@ -32,7 +32,7 @@ async fn running_container(docker: &Docker, spec_path: &Path, env: Option<&str>)
     let c = c.ok_or_else(not_running)?;
     super::up::ensure_managed(&name, &c)?;
     if !c.state.and_then(|s| s.running).unwrap_or(false) {
-        return Err(not_running().into());
+        return Err(not_running());
     }
     Ok(name)
 }
@@ -53,22 +53,21 @@ fn write_chunk(chunk: LogOutput) {
 }
 
 /// `exec ENV -- CMD…`: runs CMD, streams its output, returns its exit code.
-pub fn exec(spec_path: &Path, env: Option<&str>, cmd: &[String]) -> Result<i64> {
-    super::block_on(async {
-        let docker = Docker::connect().await?;
-        let name = running_container(&docker, spec_path, env).await?;
-        run(&docker, &name, cmd.to_vec(), false).await
-    })
+pub async fn exec(
+    docker: &Docker,
+    spec_path: &Path,
+    env: Option<&str>,
+    cmd: &[String],
+) -> Result<i64> {
+    let name = running_container(docker, spec_path, env).await?;
+    run(docker, &name, cmd.to_vec(), false).await
 }
 
 /// `shell ENV`: an interactive login shell (a TTY when stdin is one).
-pub fn shell(spec_path: &Path, env: Option<&str>) -> Result<i64> {
-    super::block_on(async {
-        let docker = Docker::connect().await?;
-        let name = running_container(&docker, spec_path, env).await?;
-        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        run(&docker, &name, vec!["bash".into(), "-l".into()], tty).await
-    })
+pub async fn shell(docker: &Docker, spec_path: &Path, env: Option<&str>) -> Result<i64> {
+    let name = running_container(docker, spec_path, env).await?;
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    run(docker, &name, vec!["bash".into(), "-l".into()], tty).await
 }
 
 /// Puts the terminal in raw mode for the life of the value (via `stty`, so
@@ -145,7 +144,9 @@ async fn run(docker: &Docker, name: &str, cmd: Vec<String>, tty: bool) -> Result
         mut input,
     } = docker.exec_start(name, &id, tty).await?
     else {
-        return Err(Error::failed(format!("exec in {name} did not attach")));
+        return Err(LaunchError::failed(format!(
+            "exec in {name} did not attach"
+        )));
     };
     let _raw = tty.then(RawTerminal::enable);
     if tty {
@@ -189,9 +190,14 @@ async fn run(docker: &Docker, name: &str, cmd: Vec<String>, tty: bool) -> Result
 }
 
 /// `logs ENV [-f]`.
-pub fn logs(spec_path: &Path, env: Option<&str>, follow: bool, tail: Option<usize>) -> Result<()> {
-    super::block_on(async {
-        let docker = Docker::connect().await?;
+pub async fn logs(
+    docker: &Docker,
+    spec_path: &Path,
+    env: Option<&str>,
+    follow: bool,
+    tail: Option<usize>,
+) -> Result<()> {
+    {
         let env_name = match env {
             Some(e) => e.to_string(),
             None => Spec::load(spec_path)?.default,
@@ -211,5 +217,5 @@ pub fn logs(spec_path: &Path, env: Option<&str>, follow: bool, tail: Option<usiz
             write_chunk(chunk.map_err(DockerError::api("logs", &name))?);
         }
         Ok(())
-    })
+    }
 }

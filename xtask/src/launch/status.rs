@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
+use super::Result;
 use super::{Identity, LABEL_OWNER};
 use crate::docker::{Docker, LABEL_ENV};
-use crate::error::Result;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvStatus {
@@ -19,38 +19,6 @@ pub struct EnvStatus {
     pub gpus: String,
     /// Seconds since start, when running.
     pub uptime_s: Option<u64>,
-}
-
-pub fn run(json: bool) -> Result<()> {
-    super::block_on(async {
-        let docker = Docker::connect().await?;
-        let list = collect(&docker).await?;
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&list).expect("status serializes")
-            );
-        } else if list.is_empty() {
-            println!("no torchenv environments running (start one with `cargo xtask up`)");
-        } else {
-            println!(
-                "{:<28} {:<10} {:<12} {:<10} {:<40} IMAGE",
-                "ENV", "STATE", "UPTIME", "GPUS", "PORTS"
-            );
-            for s in list {
-                println!(
-                    "{:<28} {:<10} {:<12} {:<10} {:<40} {}",
-                    s.env,
-                    s.state,
-                    s.uptime_s.map(human).unwrap_or_else(|| "-".into()),
-                    s.gpus,
-                    s.ports.join(", "),
-                    s.image
-                );
-            }
-        }
-        Ok(())
-    })
 }
 
 /// The status of every torchenv container of the current user.
@@ -147,7 +115,7 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
 
-fn human(s: u64) -> String {
+pub fn human(s: u64) -> String {
     match s {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{}s", s / 60, s % 60),

@@ -24,23 +24,36 @@ use bollard::models::ContainerInspectResponse;
 use super::plan::{ContainerPlan, Resources, Service};
 use super::ports::{self, ContainerPort, Published, Purpose};
 use super::ready::{self, WaitFor};
+use super::Result;
 use super::{image, jupyter, mounts, note, ssh, EnvLock, Identity, LaunchError, LABEL_SPEC_HASH};
 use crate::docker::{Conflict, Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::error::{Error, Result};
 use crate::spec::{Env, Spec};
 
 /// Default time `up` waits for readiness.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Options of `up`.
-#[derive(Debug, Clone)]
+/// Start an environment (building its image if needed) and wait until
+/// Jupyter and SSH answer; prints how to connect. Idempotent.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Up {
+    /// Environment name (default: the spec's `default:`).
     pub env: Option<String>,
     /// Replace taken host ports by free ones (and report them).
+    #[arg(long)]
     pub auto_ports: bool,
+    /// Seconds to wait for readiness before giving up (exit 7).
+    #[arg(long = "timeout", default_value = "120", value_parser = seconds)]
     pub timeout: Duration,
     /// Start this image instead of the environment's own.
+    #[arg(long, env = "TORCHENV_IMAGE")]
     pub image: Option<String>,
+}
+
+/// `--timeout SECONDS`.
+fn seconds(s: &str) -> std::result::Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("`{s}` is not a number of seconds: {e}"))
 }
 
 /// A ready environment: where to connect.
@@ -145,28 +158,17 @@ impl Prepared {
 }
 
 impl Up {
-    /// The CLI entry: runs and prints the connection details.
-    pub fn run(&self, spec_path: &Path) -> Result<()> {
-        let spec = Spec::load(spec_path)?;
-        super::block_on(async {
-            let docker = Docker::connect().await?;
-            let ready = self.up(&docker, &spec).await?;
-            print!("{}", ready.describe());
-            Ok(())
-        })
-    }
-
     /// Brings the environment up and waits until it is ready. Concurrent
     /// `up`s of one environment on this host take turns ([`EnvLock`]); a
     /// lost race with one on another host (its container vanished or is
     /// being removed under us) is retried from the start.
-    pub async fn up(&self, docker: &Docker, spec: &Spec) -> Result<Ready> {
+    pub async fn up(&self, docker: &Docker, spec: &Spec, lock: &Path) -> Result<Ready> {
         let env = &spec.env(self.env.as_deref())?.name;
         let _turn = EnvLock::acquire(env).await?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.up_once(docker, spec).await {
+            match self.up_once(docker, spec, lock).await {
                 Err(e) if attempt < 4 && lost_race(&e) => {
                     note("the container changed under us (a concurrent `up`?); retrying");
                 }
@@ -175,8 +177,8 @@ impl Up {
         }
     }
 
-    async fn up_once(&self, docker: &Docker, spec: &Spec) -> Result<Ready> {
-        let mut p = self.prepare(docker, spec).await?;
+    async fn up_once(&self, docker: &Docker, spec: &Spec, lock: &Path) -> Result<Ready> {
+        let mut p = self.prepare(docker, spec, lock).await?;
         let mut action = "created";
         if let Some(c) = p.existing.take() {
             if label(&c, LABEL_SPEC_HASH) == Some(p.service.hash.as_str()) {
@@ -218,7 +220,7 @@ impl Up {
     /// Everything that can refuse the launch (volume sources, GPUs, the SSH
     /// key, taken ports), checked before anything is created; then the
     /// image, the state dir and the token.
-    async fn prepare(&self, docker: &Docker, spec: &Spec) -> Result<Prepared> {
+    async fn prepare(&self, docker: &Docker, spec: &Spec, lock: &Path) -> Result<Prepared> {
         let env = spec.env(self.env.as_deref())?.clone();
         let who = Identity::current();
         let name = super::container_name(&env.name, &who);
@@ -246,11 +248,11 @@ impl Up {
         if existing.is_none() && !self.auto_ports {
             if let Err(e) = ports::check_free(&ports::published(&env, key.is_some())) {
                 if docker.inspect_container(&name).await?.is_none() {
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
         }
-        let image = image::resolve(docker, spec, &env, self.image.as_deref()).await?;
+        let image = image::resolve(docker, spec, lock, &env, self.image.as_deref()).await?;
         let image_id = docker
             .image_id(&image)
             .await?
@@ -313,8 +315,8 @@ impl Up {
     /// container is adopted.
     async fn claim_ports(&self, docker: &Docker, p: &mut Prepared) -> Result<Option<Ready>> {
         if self.auto_ports {
-            let changed =
-                ports::auto_assign(&mut p.service.ports).map_err(Error::io("pick free ports"))?;
+            let changed = ports::auto_assign(&mut p.service.ports)
+                .map_err(LaunchError::io("pick free ports"))?;
             for (purpose, from, to) in changed {
                 note(format!("{purpose}: host port {from} is taken; using {to}"));
             }
@@ -323,7 +325,7 @@ impl Up {
         if let Err(e) = ports::check_free(&p.service.ports) {
             return match self.adopt(docker, p).await? {
                 Some(r) => Ok(Some(r)),
-                None => Err(e.into()),
+                None => Err(e),
             };
         }
         Ok(None)
@@ -380,13 +382,13 @@ impl Up {
         if let Some(c) = docker.inspect_container(name).await? {
             ensure_managed(name, &c)?;
             if label(&c, LABEL_SPEC_HASH) != Some(p.service.hash.as_str()) {
-                return Err(Error::failed(format!(
+                return Err(LaunchError::failed(format!(
                     "container {name} was created concurrently from a different spec; run `cargo xtask up` again"
                 )));
             }
         }
         if conflicts > 5 {
-            return Err(Error::failed(format!(
+            return Err(LaunchError::failed(format!(
                 "container {name} keeps changing under us; run `cargo xtask up` again"
             )));
         }
@@ -411,8 +413,7 @@ impl Up {
                 docker.remove_container(&p.name).await?;
                 Err(LaunchError::Raced {
                     container: p.name.clone(),
-                }
-                .into())
+                })
             }
             Err(e) => Err(self.start_error(docker, p, ports, created, e).await),
         }
@@ -427,7 +428,7 @@ impl Up {
         ports: &[Published],
         created: bool,
         e: DockerError,
-    ) -> Error {
+    ) -> LaunchError {
         if created {
             if let Err(rm) = docker.remove_container(&p.name).await {
                 return rm.into();
@@ -544,11 +545,10 @@ pub fn published_of(c: &ContainerInspectResponse) -> Vec<Published> {
 }
 
 /// True for the errors a concurrent `up` of the same environment causes.
-fn lost_race(e: &Error) -> bool {
+fn lost_race(e: &LaunchError) -> bool {
     match e {
-        Error::Launch(launch) => lost_race_launch(launch),
-        Error::Docker(docker) => lost_race_docker(docker),
-        _ => false,
+        LaunchError::Docker(docker) => lost_race_docker(docker),
+        launch => lost_race_launch(launch),
     }
 }
 
@@ -575,10 +575,10 @@ fn lost_race_docker(e: &DockerError) -> bool {
 
 /// The engine refused to create or start the container: a taken port and
 /// refused GPUs become their launch errors (exit 4 and 6).
-fn refused(env: &Env, host: &str, e: DockerError, ports: &[Published]) -> Error {
+fn refused(env: &Env, host: &str, e: DockerError, ports: &[Published]) -> LaunchError {
     match e {
         DockerError::PortTaken { port, .. } => match ports::taken(port, ports) {
-            Some(taken) => taken.into(),
+            Some(taken) => taken,
             None => e.into(),
         },
         DockerError::GpuRefused { source, .. } => LaunchError::GpuUnavailable {
@@ -586,8 +586,7 @@ fn refused(env: &Env, host: &str, e: DockerError, ports: &[Published]) -> Error 
             requested: "GPUs".into(),
             host: host.to_string(),
             found: format!("refused them: {source}"),
-        }
-        .into(),
+        },
         e => e.into(),
     }
 }

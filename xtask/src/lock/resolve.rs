@@ -5,6 +5,12 @@
 //! pip and apt packages) are unchanged keeps its entry as it is, so
 //! re-locking an unchanged spec is byte-identical; `--upgrade` resolves
 //! again anyway (e.g. to pick up a newer JupyterLab).
+//!
+//! Locking is the first build step (it bootstraps the base and asks pip),
+//! so its failures are [`BuildError`](crate::build::BuildError)s.
+//!
+//! May use: `build::{bootstrap, pip, wheels, weights}`, `lock`'s data model,
+//! `spec`, `cache`, `compat`, `progress`.
 
 use std::path::Path;
 
@@ -13,7 +19,9 @@ use serde_json::Value;
 use super::file::{Lock, LockedBase, LockedEnv, LockedModel, LockedWheel, LOCK_VERSION};
 use super::fresh::{check_cuda, inputs_hash};
 use crate::build::{bootstrap, pip, weights, wheels};
-use crate::error::{Error, Result};
+use crate::build::BuildError as Error;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 use crate::progress::Progress;
 use crate::spec::{Base, Env, Spec};
 use crate::{cache, compat};

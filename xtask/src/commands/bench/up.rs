@@ -3,7 +3,6 @@
 //! readiness probe (Jupyter `/api/status` with token + SSH login); each
 //! repetition starts from no container; the medians are compared.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::commands::Ctx;
@@ -48,7 +47,7 @@ impl BenchUp {
         let spec = ctx.spec()?;
         let r = ctx.block_on(async {
             let docker = ctx.docker().await?;
-            self.bench(&docker, &spec, ctx.spec_path()).await
+            self.bench(&docker, &spec, ctx).await
         })?;
         println!(
             "up to ready (median of {}):      {:.2} s",
@@ -66,12 +65,7 @@ impl BenchUp {
         Ok(())
     }
 
-    pub async fn bench(
-        &self,
-        docker: &Docker,
-        spec: &Spec,
-        spec_path: &Path,
-    ) -> Result<BenchResult> {
+    pub async fn bench(&self, docker: &Docker, spec: &Spec, ctx: &Ctx) -> Result<BenchResult> {
         let env = spec.env(self.env.as_deref())?.clone();
         let up = Up {
             env: Some(env.name.clone()),
@@ -84,7 +78,7 @@ impl BenchUp {
             ..Default::default()
         };
         // Warm-up: builds the image if needed, checks everything works.
-        let ready = up.up(docker, spec).await?;
+        let ready = up.up(docker, spec, ctx.lock_path()).await?;
         let started = docker
             .inspect_container(&ready.container)
             .await?
@@ -98,15 +92,15 @@ impl BenchUp {
             .host_config
             .and_then(|h| h.ulimits)
             .unwrap_or_default();
-        down.down(docker, spec_path).await?;
+        down.down(docker, ctx.spec_path()).await?;
 
         let mut ups = Vec::new();
         let mut raws = Vec::new();
         for _ in 0..self.reps.max(1) {
             let t = Instant::now();
-            up.up(docker, spec).await?;
+            up.up(docker, spec, ctx.lock_path()).await?;
             ups.push(t.elapsed());
-            down.down(docker, spec_path).await?;
+            down.down(docker, ctx.spec_path()).await?;
             raws.push(self.raw(docker, &env, &image, &ulimits).await?);
         }
         Ok(BenchResult {

@@ -1,0 +1,191 @@
+//! [`LaunchError`]: why an environment could not be started, reached or
+//! checked, each with its documented exit code (README "Exit codes").
+//!
+//! May use: the errors of `build`, `docker`, `lock`, `spec`; `exit`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use miette::Diagnostic;
+
+use crate::build::BuildError;
+use crate::docker::DockerError;
+use crate::exit;
+use crate::lock::LockError;
+use crate::spec::{SpecError, UnknownEnv};
+
+/// Failures of the launch commands, each with its documented exit code.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum LaunchError {
+    #[error("host port {port} ({purpose}) on {host_ip} is already in use")]
+    #[diagnostic(
+        code(torchenv::port_taken),
+        help("stop what listens there (`ss -ltnp 'sport = :{port}'`), change the port in environments.yaml, or run `cargo xtask up --auto-ports` to pick free ones")
+    )]
+    PortTaken {
+        port: u16,
+        host_ip: String,
+        purpose: String,
+    },
+    #[error("volume source {path} does not exist (mounted at {target})")]
+    #[diagnostic(
+        code(torchenv::volume_missing),
+        help("create it or fix `volumes:` in environments.yaml; torchenv never creates an empty folder in its place")
+    )]
+    VolumeMissing { path: PathBuf, target: String },
+    #[error("environment `{env}` asks for GPUs (`gpus: {requested}`) but the Docker engine at {host} has {found}")]
+    #[diagnostic(
+        code(torchenv::gpu_unavailable),
+        help("install and configure nvidia-container-toolkit (`nvidia-ctk runtime configure --runtime=docker`, then restart dockerd), or set `gpus: auto` / `gpus: none`; `cargo xtask doctor` checks the setup")
+    )]
+    GpuUnavailable {
+        env: String,
+        requested: String,
+        host: String,
+        found: String,
+    },
+    /// A command needs GPUs (e.g. `check --device cuda`) but the
+    /// environment's `gpus:` resolves to none on this engine.
+    #[error("`{wanted}` needs GPUs, but environment `{env}` gets none (`gpus: {gpus}`){why}")]
+    #[diagnostic(
+        code(torchenv::no_gpus),
+        help("set `gpus:` of the environment in environments.yaml (e.g. `gpus: all`), or check on the CPU (`--device cpu --expect-gpus 0`); `cargo xtask doctor` checks the GPU setup")
+    )]
+    NoGpus {
+        env: String,
+        gpus: String,
+        wanted: String,
+        why: String,
+    },
+    #[error("environment `{env}` was not ready after {waited:?}: {reason}\n--- last log lines of {container} ---\n{logs}")]
+    #[diagnostic(
+        code(torchenv::not_ready),
+        help("the container is left for inspection: `cargo xtask logs {env}`, `cargo xtask shell {env}`; remove it with `cargo xtask down {env}`; a slower machine may need `--timeout`")
+    )]
+    NotReady {
+        env: String,
+        container: String,
+        waited: Duration,
+        reason: String,
+        logs: String,
+    },
+    #[error("container {name} exists but was not created by torchenv (no {label} label)")]
+    #[diagnostic(
+        code(torchenv::foreign_container),
+        help("torchenv never touches containers it did not create; rename or remove it yourself (`docker rm {name}`)")
+    )]
+    ForeignContainer { name: String, label: &'static str },
+    #[error("environment `{env}` is not running (no container {container})")]
+    #[diagnostic(
+        code(torchenv::not_running),
+        help("start it with `cargo xtask up {env}`")
+    )]
+    NotRunning { env: String, container: String },
+    /// A concurrent `up` of the same environment replaced or removed the
+    /// container under us; `up` retries on this.
+    #[error("container {container} changed under us (a concurrent `up` or `down`?)")]
+    #[diagnostic(code(torchenv::raced), help("run `cargo xtask up` again"))]
+    Raced { container: String },
+    #[error("SSH public key {path} cannot be read: {reason}")]
+    #[diagnostic(
+        code(torchenv::ssh_key),
+        help("fix `ssh.public_key` in environments.yaml, or create a key with `ssh-keygen -t ed25519`")
+    )]
+    SshKey { path: PathBuf, reason: String },
+    #[error("image {image} does not exist on the Docker engine at {host}")]
+    #[diagnostic(
+        code(torchenv::image_missing),
+        help("build it with `cargo xtask build`, or drop --image")
+    )]
+    ImageMissing { image: String, host: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Docker(Box<DockerError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Build(Box<BuildError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lock(Box<LockError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Spec(Box<SpecError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    UnknownEnv(#[from] UnknownEnv),
+    /// Anything else a launch step reports.
+    #[error("{message}")]
+    #[diagnostic(code(torchenv::launch::failed))]
+    Failed {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+    #[error("{context}: {source}")]
+    #[diagnostic(code(torchenv::io))]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl LaunchError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        LaunchError::Failed {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// `map_err(LaunchError::io("reading x"))`.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| LaunchError::Io { context, source }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LaunchError::PortTaken { .. } => exit::PORT_TAKEN,
+            LaunchError::VolumeMissing { .. } => exit::VOLUME_MISSING,
+            LaunchError::GpuUnavailable { .. } => exit::GPU_UNAVAILABLE,
+            // `gpus: none` contradicts the command line; anything else
+            // resolved to none because the engine offers no GPUs.
+            LaunchError::NoGpus { gpus, .. } if gpus == "none" => exit::BAD_INPUT,
+            LaunchError::NoGpus { .. } => exit::GPU_UNAVAILABLE,
+            LaunchError::NotReady { .. } => exit::NOT_READY,
+            LaunchError::SshKey { .. } => exit::BAD_INPUT,
+            LaunchError::Spec(_) | LaunchError::UnknownEnv(_) => exit::BAD_INPUT,
+            LaunchError::Docker(e) if matches!(**e, DockerError::Unreachable { .. }) => {
+                exit::DOCKER_UNREACHABLE
+            }
+            LaunchError::Build(e) => e.exit_code(),
+            LaunchError::Lock(e) => e.exit_code(),
+            LaunchError::ForeignContainer { .. }
+            | LaunchError::NotRunning { .. }
+            | LaunchError::Raced { .. }
+            | LaunchError::ImageMissing { .. }
+            | LaunchError::Docker(_)
+            | LaunchError::Failed { .. }
+            | LaunchError::Io { .. } => exit::FAILED,
+        }
+    }
+}
+
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for LaunchError {
+            fn from(e: $ty) -> Self {
+                LaunchError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+boxed_from!(
+    Docker(DockerError),
+    Build(BuildError),
+    Lock(LockError),
+    Spec(SpecError),
+);
+
+pub type Result<T, E = LaunchError> = std::result::Result<T, E>;
