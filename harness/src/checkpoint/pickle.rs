@@ -231,266 +231,350 @@ impl Vm<'_> {
         }
     }
 
+    /// The VM loop: reads one opcode at a time and hands it to the method
+    /// for its family; STOP returns the top of the stack.
     fn run(&mut self) -> Result<Value, PickleError> {
         loop {
             let op_pos = self.pos;
             let op = self.u8()?;
             match op {
-                0x80 => {
-                    self.u8()?; // PROTO
-                }
-                0x95 => {
-                    self.u64()?; // FRAME
-                }
                 b'.' => return self.pop(), // STOP
-                b'(' => self.stack.push(Value::Mark),
-                b'0' => {
-                    self.pop()?;
+                0x80 | 0x95 | b'(' | b'0' | b'1' | b'2' => self.control_op(op, op_pos)?,
+                b'N' | 0x88 | 0x89 | b'J' | b'K' | b'M' | 0x8a | b'I' | b'G' => {
+                    self.scalar_op(op, op_pos)?
                 }
-                b'1' => {
-                    self.pop_mark()?;
+                b'X' | 0x8c | 0x8d | b'U' | b'T' | b'C' | b'B' => self.text_op(op, op_pos)?,
+                b'}' | b']' | b')' | b't' | b'l' | b'd' | 0x85 | 0x86 | 0x87 | 0x8f | 0x91 => {
+                    self.build_container_op(op, op_pos)?
                 }
-                b'2' => {
-                    let v = self.top()?.clone();
-                    self.stack.push(v);
-                }
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
-                b'J' => {
-                    let v = self.u32()? as i32;
-                    self.stack.push(Value::Int(i64::from(v)));
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.stack.push(Value::Int(i64::from(v)));
-                }
-                b'M' => {
-                    let v = self.u16()?;
-                    self.stack.push(Value::Int(i64::from(v)));
-                }
-                0x8a => {
-                    // LONG1: little-endian two's complement
-                    let n = self.u8()? as usize;
-                    let b = self.take(n)?.to_vec();
-                    if n > 8 {
-                        return Err(PickleError::Malformed {
-                            pos: op_pos,
-                            what: "LONG1 wider than 64 bits",
-                        });
-                    }
-                    let mut v: i64 = 0;
-                    for (i, byte) in b.iter().enumerate() {
-                        v |= i64::from(*byte) << (8 * i);
-                    }
-                    if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
-                        v -= 1i64 << (8 * n);
-                    }
-                    self.stack.push(Value::Int(v));
-                }
-                b'I' => {
-                    let l = self.line()?;
-                    let v = match l.as_str() {
-                        "01" => Value::Bool(true),
-                        "00" => Value::Bool(false),
-                        s => Value::Int(s.parse().map_err(|_| PickleError::Malformed {
-                            pos: op_pos,
-                            what: "INT",
-                        })?),
-                    };
-                    self.stack.push(v);
-                }
-                b'G' => {
-                    let b = self.take(8)?;
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    self.stack.push(Value::Float(f64::from_be_bytes(a)));
-                }
-                b'X' => {
-                    let n = self.u32()? as usize;
-                    let v = self.string(n)?;
-                    self.stack.push(v);
-                }
-                0x8c => {
-                    let n = self.u8()? as usize;
-                    let v = self.string(n)?;
-                    self.stack.push(v);
-                }
-                0x8d => {
-                    let n = self.u64()? as usize;
-                    let v = self.string(n)?;
-                    self.stack.push(v);
-                }
-                b'U' => {
-                    // SHORT_BINSTRING (py2 str): keep as text
-                    let n = self.u8()? as usize;
-                    let text = String::from_utf8_lossy(self.take(n)?).into_owned();
-                    self.stack.push(Value::Str(text));
-                }
-                b'T' => {
-                    let n = self.u32()? as usize;
-                    let text = String::from_utf8_lossy(self.take(n)?).into_owned();
-                    self.stack.push(Value::Str(text));
-                }
-                b'C' => {
-                    let n = self.u8()? as usize;
-                    let b = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(b));
-                }
-                b'B' => {
-                    let n = self.u32()? as usize;
-                    let b = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(b));
-                }
-                b'}' => self
-                    .stack
-                    .push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
-                b']' => self
-                    .stack
-                    .push(Value::List(Rc::new(RefCell::new(Vec::new())))),
-                b')' => self.stack.push(Value::Tuple(Vec::new())),
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items));
-                }
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::List(Rc::new(RefCell::new(items))));
-                }
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    let mut pairs = Vec::new();
-                    let mut it = items.into_iter();
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                        pairs.push((k, v));
-                    }
-                    self.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
-                }
-                0x85 => {
-                    let a = self.pop()?;
-                    self.stack.push(Value::Tuple(vec![a]));
-                }
-                0x86 => {
-                    let b = self.pop()?;
-                    let a = self.pop()?;
-                    self.stack.push(Value::Tuple(vec![a, b]));
-                }
-                0x87 => {
-                    let c = self.pop()?;
-                    let b = self.pop()?;
-                    let a = self.pop()?;
-                    self.stack.push(Value::Tuple(vec![a, b, c]));
-                }
-                b'q' => {
-                    let k = u32::from(self.u8()?);
-                    self.memo_put(k)?;
-                }
-                b'r' => {
-                    let k = self.u32()?;
-                    self.memo_put(k)?;
-                }
-                0x94 => {
-                    let k = self.memo.len() as u32;
-                    self.memo_put(k)?;
-                }
-                b'h' => {
-                    let k = u32::from(self.u8()?);
-                    let v = self.memo_get(k)?;
-                    self.stack.push(v);
-                }
-                b'j' => {
-                    let k = self.u32()?;
-                    let v = self.memo_get(k)?;
-                    self.stack.push(v);
-                }
-                b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    self.set_items(vec![k, v])?;
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    self.set_items(items)?;
-                }
-                b'a' => {
-                    let v = self.pop()?;
-                    self.append(vec![v])?;
-                }
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    self.append(items)?;
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    self.stack.push(Value::Global { module, name });
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    match (module, name) {
-                        (Value::Str(module), Value::Str(name)) => {
-                            self.stack.push(Value::Global { module, name })
-                        }
-                        _ => {
-                            return Err(PickleError::Malformed {
-                                pos: op_pos,
-                                what: "STACK_GLOBAL needs two strings",
-                            })
-                        }
-                    }
-                }
-                b'R' | 0x81 => {
-                    // REDUCE / NEWOBJ
-                    let args = self.pop()?;
-                    let callable = self.pop()?;
-                    let args = match args {
-                        Value::Tuple(a) => a,
-                        _ => {
-                            return Err(PickleError::Malformed {
-                                pos: op_pos,
-                                what: "REDUCE args must be a tuple",
-                            })
-                        }
-                    };
-                    self.stack.push(Value::Call {
-                        callable: Box::new(callable),
-                        args,
-                        state: None,
-                    });
-                }
-                b'b' => {
-                    // BUILD: attach state; for dicts (OrderedDict metadata) it is ignored.
-                    let st = self.pop()?;
-                    if let Value::Call { state, .. } = self.top()? {
-                        if state.is_none() {
-                            *state = Some(Box::new(st));
-                        }
-                    }
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    self.stack.push(Value::Persistent(Box::new(pid)));
-                }
-                b'P' => {
-                    let pid = self.line()?;
-                    self.stack
-                        .push(Value::Persistent(Box::new(Value::Str(pid))));
-                }
-                0x8f => self
-                    .stack
-                    .push(Value::List(Rc::new(RefCell::new(Vec::new())))), // EMPTY_SET
-                0x90 => {
-                    let items = self.pop_mark()?;
-                    self.append(items)?; // ADDITEMS
-                }
-                0x91 => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items)); // FROZENSET
-                }
+                b's' | b'u' | b'a' | b'e' | 0x90 => self.fill_container_op(op, op_pos)?,
+                b'q' | b'r' | 0x94 | b'h' | b'j' => self.memo_op(op, op_pos)?,
+                b'c' | 0x93 | b'R' | 0x81 | b'b' | b'Q' | b'P' => self.object_op(op, op_pos)?,
                 op => return Err(PickleError::UnsupportedOpcode { op, pos: op_pos }),
             }
         }
+    }
+
+    /// Framing and stack manipulation: PROTO, FRAME, MARK, POP, POP_MARK, DUP.
+    #[inline]
+    fn control_op(&mut self, op: u8, op_pos: usize) -> Result<(), PickleError> {
+        match op {
+            0x80 => {
+                self.u8()?; // PROTO
+            }
+            0x95 => {
+                self.u64()?; // FRAME
+            }
+            b'(' => self.stack.push(Value::Mark),
+            b'0' => {
+                self.pop()?;
+            }
+            b'1' => {
+                self.pop_mark()?;
+            }
+            b'2' => {
+                let v = self.top()?.clone();
+                self.stack.push(v);
+            }
+            op => return Err(PickleError::UnsupportedOpcode { op, pos: op_pos }),
+        }
+        Ok(())
+    }
+
+    /// None, booleans, integers and floats.
+    #[inline]
+    fn scalar_op(&mut self, op: u8, op_pos: usize) -> Result<(), PickleError> {
+        match op {
+            b'N' => self.stack.push(Value::None),
+            0x88 => self.stack.push(Value::Bool(true)),
+            0x89 => self.stack.push(Value::Bool(false)),
+            b'J' => {
+                let v = self.u32()? as i32;
+                self.stack.push(Value::Int(i64::from(v)));
+            }
+            b'K' => {
+                let v = self.u8()?;
+                self.stack.push(Value::Int(i64::from(v)));
+            }
+            b'M' => {
+                let v = self.u16()?;
+                self.stack.push(Value::Int(i64::from(v)));
+            }
+            0x8a => {
+                let v = self.long1(op_pos)?;
+                self.stack.push(Value::Int(v));
+            }
+            b'I' => {
+                let l = self.line()?;
+                let v = match l.as_str() {
+                    "01" => Value::Bool(true),
+                    "00" => Value::Bool(false),
+                    s => Value::Int(s.parse().map_err(|_| PickleError::Malformed {
+                        pos: op_pos,
+                        what: "INT",
+                    })?),
+                };
+                self.stack.push(v);
+            }
+            b'G' => {
+                let b = self.take(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                self.stack.push(Value::Float(f64::from_be_bytes(a)));
+            }
+            op => return Err(PickleError::UnsupportedOpcode { op, pos: op_pos }),
+        }
+        Ok(())
+    }
+
+    /// LONG1's operand: little-endian two's complement, at most 64 bits.
+    fn long1(&mut self, op_pos: usize) -> Result<i64, PickleError> {
+        let n = self.u8()? as usize;
+        let b = self.take(n)?.to_vec();
+        if n > 8 {
+            return Err(PickleError::Malformed {
+                pos: op_pos,
+                what: "LONG1 wider than 64 bits",
+            });
+        }
+        let mut v: i64 = 0;
+        for (i, byte) in b.iter().enumerate() {
+            v |= i64::from(*byte) << (8 * i);
+        }
+        if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
+            v -= 1i64 << (8 * n);
+        }
+        Ok(v)
+    }
+
+    /// Unicode strings, py2 strings (kept as text) and bytes.
+    #[inline]
+    fn text_op(&mut self, op: u8, op_pos: usize) -> Result<(), PickleError> {
+        match op {
+            b'X' => {
+                let n = self.u32()? as usize;
+                let v = self.string(n)?;
+                self.stack.push(v);
+            }
+            0x8c => {
+                let n = self.u8()? as usize;
+                let v = self.string(n)?;
+                self.stack.push(v);
+            }
+            0x8d => {
+                let n = self.u64()? as usize;
+                let v = self.string(n)?;
+                self.stack.push(v);
+            }
+            b'U' => {
+                // SHORT_BINSTRING (py2 str): keep as text
+                let n = self.u8()? as usize;
+                let text = String::from_utf8_lossy(self.take(n)?).into_owned();
+                self.stack.push(Value::Str(text));
+            }
+            b'T' => {
+                let n = self.u32()? as usize;
+                let text = String::from_utf8_lossy(self.take(n)?).into_owned();
+                self.stack.push(Value::Str(text));
+            }
+            b'C' => {
+                let n = self.u8()? as usize;
+                let b = self.take(n)?.to_vec();
+                self.stack.push(Value::Bytes(b));
+            }
+            b'B' => {
+                let n = self.u32()? as usize;
+                let b = self.take(n)?.to_vec();
+                self.stack.push(Value::Bytes(b));
+            }
+            op => return Err(PickleError::UnsupportedOpcode { op, pos: op_pos }),
+        }
+        Ok(())
+    }
+
+    /// New dicts, lists, tuples and sets: empty, from the items above MARK,
+    /// or from the top one to three values.
+    #[inline]
+    fn build_container_op(&mut self, op: u8, op_pos: usize) -> Result<(), PickleError> {
+        match op {
+            b'}' => self
+                .stack
+                .push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
+            b']' => self
+                .stack
+                .push(Value::List(Rc::new(RefCell::new(Vec::new())))),
+            b')' => self.stack.push(Value::Tuple(Vec::new())),
+            b't' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Tuple(items));
+            }
+            b'l' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::List(Rc::new(RefCell::new(items))));
+            }
+            b'd' => {
+                let items = self.pop_mark()?;
+                let mut pairs = Vec::new();
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    pairs.push((k, v));
+                }
+                self.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
+            }
+            0x85 => {
+                let a = self.pop()?;
+                self.stack.push(Value::Tuple(vec![a]));
+            }
+            0x86 => {
+                let b = self.pop()?;
+                let a = self.pop()?;
+                self.stack.push(Value::Tuple(vec![a, b]));
+            }
+            0x87 => {
+                let c = self.pop()?;
+                let b = self.pop()?;
+                let a = self.pop()?;
+                self.stack.push(Value::Tuple(vec![a, b, c]));
+            }
+            0x8f => self
+                .stack
+                .push(Value::List(Rc::new(RefCell::new(Vec::new())))), // EMPTY_SET
+            0x91 => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Tuple(items)); // FROZENSET
+            }
+            op => return Err(PickleError::UnsupportedOpcode { op, pos: op_pos }),
+        }
+        Ok(())
+    }
+
+    /// Items added to the dict, list or set on top of the stack:
+    /// SETITEM(S), APPEND(S), ADDITEMS.
+    #[inline]
+    fn fill_container_op(&mut self, op: u8, op_pos: usize) -> Result<(), PickleError> {
+        match op {
+            b's' => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                self.set_items(vec![k, v])?;
+            }
+            b'u' => {
+                let items = self.pop_mark()?;
+                self.set_items(items)?;
+            }
+            b'a' => {
+                let v = self.pop()?;
+                self.append(vec![v])?;
+            }
+            b'e' => {
+                let items = self.pop_mark()?;
+                self.append(items)?;
+            }
+            0x90 => {
+                let items = self.pop_mark()?;
+                self.append(items)?; // ADDITEMS
+            }
+            op => return Err(PickleError::UnsupportedOpcode { op, pos: op_pos }),
+        }
+        Ok(())
+    }
+
+    /// The memo: BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET.
+    #[inline]
+    fn memo_op(&mut self, op: u8, op_pos: usize) -> Result<(), PickleError> {
+        match op {
+            b'q' => {
+                let k = u32::from(self.u8()?);
+                self.memo_put(k)?;
+            }
+            b'r' => {
+                let k = self.u32()?;
+                self.memo_put(k)?;
+            }
+            0x94 => {
+                let k = self.memo.len() as u32;
+                self.memo_put(k)?;
+            }
+            b'h' => {
+                let k = u32::from(self.u8()?);
+                let v = self.memo_get(k)?;
+                self.stack.push(v);
+            }
+            b'j' => {
+                let k = self.u32()?;
+                let v = self.memo_get(k)?;
+                self.stack.push(v);
+            }
+            op => return Err(PickleError::UnsupportedOpcode { op, pos: op_pos }),
+        }
+        Ok(())
+    }
+
+    /// Globals, calls and persistent ids: GLOBAL, STACK_GLOBAL, REDUCE,
+    /// NEWOBJ, BUILD, BINPERSID, PERSID (nothing is imported or called).
+    #[inline]
+    fn object_op(&mut self, op: u8, op_pos: usize) -> Result<(), PickleError> {
+        match op {
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                self.stack.push(Value::Global { module, name });
+            }
+            0x93 => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                match (module, name) {
+                    (Value::Str(module), Value::Str(name)) => {
+                        self.stack.push(Value::Global { module, name })
+                    }
+                    _ => {
+                        return Err(PickleError::Malformed {
+                            pos: op_pos,
+                            what: "STACK_GLOBAL needs two strings",
+                        })
+                    }
+                }
+            }
+            b'R' | 0x81 => {
+                // REDUCE / NEWOBJ
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                let args = match args {
+                    Value::Tuple(a) => a,
+                    _ => {
+                        return Err(PickleError::Malformed {
+                            pos: op_pos,
+                            what: "REDUCE args must be a tuple",
+                        })
+                    }
+                };
+                self.stack.push(Value::Call {
+                    callable: Box::new(callable),
+                    args,
+                    state: None,
+                });
+            }
+            b'b' => {
+                // BUILD: attach state; for dicts (OrderedDict metadata) it is ignored.
+                let st = self.pop()?;
+                if let Value::Call { state, .. } = self.top()? {
+                    if state.is_none() {
+                        *state = Some(Box::new(st));
+                    }
+                }
+            }
+            b'Q' => {
+                let pid = self.pop()?;
+                self.stack.push(Value::Persistent(Box::new(pid)));
+            }
+            b'P' => {
+                let pid = self.line()?;
+                self.stack
+                    .push(Value::Persistent(Box::new(Value::Str(pid))));
+            }
+            op => return Err(PickleError::UnsupportedOpcode { op, pos: op_pos }),
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use super::{Ctx, Run};
+use crate::build::host_tools::{on_path, CMAKE, MMDEBSTRAP, NASM};
 use crate::docker::containers::GpuSupport;
 use crate::docker::Docker;
 use crate::error::{Error, Result};
@@ -131,44 +132,67 @@ fn apt_sources() -> bool {
 /// Runs every check.
 pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
     let mut out = Vec::new();
-    let docker = match Docker::connect().await {
+    let (engine, docker) = docker_check().await;
+    out.push(engine);
+    out.push(gpu_runtime_check(docker.as_ref()).await);
+    out.extend(driver_checks(spec));
+    if let Some(d) = &docker {
+        out.push(disk_check(d, spec).await);
+    }
+    out.extend(host_tool_checks());
+    out.push(apt_check());
+    out.push(ssh_check());
+    out
+}
+
+/// The Docker engine: reachable, and its version; the client when reachable.
+async fn docker_check() -> (Check, Option<Docker>) {
+    match Docker::connect().await {
         Ok(d) => {
-            match d.version().await {
-                Ok((v, api)) => {
-                    out.push(ok(format!("Docker engine {v} (API {api}) at {}", d.host)))
-                }
-                Err(e) => out.push(warn(
+            let check = match d.version().await {
+                Ok((v, api)) => ok(format!("Docker engine {v} (API {api}) at {}", d.host)),
+                Err(e) => warn(
                     format!("Docker engine at {}: {e}", d.host),
                     "check the daemon",
-                )),
-            }
-            Some(d)
+                ),
+            };
+            (check, Some(d))
         }
-        Err(e) => {
-            out.push(fail(
+        Err(e) => (
+            fail(
                 format!("Docker engine unreachable: {e}"),
                 "start the daemon (`systemctl start docker`) or set DOCKER_HOST (unix://, tcp:// with DOCKER_TLS_VERIFY, ssh://)",
-            ));
-            None
-        }
-    };
-    let support = match &docker {
+            ),
+            None,
+        ),
+    }
+}
+
+/// GPU access from containers: the NVIDIA runtime or CDI devices.
+async fn gpu_runtime_check(docker: Option<&Docker>) -> Check {
+    let support = match docker {
         Some(d) => d.gpu_support().await.unwrap_or_default(),
         None => GpuSupport::default(),
     };
     if support.nvidia_runtime {
-        out.push(ok("NVIDIA container runtime registered with the engine"));
+        ok("NVIDIA container runtime registered with the engine")
     } else if !support.cdi_devices.is_empty() {
-        out.push(ok(format!(
+        ok(format!(
             "CDI GPU devices: {}",
             support.cdi_devices.join(", ")
-        )));
+        ))
     } else {
-        out.push(warn(
+        warn(
             "no NVIDIA runtime and no CDI devices: environments run without GPUs (`gpus: auto`), `gpus: all` fails",
             "install nvidia-container-toolkit, then `nvidia-ctk runtime configure --runtime=docker` (or `nvidia-ctk cdi generate`) and restart dockerd",
-        ));
+        )
     }
+}
+
+/// The host's NVIDIA driver: present, and (with a spec) new enough for the
+/// CUDA version of each environment.
+fn driver_checks(spec: Option<&Spec>) -> Vec<Check> {
+    let mut out = Vec::new();
     let driver = driver_version();
     match (&driver, spec) {
         (None, _) => out.push(warn(
@@ -202,44 +226,52 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
             }
         }
     }
-    if let Some(d) = &docker {
-        let local = d.host.starts_with("unix://");
-        let root = d
-            .data_root()
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| "/var/lib/docker".into());
-        let mut images: u64 = 0;
-        if let Some(spec) = spec {
-            for env in spec.environments.keys() {
-                if let Ok(Some(tag)) = d.newest_env_image(env).await {
-                    images += d.image_size(&tag).await.ok().flatten().unwrap_or(0) as u64;
-                }
+    out
+}
+
+/// Free space for Docker images (the data root when the engine is local),
+/// and the size of the images already built for the spec's environments.
+async fn disk_check(d: &Docker, spec: Option<&Spec>) -> Check {
+    let local = d.host.starts_with("unix://");
+    let root = d
+        .data_root()
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "/var/lib/docker".into());
+    let mut images: u64 = 0;
+    if let Some(spec) = spec {
+        for env in spec.environments.keys() {
+            if let Ok(Some(tag)) = d.newest_env_image(env).await {
+                images += d.image_size(&tag).await.ok().flatten().unwrap_or(0) as u64;
             }
         }
-        // A PyTorch-CUDA image and its build context take ~15 GiB.
-        let need: u64 = 20 << 30;
-        match free_bytes(if local { &root } else { "/" }) {
-            Some(free) if free >= need => out.push(ok(format!(
-                "{:.1} GiB free for Docker ({root}); built images use {:.1} GiB",
-                free as f64 / f64::from(1u32 << 30),
-                images as f64 / f64::from(1u32 << 30)
-            ))),
-            Some(free) => out.push(warn(
-                format!(
-                    "only {:.1} GiB free for Docker ({root}); a build needs ~20 GiB",
-                    free as f64 / f64::from(1u32 << 30)
-                ),
-                "free space, or `docker image prune` / `cargo xtask prune`",
-            )),
-            None => out.push(warn(
-                format!("cannot tell the free space of {root}"),
-                "check with `df -h`",
-            )),
-        }
     }
-    use crate::build::host_tools::{on_path, CMAKE, MMDEBSTRAP, NASM};
+    // A PyTorch-CUDA image and its build context take ~15 GiB.
+    let need: u64 = 20 << 30;
+    match free_bytes(if local { &root } else { "/" }) {
+        Some(free) if free >= need => ok(format!(
+            "{:.1} GiB free for Docker ({root}); built images use {:.1} GiB",
+            free as f64 / f64::from(1u32 << 30),
+            images as f64 / f64::from(1u32 << 30)
+        )),
+        Some(free) => warn(
+            format!(
+                "only {:.1} GiB free for Docker ({root}); a build needs ~20 GiB",
+                free as f64 / f64::from(1u32 << 30)
+            ),
+            "free space, or `docker image prune` / `cargo xtask prune`",
+        ),
+        None => warn(
+            format!("cannot tell the free space of {root}"),
+            "check with `df -h`",
+        ),
+    }
+}
+
+/// The host programs torchenv runs (installed automatically when root).
+fn host_tool_checks() -> Vec<Check> {
+    let mut out = Vec::new();
     for (tool, why) in [
         (MMDEBSTRAP, "bootstraps Debian bases from the host's mirror"),
         (CMAKE, "builds the harness's libjpeg-turbo"),
@@ -257,25 +289,31 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
             ));
         }
     }
+    out
+}
+
+/// An apt source, for the Debian mirror bases are bootstrapped from.
+fn apt_check() -> Check {
     if apt_sources() {
-        out.push(ok(
-            "apt sources configured (the Debian mirror bases are built from)",
-        ));
+        ok("apt sources configured (the Debian mirror bases are built from)")
     } else {
-        out.push(fail(
+        fail(
             "no apt sources configured",
             "add a Debian mirror to /etc/apt/sources.list.d/debian.sources",
-        ));
+        )
     }
+}
+
+/// An SSH client, for `up`'s SSH readiness probe.
+fn ssh_check() -> Check {
     if on_path("ssh") && on_path("ssh-keygen") {
-        out.push(ok("openssh-client present (SSH readiness probe)"));
+        ok("openssh-client present (SSH readiness probe)")
     } else {
-        out.push(warn(
+        warn(
             "no ssh client: `up` cannot verify SSH",
             "apt-get install openssh-client",
-        ));
+        )
     }
-    out
 }
 
 /// Check this machine: Docker, NVIDIA runtime/CDI, driver vs CUDA,

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::file::{Lock, LockedBase, LockedEnv, LockedModel, LockedWheel, LOCK_VERSION};
 use super::fresh::{check_cuda, inputs_hash};
-use crate::build::{bootstrap, pip, weights, wheels};
 use crate::build::BuildError as Error;
+use crate::build::{bootstrap, pip, weights, wheels};
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 use crate::progress::Progress;
