@@ -2,6 +2,8 @@
 //! systems, host-side PyTorch installs and harness builds. Everything in it
 //! is addressed by content, so it can be shared by every checkout on the
 //! machine and pruned at any time (`cargo xtask prune`).
+//!
+//! May use: nothing else of the crate.
 
 use std::path::{Path, PathBuf};
 

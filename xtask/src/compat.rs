@@ -3,6 +3,8 @@
 //!
 //! CUDA and cuDNN versions are deliberately absent: they are read from the
 //! resolved wheels at lock time (see `lock`), never kept by hand.
+//!
+//! May use: nothing else of the crate.
 
 /// torch version → tch crate version built against exactly that libtorch.
 pub const TORCH_TCH: &[(&str, &str)] = &[

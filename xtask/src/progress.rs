@@ -2,6 +2,8 @@
 //! bootstrap, download or build step. On a terminal the bars animate; when
 //! stdout is not a terminal they stay hidden and each task prints plain log
 //! lines stamped with the time since the command started, and its duration.
+//!
+//! May use: nothing else of the crate.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};

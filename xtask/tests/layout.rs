@@ -137,7 +137,7 @@ fn paths_after(code: &str, prefix: &str) -> Vec<Vec<String>> {
         if rest[end..].starts_with('{') {
             let group = &rest[end + 1..rest[end..].find('}').map_or(rest.len(), |j| end + j)];
             for part in group.split(',') {
-                let part = part.trim().split_whitespace().next().unwrap_or("");
+                let part = part.split_whitespace().next().unwrap_or("");
                 let mut p = head.clone();
                 p.extend(
                     part.split("::")

@@ -1,4 +1,6 @@
 //! `cargo xtask build [ENV|--all] [--harness PATH]`.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use std::path::PathBuf;
 

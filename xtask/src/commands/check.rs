@@ -1,4 +1,6 @@
 //! `cargo xtask check [ENV] [--device cpu|cuda] [--expect-gpus N]`.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use super::gate::{Setup, Sources};
 use super::{Ctx, Run};

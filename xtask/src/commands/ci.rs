@@ -1,4 +1,6 @@
 //! `cargo xtask ci [--envs a,b] [--expect-gpus N] [--out DIR]`.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use std::path::PathBuf;
 

@@ -1,5 +1,7 @@
 //! `cargo xtask doctor`: checks this machine for what torchenv needs, one
 //! line per check (ok / warn / fail) with the fix.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use std::process::Command;
 

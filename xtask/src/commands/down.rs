@@ -1,5 +1,7 @@
 //! `cargo xtask down [ENV|--all] [--volumes]`: the flags are
 //! [`launch::down::Down`].
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use super::{Ctx, Run};
 use crate::error::Result;

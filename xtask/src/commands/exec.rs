@@ -1,4 +1,6 @@
 //! `cargo xtask exec ENV -- CMD…`.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use super::shell::exited;
 use super::{Ctx, Run};

@@ -3,6 +3,8 @@
 //! [`ci::Setup`] on the product path (the environment's image, built when
 //! missing, from the invocation's spec and lock; the locked weights), what
 //! is printed, and the exit code.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

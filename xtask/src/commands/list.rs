@@ -1,4 +1,6 @@
 //! `cargo xtask list`.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use super::{Ctx, Run};
 use crate::error::Result;

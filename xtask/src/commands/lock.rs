@@ -1,4 +1,6 @@
 //! `cargo xtask lock [ENV|--all] [--upgrade]`.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use super::{Ctx, Run};
 use crate::error::Result;

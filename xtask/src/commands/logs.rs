@@ -1,4 +1,6 @@
 //! `cargo xtask logs [ENV] [-f] [--tail N]`.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use super::{Ctx, Run};
 use crate::error::Result;

@@ -4,6 +4,8 @@
 //!
 //! This is the top layer: it may use every capability module and
 //! `crate::error`; nothing else uses it.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use std::path::PathBuf;
 

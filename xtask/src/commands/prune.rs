@@ -11,6 +11,8 @@
 //!
 //! Cache: wheels and root file systems the lock does not name (all of them
 //! with `--all`). Host PyTorch installs and harness builds are left alone.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

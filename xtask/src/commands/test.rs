@@ -11,6 +11,8 @@
 //!    Python are;
 //! 5. gate — `cargo xtask check` of the default environment on CPU, in its
 //!    container, against the committed baseline.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use std::path::Path;
 use std::time::Instant;

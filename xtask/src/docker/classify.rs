@@ -1,6 +1,8 @@
 //! The one place an engine failure is read: a bollard error (status code and
 //! message text) becomes a typed [`DockerError`] variant. Nothing outside
 //! this file looks at status codes or engine message text.
+//!
+//! May use: `docker`.
 
 use bollard::errors::Error as BollardError;
 

@@ -3,6 +3,8 @@
 //!
 //! Every call here goes through [`Docker`] and fails with a [`DockerError`]
 //! naming the container or volume.
+//!
+//! May use: `docker`.
 
 use std::collections::HashMap;
 

@@ -2,6 +2,8 @@
 //!
 //! Every stream is drained to its end, and an `error_detail` inside a build
 //! or load stream is an error (bollard turns it into `DockerStreamError`).
+//!
+//! May use: `docker`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 

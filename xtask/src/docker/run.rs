@@ -3,6 +3,8 @@
 //! and when the caller drops the run (a timeout). What the container is
 //! (mounts, GPUs, limits) is decided elsewhere (`launch::plan`); this file
 //! only runs it.
+//!
+//! May use: `docker`.
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;

@@ -9,6 +9,8 @@
 //! same shared memory, IPC and ulimits; plus the harness command, no ports,
 //! no network, dataset and weights read-only and one output folder
 //! read-write.
+//!
+//! May use: `docker`, `gate::baseline`, `gate::compare`, `gate::report`, `launch`, `spec`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

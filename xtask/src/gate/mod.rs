@@ -15,7 +15,7 @@
 //! The command line (`check`, `ci`: where the image, weights and baselines
 //! come from, the verdict and exit code) is in `commands::gate`.
 //!
-//! May use: `launch` (plan, GPUs), `docker`, `spec`, `report`.
+//! May use: nothing else of the crate.
 
 pub mod baseline;
 pub mod check;

@@ -2,6 +2,8 @@
 //! containers (only torchenv-managed ones); named volumes are kept unless
 //! `--volumes`, and then only the torchenv-labelled ones of those
 //! environments. The workspace is never touched.
+//!
+//! May use: `docker`, `launch`, `launch::up`, `spec`.
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! [`LaunchError`]: why an environment could not be started, reached or
 //! checked, each with its documented exit code (README "Exit codes").
 //!
-//! May use: the errors of `build`, `docker`, `lock`, `spec`; `exit`.
+//! May use: `build`, `docker`, `exit`, `lock`, `spec`.
 
 use std::path::PathBuf;
 use std::time::Duration;

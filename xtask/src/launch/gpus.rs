@@ -2,6 +2,8 @@
 //! offers *before* anything is created. The only mapping of `gpus:`: `up`
 //! and the gate both get their requests from [`plan`] (through
 //! `plan::Resources::resolve`).
+//!
+//! May use: `docker`, `launch`, `spec`.
 
 use bollard::models::DeviceRequest;
 

@@ -2,6 +2,8 @@
 //! 32 fresh random bytes (hex). It lives in a 0600 file in the state dir,
 //! bind-mounted read-only into the container — never in the image or in the
 //! container's `docker inspect`-visible environment.
+//!
+//! May use: `launch`.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -14,14 +14,13 @@
 //! the managed-by, env and one-shot labels. Nothing without the managed-by
 //! label is ever touched.
 //!
-//! May use: `docker`, `spec`, `error`, `cache`, `image` (building the
+//! May use: nothing else of the crate.
 //! environment's image in `image.rs`), `lock` and `progress`; never `gate`.
 
 mod error;
 
 pub mod down;
 pub mod gpus;
-pub mod image;
 pub mod jupyter;
 pub mod mounts;
 pub mod oneshot;

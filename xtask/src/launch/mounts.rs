@@ -1,6 +1,8 @@
 //! Mounts: the workspace (read-write, created by torchenv — it is its own),
 //! `volumes:` (a host path must exist; a named volume is created with
 //! torchenv's labels when missing), and the run-state files.
+//!
+//! May use: `docker`, `launch`, `spec`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! `Docker::run_once` (which always removes the container), made again
 //! without a ulimit the engine refuses — dropped and remembered for the
 //! engine exactly as `up` does.
+//!
+//! May use: `docker`, `launch`, `launch::plan`.
 
 use super::note;
 use super::plan::{ContainerPlan, Mode};

@@ -9,7 +9,7 @@
 //! turns a plan into the engine's create body, `HostConfig` built step by
 //! step.
 //!
-//! May use: `docker`, `spec`, `error`, `cache` (the refused-ulimit memory)
+//! May use: `cache`, `docker`, `launch`, `launch::gpus`, `launch::mounts`, `launch::ports`, `spec`.
 //! and the rest of `launch`.
 
 use std::collections::HashMap;

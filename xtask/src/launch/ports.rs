@@ -2,6 +2,8 @@
 //! and port, for what. A taken host port is found by binding it before the
 //! container is created, and by mapping the engine's refusal
 //! (`DockerError::PortTaken`) when another process wins the race.
+//!
+//! May use: `launch`, `spec`.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 

@@ -1,5 +1,7 @@
 //! Readiness as types: `up` waits until every [`WaitFor`] of the
 //! environment holds, failing fast when the container exits.
+//!
+//! May use: `docker`, `launch`, `launch::ssh`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

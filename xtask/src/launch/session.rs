@@ -2,6 +2,8 @@
 //! a running environment through the engine's exec and log APIs (no
 //! `docker` CLI needed). Commands run as the container user in /workspace;
 //! `exec` propagates the command's exit code.
+//!
+//! May use: `docker`, `launch`, `launch::up`, `spec`.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;

@@ -3,6 +3,8 @@
 //! the state dir (filled with the container's own, freshly generated host
 //! keys read through the engine — so the first connection is verified), and
 //! the `ssh` command and `~/.ssh/config` block printed by `up`.
+//!
+//! May use: `launch`, `spec`.
 
 use std::path::{Path, PathBuf};
 

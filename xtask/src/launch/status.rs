@@ -1,5 +1,7 @@
 //! `cargo xtask status [--json]`: this user's torchenv containers: env,
 //! state, image, ports, GPUs, uptime.
+//!
+//! May use: `docker`, `launch`, `launch::up`.
 
 use serde::Serialize;
 

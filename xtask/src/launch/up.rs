@@ -15,6 +15,8 @@
 //! refusals arrive as typed `DockerError` variants (conflict, not
 //! modified, port taken, GPUs or a ulimit refused); nothing here reads
 //! status codes or engine messages.
+//!
+//! May use: `build`, `docker`, `launch`, `launch::jupyter`, `launch::mounts`, `launch::plan`, `launch::ports`, `launch::ready`, `launch::ssh`, `lock`, `progress`, `spec`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,8 +27,10 @@ use super::plan::{ContainerPlan, Resources, Service};
 use super::ports::{self, ContainerPort, Published, Purpose};
 use super::ready::{self, WaitFor};
 use super::Result;
-use super::{image, jupyter, mounts, note, ssh, EnvLock, Identity, LaunchError, LABEL_SPEC_HASH};
+use super::{jupyter, mounts, note, ssh, EnvLock, Identity, LaunchError, LABEL_SPEC_HASH};
 use crate::docker::{Conflict, Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::lock::Lock;
+use crate::progress::Progress;
 use crate::spec::{Env, Spec};
 
 /// Default time `up` waits for readiness.
@@ -252,7 +256,7 @@ impl Up {
                 }
             }
         }
-        let image = image::resolve(docker, spec, lock, &env, self.image.as_deref()).await?;
+        let image = image_for(docker, spec, lock, &env, self.image.as_deref()).await?;
         let image_id = docker
             .image_id(&image)
             .await?
@@ -542,6 +546,31 @@ pub fn published_of(c: &ContainerInspectResponse) -> Vec<Published> {
     }
     out.sort_by_key(|p| (p.purpose as u8, p.host_port));
     out
+}
+
+/// Which image `up` starts: `--image REF` (or `TORCHENV_IMAGE`) when given,
+/// else the environment's own image from spec + lock (`lock`: the lock
+/// file), built when missing with its harness (a no-op when the tag exists).
+async fn image_for(
+    docker: &Docker,
+    spec: &Spec,
+    lock: &Path,
+    env: &Env,
+    explicit: Option<&str>,
+) -> Result<String> {
+    if let Some(r) = explicit {
+        if docker.image_id(r).await?.is_none() {
+            return Err(LaunchError::ImageMissing {
+                image: r.to_string(),
+                host: docker.host.clone(),
+            });
+        }
+        return Ok(r.to_string());
+    }
+    let lock = Lock::read(lock)?;
+    let image =
+        crate::build::ensure_env_image(docker, spec, &lock, env, None, &Progress::new()).await?;
+    Ok(image.tag)
 }
 
 /// True for the errors a concurrent `up` of the same environment causes.

@@ -1,7 +1,7 @@
 //! [`LockError`]: the lock file cannot be read, or does not belong to the
 //! spec as it is now.
 //!
-//! May use: `spec` (its error), `exit`.
+//! May use: `exit`, `spec`.
 
 use crate::exit;
 use crate::spec::SpecError;

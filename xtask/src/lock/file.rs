@@ -1,6 +1,8 @@
 //! `environments.lock`: the data model, and a writer that gives a stable,
 //! diff-friendly TOML file (one line per wheel, sorted), so re-locking an
 //! unchanged spec is byte-identical.
+//!
+//! May use: `lock::error`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

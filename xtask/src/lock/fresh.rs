@@ -1,7 +1,7 @@
 //! Whether the lock belongs to the spec as it is now: [`check_fresh`] is
 //! what every command that builds or runs an environment asks first.
 //!
-//! May use: `lock`'s data model and error, `spec`, `cache`.
+//! May use: `cache`, `lock::error`, `lock::file`, `spec`.
 
 use super::error::LockError;
 use super::file::{Lock, LockedEnv};

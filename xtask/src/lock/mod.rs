@@ -5,6 +5,8 @@
 //! `file`, `fresh` and `error` use only `spec`, `cache` and `exit`, so the
 //! build can depend on them; `resolve` (the lock command) uses the build's
 //! bootstrap, pip and wheel fetching.
+//!
+//! May use: nothing else of the crate.
 
 mod error;
 mod file;

@@ -9,7 +9,7 @@
 //! Locking is the first build step (it bootstraps the base and asks pip),
 //! so its failures are [`BuildError`](crate::build::BuildError)s.
 //!
-//! May use: `build::{bootstrap, pip, wheels, weights}`, `lock`'s data model,
+//! May use: `build`, `cache`, `compat`, `lock::file`, `lock::fresh`, `progress`, `spec`.
 //! `spec`, `cache`, `compat`, `progress`.
 
 use std::path::Path;

@@ -2,6 +2,8 @@
 //! parsing (semantic checks): serde_yaml reports locations only for its own
 //! errors, so checks that run on the parsed spec point back into the text
 //! by walking the key path through the indentation.
+//!
+//! May use: nothing else of the crate.
 
 /// One step of a path: a mapping key or the n-th `- ` item of a sequence.
 #[derive(Debug, Clone, Copy)]

@@ -2,6 +2,8 @@
 //!
 //! [`Spec::load`] either returns a complete, validated spec or a
 //! [`SpecError`] that names the file, line and column and shows the line.
+//!
+//! May use: nothing else of the crate.
 
 // A spec error is made once per run, on the way out; boxing it would only
 // add noise to every `?` in this module.

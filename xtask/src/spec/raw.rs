@@ -3,6 +3,8 @@
 //! Every struct denies unknown keys so a typo is an error with a location,
 //! never a silently ignored setting. Fields are optional here; `resolve`
 //! merges `defaults:` and the built-in defaults into a complete [`super::Env`].
+//!
+//! May use: nothing else of the crate.
 
 use std::collections::BTreeMap;
 use std::fmt;

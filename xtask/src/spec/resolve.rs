@@ -7,6 +7,8 @@
 //! order (the first error found is the one reported). This module uses only
 //! items of its parent `spec` (`super::`) and `crate::compat`, which `spec`
 //! already imports.
+//!
+//! May use: `compat`, `spec`, `spec::locate`, `spec::raw`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -10,6 +10,8 @@
 //!
 //! The model is torchvision's EfficientNet-B0 with seeded random weights:
 //! speed does not depend on the weights.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

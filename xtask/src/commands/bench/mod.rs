@@ -1,5 +1,7 @@
 //! `cargo xtask bench harness|up`: speed comparisons, each measured in one
 //! process, one run (ratios, never absolute thresholds).
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use super::{Ctx, Run};
 use crate::error::Result;

@@ -2,6 +2,8 @@
 //! start. Both run in this process, warm (the image exists), with the same
 //! readiness probe (Jupyter `/api/status` with token + SSH login); each
 //! repetition starts from no container; the medians are compared.
+//!
+//! May use: every capability module and `error` (this is the command layer).
 
 use std::time::{Duration, Instant};
 
