@@ -228,12 +228,7 @@ pub fn run(expect_gpus: u32) -> CudaReport {
         .clone()
         .or_else(|| torch.built_cuda.clone());
     let declared = declared_checks(&torch, runtime_cuda, cudnn_version.clone());
-    let (exit_code, verdict) = verdict(
-        &devices,
-        &declared,
-        expect_gpus,
-        no_gpu_reason.as_deref(),
-    );
+    let (exit_code, verdict) = verdict(&devices, &declared, expect_gpus, no_gpu_reason.as_deref());
     CudaReport {
         schema_version: report::SCHEMA_VERSION,
         harness_version: env!("CARGO_PKG_VERSION").into(),

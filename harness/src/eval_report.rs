@@ -49,7 +49,9 @@ struct Tally {
 
 /// The synset of a class index, "" when out of range.
 fn synset_of(classes: &[Class], i: usize) -> String {
-    classes.get(i).map_or(String::new(), |c| c.synset.to_string())
+    classes
+        .get(i)
+        .map_or(String::new(), |c| c.synset.to_string())
 }
 
 fn tally(samples: &[Sample], probs: &[Option<Vec<f32>>], classes: &[Class]) -> Tally {
