@@ -1,9 +1,10 @@
 //! `harness cuda`: is the GPU usable from this libtorch, do the versions the
 //! image declares match what runs, and does a real computation give the
-//! right answer on every device.
+//! right answer on every device. The checks fill in `report::CudaReport`
+//! (the layout shared with the gate).
 
-use crate::runtime::{self, DriverStatus};
-use serde::Serialize;
+use crate::runtime::{self, DriverDevice, DriverStatus, TorchInfo};
+pub use report::{CudaReport, DeviceCheck, VersionCheck};
 use tch::{Device, Kind, Tensor};
 
 /// All consistent (also: no GPU and none expected).
@@ -19,74 +20,6 @@ pub const EXIT_GPU_WRONG: i32 = 5;
 
 /// Matmul check: max |GPU - CPU| allowed, relative to max |CPU result|.
 const MATMUL_REL_TOL: f64 = 1e-4;
-
-/// JSON report of `harness cuda --json` (schema version 1).
-#[derive(Debug, Serialize)]
-pub struct CudaReport {
-    /// Bumped on any incompatible change of this structure.
-    pub schema_version: u32,
-    pub harness_version: String,
-    /// Loaded libtorch: version, CUDA it was built for, location.
-    pub torch: runtime::TorchInfo,
-    /// `torch.cuda.is_available()` equivalent.
-    pub cuda_available: bool,
-    /// Devices libtorch sees.
-    pub device_count: i64,
-    /// `cudaRuntimeGetVersion` (e.g. `12.4`), when libcudart is loadable.
-    pub cuda_runtime_version: Option<String>,
-    /// `cuDriverGetVersion`: highest CUDA API the driver supports.
-    pub cuda_driver_api_version: Option<String>,
-    /// NVIDIA kernel driver version (e.g. `550.54.15`).
-    pub nvidia_driver_version: Option<String>,
-    /// `cudnnGetVersion` (e.g. `9.1.0`), when libcudnn is loadable.
-    pub cudnn_version: Option<String>,
-    /// Why no GPU is usable (no driver, libcuda missing, …); null if usable.
-    pub no_gpu_reason: Option<String>,
-    /// One entry per device with the checks run on it.
-    pub devices: Vec<DeviceCheck>,
-    /// Declared (`TORCHENV_*_VERSION`) vs runtime comparisons.
-    pub declared: Vec<VersionCheck>,
-    /// `--expect-gpus` value.
-    pub expected_gpus: u32,
-    /// Process exit code and its meaning.
-    pub exit_code: i32,
-    pub verdict: String,
-}
-
-/// Checks on one GPU.
-#[derive(Debug, Serialize)]
-pub struct DeviceCheck {
-    pub index: i64,
-    pub name: Option<String>,
-    /// `major.minor`.
-    pub compute_capability: Option<String>,
-    pub total_memory_bytes: Option<u64>,
-    /// max |C_gpu - C_cpu| of a 1024×1024 float32 matmul.
-    pub matmul_max_abs_diff: Option<f64>,
-    /// Tolerance used (relative tolerance × max |C_cpu|).
-    pub matmul_tolerance: Option<f64>,
-    /// host → device → host copy returned identical values.
-    pub roundtrip_equal: Option<bool>,
-    /// All checks passed on this device.
-    pub ok: bool,
-    /// Error text when a check could not run.
-    pub error: Option<String>,
-}
-
-/// One declared-vs-runtime comparison.
-#[derive(Debug, Serialize)]
-pub struct VersionCheck {
-    /// `torch`, `cuda` or `cudnn`.
-    pub component: String,
-    /// Environment variable holding the declared value.
-    pub env_var: String,
-    /// Declared value; null when the variable is unset (nothing compared).
-    pub declared: Option<String>,
-    /// Runtime value; null when it could not be determined.
-    pub runtime: Option<String>,
-    /// null when nothing could be compared.
-    pub matches: Option<bool>,
-}
 
 /// `declared` matches `runtime` when every dotted component given in both
 /// agrees (`12.4` matches `12.4.127`, `2.6.0` matches `2.6.0+cu124`).
@@ -141,17 +74,10 @@ fn check_device(index: i64) -> DeviceCheck {
     check
 }
 
-/// Runs every check; the caller prints and exits with `exit_code`.
-pub fn run(expect_gpus: u32) -> CudaReport {
-    let torch = runtime::torch_info();
-    let cuda_available = tch::Cuda::is_available();
-    let device_count = if cuda_available {
-        tch::Cuda::device_count()
-    } else {
-        0
-    };
-    let driver = runtime::driver_status();
-    let (driver_api, driver_devices, driver_reason) = match &driver {
+/// The driver's CUDA API version, its devices, and why it offers no GPU
+/// (None when it does).
+fn driver_summary() -> (Option<String>, Vec<DriverDevice>, Option<String>) {
+    match runtime::driver_status() {
         DriverStatus::LibcudaNotFound(e) => (
             None,
             Vec::new(),
@@ -167,9 +93,17 @@ pub fn run(expect_gpus: u32) -> CudaReport {
         DriverStatus::Ok {
             cuda_api_version,
             devices,
-        } => (Some(cuda_api_version.clone()), devices.clone(), None),
-    };
-    let no_gpu_reason = if cuda_available && device_count > 0 {
+        } => (Some(cuda_api_version), devices, None),
+    }
+}
+
+/// Why no GPU is usable from libtorch; None when one is.
+fn no_gpu_reason(
+    device_count: i64,
+    driver_reason: Option<String>,
+    driver_devices: usize,
+) -> Option<String> {
+    if device_count > 0 {
         None
     } else if let Some(r) = driver_reason {
         Some(r)
@@ -177,40 +111,40 @@ pub fn run(expect_gpus: u32) -> CudaReport {
         Some("libtorch has no CUDA support (CPU-only build, or libtorch_cuda.so not loaded)".into())
     } else {
         Some(format!(
-            "CUDA not available to libtorch although the driver reports {} device(s)",
-            driver_devices.len()
+            "CUDA not available to libtorch although the driver reports {driver_devices} device(s)"
         ))
-    };
-    let mut devices = Vec::new();
-    if no_gpu_reason.is_none() {
-        for i in 0..device_count {
+    }
+}
+
+/// [`check_device`] on each device, named as the driver names it.
+fn check_devices(device_count: i64, driver_devices: &[DriverDevice]) -> Vec<DeviceCheck> {
+    (0..device_count)
+        .map(|i| {
             let mut d = check_device(i);
             if let Some(dd) = driver_devices.iter().find(|d| i64::from(d.index) == i) {
                 d.name = Some(dd.name.clone());
                 d.compute_capability = Some(dd.compute_capability.clone());
                 d.total_memory_bytes = Some(dd.total_memory_bytes);
             }
-            devices.push(d);
-        }
-    }
-    let cuda_runtime_version = if cuda_available {
-        runtime::cuda_runtime_version()
-    } else {
-        None
-    };
-    let cudnn_version = runtime::cudnn_version();
+            d
+        })
+        .collect()
+}
 
-    let runtime_cuda = cuda_runtime_version
-        .clone()
-        .or_else(|| torch.built_cuda.clone());
-    let declared: Vec<VersionCheck> = [
+/// `TORCHENV_{TORCH,CUDA,CUDNN}_VERSION` against the runtime's versions.
+fn declared_checks(
+    torch: &TorchInfo,
+    runtime_cuda: Option<String>,
+    cudnn: Option<String>,
+) -> Vec<VersionCheck> {
+    [
         (
             "torch",
             "TORCHENV_TORCH_VERSION",
             Some(torch.version.clone()),
         ),
         ("cuda", "TORCHENV_CUDA_VERSION", runtime_cuda),
-        ("cudnn", "TORCHENV_CUDNN_VERSION", cudnn_version.clone()),
+        ("cudnn", "TORCHENV_CUDNN_VERSION", cudnn),
     ]
     .into_iter()
     .map(|(component, env_var, rt)| {
@@ -228,18 +162,24 @@ pub fn run(expect_gpus: u32) -> CudaReport {
             matches,
         }
     })
-    .collect();
+    .collect()
+}
 
+/// Exit code and verdict, the first failure in order of severity.
+fn verdict(
+    devices: &[DeviceCheck],
+    declared: &[VersionCheck],
+    expect_gpus: u32,
+    no_gpu_reason: Option<&str>,
+) -> (i32, String) {
     let usable = devices.iter().filter(|d| d.ok).count() as u32;
-    let (exit_code, verdict) = if devices.iter().any(|d| !d.ok) {
+    if devices.iter().any(|d| !d.ok) {
         (
             EXIT_GPU_WRONG,
             "a GPU computation was wrong or failed".to_string(),
         )
     } else if usable < expect_gpus {
-        let why = no_gpu_reason
-            .clone()
-            .unwrap_or_else(|| "not enough devices".into());
+        let why = no_gpu_reason.unwrap_or("not enough devices");
         (
             EXIT_TOO_FEW_GPUS,
             format!("expected {expect_gpus} usable GPU(s), found {usable}: {why}"),
@@ -259,10 +199,38 @@ pub fn run(expect_gpus: u32) -> CudaReport {
             EXIT_OK,
             format!("{usable} GPU(s) usable; versions consistent"),
         )
-    };
+    }
+}
 
+/// Runs every check; the caller prints and exits with `exit_code`.
+pub fn run(expect_gpus: u32) -> CudaReport {
+    let torch = runtime::torch_info();
+    let cuda_available = tch::Cuda::is_available();
+    let device_count = if cuda_available {
+        tch::Cuda::device_count()
+    } else {
+        0
+    };
+    let (driver_api, driver_devices, driver_reason) = driver_summary();
+    let no_gpu_reason = no_gpu_reason(device_count, driver_reason, driver_devices.len());
+    let devices = if no_gpu_reason.is_none() {
+        check_devices(device_count, &driver_devices)
+    } else {
+        Vec::new()
+    };
+    let cuda_runtime_version = if cuda_available {
+        runtime::cuda_runtime_version()
+    } else {
+        None
+    };
+    let cudnn_version = runtime::cudnn_version();
+    let runtime_cuda = cuda_runtime_version
+        .clone()
+        .or_else(|| torch.built_cuda.clone());
+    let declared = declared_checks(&torch, runtime_cuda, cudnn_version.clone());
+    let (exit_code, verdict) = verdict(&devices, &declared, expect_gpus, no_gpu_reason.as_deref());
     CudaReport {
-        schema_version: 1,
+        schema_version: report::SCHEMA_VERSION,
         harness_version: env!("CARGO_PKG_VERSION").into(),
         torch,
         cuda_available,

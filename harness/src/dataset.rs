@@ -1,7 +1,7 @@
 //! Evaluation datasets: an ImageFolder directory whose class directories
 //! are ImageNet synsets, or a labels file.
 
-use crate::imagenet;
+use report::imagenet;
 use std::path::{Path, PathBuf};
 
 /// Errors while listing a dataset.

@@ -1,14 +1,12 @@
 //! `harness eval`: decode + preprocess on a thread pool, batched inference
-//! on the main thread (bounded channel between them), metrics and report.
+//! on the main thread (bounded channel between them). The report is built
+//! from the outcome by [`crate::eval_report`].
 
 use crate::dataset::Sample;
-use crate::imagenet;
 use crate::models::ModelKind;
 use crate::preprocess::{self, Preset};
-use crate::report::{self, *};
 use crate::runtime;
 use rayon::prelude::*;
-use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
@@ -247,133 +245,4 @@ pub fn evaluate(
         inference_seconds,
         peak_gpu_memory_bytes: peak_gpu,
     })
-}
-
-/// Top-k indices of `p`, most probable first (ties: lower index first).
-pub fn top_k(p: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..p.len()).collect();
-    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx
-}
-
-/// Inputs to [`build_report`] that are not per-sample results.
-pub struct ReportContext {
-    pub model: ModelKind,
-    pub weights: WeightsInfo,
-    pub dataset_root: String,
-    pub labels_file: Option<String>,
-    pub settings: Settings,
-    pub versions: Versions,
-}
-
-/// Metrics, per-class table, confusions and per-sample results.
-pub fn build_report(ctx: ReportContext, samples: &[Sample], outcome: &EvalOutcome) -> EvalReport {
-    let probs = &outcome.probs;
-    let failed = &outcome.failed;
-    let wall = outcome.wall_seconds;
-    let classes = imagenet::classes();
-    let mut results = Vec::new();
-    let mut misclassified = Vec::new();
-    let mut per_class: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-    let mut confusion: BTreeMap<(usize, usize), usize> = BTreeMap::new();
-    let (mut c1, mut c5) = (0, 0);
-    for (s, p) in samples.iter().zip(probs) {
-        let Some(p) = p else { continue };
-        let top = top_k(p, 5);
-        let correct = top[0] == s.label;
-        c1 += usize::from(correct);
-        c5 += usize::from(top.contains(&s.label));
-        let e = per_class.entry(s.label).or_default();
-        e.0 += 1;
-        e.1 += usize::from(correct);
-        if !correct {
-            *confusion.entry((s.label, top[0])).or_default() += 1;
-            misclassified.push(s.rel_path.clone());
-        }
-        results.push(SampleResult {
-            path: s.rel_path.clone(),
-            label: s.label,
-            label_synset: classes[s.label].synset.to_string(),
-            top5: top
-                .iter()
-                .map(|&i| Prediction {
-                    index: i,
-                    synset: classes
-                        .get(i)
-                        .map_or(String::new(), |c| c.synset.to_string()),
-                    probability: f64::from(p[i]),
-                })
-                .collect(),
-            correct,
-        });
-    }
-    let n = results.len();
-    let frac = |c: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
-    let mut confusion: Vec<ConfusionEntry> = confusion
-        .into_iter()
-        .map(|((t, p), count)| ConfusionEntry {
-            true_index: t,
-            true_synset: classes[t].synset.into(),
-            predicted_index: p,
-            predicted_synset: classes.get(p).map_or(String::new(), |c| c.synset.into()),
-            count,
-        })
-        .collect();
-    confusion.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then(a.true_index.cmp(&b.true_index))
-            .then(a.predicted_index.cmp(&b.predicted_index))
-    });
-    EvalReport {
-        schema_version: report::SCHEMA_VERSION,
-        model: ctx.model.name().into(),
-        weights: ctx.weights,
-        dataset: DatasetInfo {
-            root: ctx.dataset_root,
-            labels_file: ctx.labels_file,
-            num_images: samples.len(),
-            num_evaluated: n,
-            num_failed: failed.len(),
-        },
-        settings: ctx.settings,
-        metrics: Metrics {
-            top1: frac(c1),
-            top5: frac(c5),
-            correct_top1: c1,
-            correct_top5: c5,
-            evaluated: n,
-        },
-        per_class: per_class
-            .into_iter()
-            .map(|(i, (n, c))| ClassAccuracy {
-                index: i,
-                synset: classes[i].synset.into(),
-                name: classes[i].name.into(),
-                n,
-                correct: c,
-                accuracy: c as f64 / n as f64,
-            })
-            .collect(),
-        confusion,
-        samples: results,
-        misclassified,
-        failed: failed
-            .iter()
-            .map(|(i, e)| FailedSample {
-                path: samples[*i].rel_path.clone(),
-                error: e.clone(),
-            })
-            .collect(),
-        performance: Performance {
-            wall_seconds: wall,
-            images_per_second: if wall > 0.0 { n as f64 / wall } else { 0.0 },
-            preprocess_seconds: outcome.preprocess_seconds,
-            inference_seconds: outcome.inference_seconds,
-            peak_host_rss_bytes: report::peak_rss_bytes(),
-            peak_gpu_memory_bytes: outcome.peak_gpu_memory_bytes,
-        },
-        versions: ctx.versions,
-    }
 }

@@ -2,7 +2,7 @@
 //! tests), linked against exactly that image's libtorch.
 
 use harness::{
-    checkpoint, cli, cuda, dataset, eval, models, npy, preprocess, report, runtime,
+    checkpoint, cli, cuda, dataset, eval, eval_report, models, npy, preprocess, runtime,
     weights_download,
 };
 
@@ -195,13 +195,8 @@ fn run_forward(
     Ok(())
 }
 
-fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
-    let preset = preset_for(args.model, &args.overrides)?;
-    if args.batch_size == 0 {
-        return Err(HarnessError::Usage(
-            "--batch-size must be at least 1".into(),
-        ));
-    }
+/// The dataset's samples, `--limit` applied.
+fn eval_samples(args: &EvalArgs) -> Result<Vec<dataset::Sample>, HarnessError> {
     let mut samples = match &args.labels {
         Some(l) => dataset::labels_file(&args.data, l)?,
         None => dataset::image_folder(&args.data)?,
@@ -214,6 +209,12 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
             ));
         }
     }
+    Ok(samples)
+}
+
+/// `--device`, refused when CUDA is asked for but missing, or when fp16
+/// autocast would run on the CPU.
+fn eval_device(args: &EvalArgs) -> Result<Device, HarnessError> {
     let device = match args.device {
         DeviceArg::Cpu => Device::Cpu,
         DeviceArg::Cuda => {
@@ -228,12 +229,108 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
             "--autocast fp16 needs --device cuda (use bf16 on the CPU)".into(),
         ));
     }
-    let weights_path = if weights_download::is_url(&args.weights) {
+    Ok(device)
+}
+
+/// `--weights` as a local file, downloaded (and verified) first if a URL.
+fn local_weights(args: &EvalArgs) -> Result<std::path::PathBuf, HarnessError> {
+    if weights_download::is_url(&args.weights) {
         let cache = weights_download::cache_root()?.join("weights");
-        weights_download::fetch(&args.weights, args.sha256.as_deref(), &cache)?
+        Ok(weights_download::fetch(
+            &args.weights,
+            args.sha256.as_deref(),
+            &cache,
+        )?)
     } else {
-        std::path::PathBuf::from(&args.weights)
+        Ok(std::path::PathBuf::from(&args.weights))
+    }
+}
+
+/// Logits of each batch by sample index, kept for `--dump-logits`.
+#[derive(Default)]
+struct LogitsDump(Vec<(usize, Vec<f32>)>);
+
+impl LogitsDump {
+    fn add(&mut self, idx: &[usize], logits: &Tensor) {
+        if let Ok(v) = Vec::<f32>::try_from(logits.flatten(0, -1)) {
+            let n = v.len() / idx.len();
+            for (r, &i) in idx.iter().enumerate() {
+                self.0.push((i, v[r * n..(r + 1) * n].to_vec()));
+            }
+        }
+    }
+
+    /// Writes the logits in dataset order as an N×classes .npy.
+    fn write(mut self, path: &Path) -> Result<(), HarnessError> {
+        self.0.sort_by_key(|(i, _)| *i);
+        let n = self.0.first().map_or(0, |(_, v)| v.len());
+        let flat: Vec<f32> = self.0.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        npy::write_f32(path, &[self.0.len(), n], &flat)?;
+        Ok(())
+    }
+}
+
+/// What ran: harness, torch, and on CUDA the runtime, cuDNN and GPU name.
+fn run_versions(device: Device) -> report::Versions {
+    let torch = runtime::torch_info();
+    let (cuda_runtime, cudnn, device_name) = match device {
+        Device::Cuda(i) => {
+            let name = match runtime::driver_status() {
+                runtime::DriverStatus::Ok { devices, .. } => devices.get(i).map(|d| d.name.clone()),
+                _ => None,
+            };
+            (
+                runtime::cuda_runtime_version(),
+                runtime::cudnn_version(),
+                name.unwrap_or_else(|| format!("cuda:{i}")),
+            )
+        }
+        _ => (None, None, "cpu".to_string()),
     };
+    report::Versions {
+        harness: env!("CARGO_PKG_VERSION").into(),
+        torch: torch.version,
+        cuda_runtime,
+        cudnn,
+        device_name,
+    }
+}
+
+/// The run settings as the report records them.
+fn run_settings(opts: &eval::EvalOptions) -> report::Settings {
+    report::Settings {
+        device: match opts.device {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".into(),
+        },
+        batch_size: opts.batch_size,
+        workers: opts.workers,
+        dtype: if opts.autocast == Some(eval::Autocast::Bf16) {
+            "bfloat16"
+        } else {
+            "float32"
+        }
+        .into(),
+        autocast: opts.autocast.map(|a| match a {
+            eval::Autocast::Fp16 => "fp16".into(),
+            eval::Autocast::Bf16 => "bf16".into(),
+        }),
+        channels_last: opts.channels_last,
+        deterministic: opts.deterministic,
+        preprocess: opts.preset.to_report(),
+    }
+}
+
+fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
+    let preset = preset_for(args.model, &args.overrides)?;
+    if args.batch_size == 0 {
+        return Err(HarnessError::Usage(
+            "--batch-size must be at least 1".into(),
+        ));
+    }
+    let samples = eval_samples(&args)?;
+    let device = eval_device(&args)?;
+    let weights_path = local_weights(&args)?;
     let notes = eval::apply_determinism(args.deterministic);
     for n in &notes {
         eprintln!("note: {n}");
@@ -254,43 +351,20 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
         deterministic: args.deterministic,
     };
     model.prepare(&opts)?;
-    let mut dumped: Vec<(usize, Vec<f32>)> = Vec::new();
+    let mut dumped = LogitsDump::default();
     let dump = args.dump_logits.is_some();
     let outcome = eval::evaluate(&model, &samples, &opts, |idx, logits| {
         if dump {
-            if let Ok(v) = Vec::<f32>::try_from(logits.flatten(0, -1)) {
-                let n = v.len() / idx.len();
-                for (r, &i) in idx.iter().enumerate() {
-                    dumped.push((i, v[r * n..(r + 1) * n].to_vec()));
-                }
-            }
+            dumped.add(idx, logits);
         }
     })?;
     if outcome.probs.iter().all(Option::is_none) {
         return Err(eval::EvalError::NothingEvaluated(outcome.failed.len()).into());
     }
     if let Some(path) = &args.dump_logits {
-        dumped.sort_by_key(|(i, _)| *i);
-        let n = dumped.first().map_or(0, |(_, v)| v.len());
-        let flat: Vec<f32> = dumped.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-        npy::write_f32(path, &[dumped.len(), n], &flat)?;
+        dumped.write(path)?;
     }
-    let torch = runtime::torch_info();
-    let (cuda_runtime, cudnn, device_name) = match device {
-        Device::Cuda(i) => {
-            let name = match runtime::driver_status() {
-                runtime::DriverStatus::Ok { devices, .. } => devices.get(i).map(|d| d.name.clone()),
-                _ => None,
-            };
-            (
-                runtime::cuda_runtime_version(),
-                runtime::cudnn_version(),
-                name.unwrap_or_else(|| format!("cuda:{i}")),
-            )
-        }
-        _ => (None, None, "cpu".to_string()),
-    };
-    let ctx = eval::ReportContext {
+    let ctx = eval_report::ReportContext {
         model: args.model,
         weights: report::WeightsInfo {
             source: args.weights.clone(),
@@ -299,37 +373,11 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
         },
         dataset_root: args.data.display().to_string(),
         labels_file: args.labels.as_ref().map(|l| l.display().to_string()),
-        settings: report::Settings {
-            device: match device {
-                Device::Cuda(i) => format!("cuda:{i}"),
-                _ => "cpu".into(),
-            },
-            batch_size: opts.batch_size,
-            workers: opts.workers,
-            dtype: if opts.autocast == Some(eval::Autocast::Bf16) {
-                "bfloat16"
-            } else {
-                "float32"
-            }
-            .into(),
-            autocast: opts.autocast.map(|a| match a {
-                eval::Autocast::Fp16 => "fp16".into(),
-                eval::Autocast::Bf16 => "bf16".into(),
-            }),
-            channels_last: opts.channels_last,
-            deterministic: opts.deterministic,
-            preprocess: preset,
-        },
-        versions: report::Versions {
-            harness: env!("CARGO_PKG_VERSION").into(),
-            torch: torch.version,
-            cuda_runtime,
-            cudnn,
-            device_name,
-        },
+        settings: run_settings(&opts),
+        versions: run_versions(device),
     };
-    let rep = eval::build_report(ctx, &samples, &outcome);
-    print!("{}", report::render(&rep));
+    let rep = eval_report::build_report(ctx, &samples, &outcome);
+    print!("{}", eval_report::render(&rep));
     if let Some(path) = &args.json {
         let text =
             serde_json::to_string_pretty(&rep).map_err(|e| HarnessError::Usage(e.to_string()))?;

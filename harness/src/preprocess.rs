@@ -31,16 +31,10 @@ pub enum PreprocessError {
     Jpeg(#[from] crate::jpeg::JpegError),
 }
 
-/// Resampling filter (PIL semantics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Interpolation {
-    Bilinear,
-    Bicubic,
-}
+pub use crate::resample::Interpolation;
 
 /// Eval preprocessing parameters.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct Preset {
     /// Shorter side after resize.
     pub resize: u32,
@@ -53,6 +47,20 @@ pub struct Preset {
     pub std: [f32; 3],
     /// Widen the resampling filter when downscaling (PIL always does).
     pub antialias: bool,
+}
+
+impl Preset {
+    /// As the eval report records it.
+    pub fn to_report(&self) -> report::Preprocess {
+        report::Preprocess {
+            resize: self.resize,
+            crop: self.crop,
+            interpolation: self.interpolation.name().into(),
+            mean: self.mean,
+            std: self.std,
+            antialias: self.antialias,
+        }
+    }
 }
 
 /// Decodes any supported file (format sniffed from content, not the

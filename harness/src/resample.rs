@@ -5,7 +5,22 @@
 //! coefficients, horizontal pass first with 8-bit rounding/clipping of the
 //! intermediate image, then the vertical pass.
 
-use crate::preprocess::Interpolation;
+/// Resampling filter (PIL semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Interpolation {
+    Bilinear,
+    Bicubic,
+}
+
+impl Interpolation {
+    /// The name on the command line and in the report (`bilinear`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+        }
+    }
+}
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
@@ -371,5 +386,13 @@ mod tests {
         assert!(out.iter().all(|&v| v == 77));
         let out = resize_rgb8(&src, 50, 40, 17, 13, Interpolation::Bilinear, true);
         assert!(out.iter().all(|&v| v == 77));
+    }
+
+    #[test]
+    fn interpolation_names_are_the_command_line_values() {
+        use clap::ValueEnum;
+        for i in Interpolation::value_variants() {
+            assert_eq!(i.to_possible_value().unwrap().get_name(), i.name());
+        }
     }
 }

@@ -30,18 +30,10 @@ pub fn torch_lib_dir() -> Option<PathBuf> {
     loaded_library("libtorch_cpu.so").and_then(|p| p.parent().map(Path::to_path_buf))
 }
 
+pub use report::TorchInfo;
+
 /// Version info of the loaded libtorch, read from `torch/version.py` next to
 /// it (pip wheels) or `build-version` (standalone libtorch zip).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct TorchInfo {
-    /// e.g. `2.6.0+cu124`; `unknown` when no version file was found.
-    pub version: String,
-    /// CUDA version libtorch was built against (`version.py`'s `cuda`), if any.
-    pub built_cuda: Option<String>,
-    /// Directory of the loaded `libtorch_cpu.so`.
-    pub lib_dir: Option<String>,
-}
-
 pub fn torch_info() -> TorchInfo {
     let Some(lib) = torch_lib_dir() else {
         return TorchInfo {

@@ -287,16 +287,18 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
     Ok(HarnessBuild { binary, venv })
 }
 
-/// Hash of the harness sources, the lockfile for `locked.torch` and the
-/// venv's wheel set: what decides the harness binary besides the toolchain.
+/// Hash of the harness sources (with its path dependency `report/`), the
+/// lockfile for `locked.torch` and the venv's wheel set: what decides the
+/// harness binary besides the toolchain.
 fn source_stamp(locked: &LockedEnv) -> Result<String> {
     let dir = crate_dir();
     let mut files = vec![
         dir.join("Cargo.toml"),
         dir.join("build.rs"),
         cargo_lock_for(&locked.torch)?,
+        dir.join("../report/Cargo.toml"),
     ];
-    let mut stack = vec![dir.join("src")];
+    let mut stack = vec![dir.join("src"), dir.join("../report/src")];
     while let Some(d) = stack.pop() {
         for entry in
             std::fs::read_dir(&d).map_err(BuildError::io(format!("reading {}", d.display())))?

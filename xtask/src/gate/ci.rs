@@ -6,26 +6,18 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::check::{self, CaseResult, CheckOptions, EnvResult, Outcome, Runner};
-use super::compare::{self, Agreement};
+use super::compare;
 use super::junit::{self, Suite};
 use super::summary;
 use crate::spec::Env;
+
+pub use super::summary::PairResult;
 
 /// Makes an environment ready to check (builds or finds its image, finds
 /// the weights); an error becomes the env's failed `build` check.
 pub trait Setup {
     #[allow(async_fn_in_trait)]
     async fn prepare(&mut self, env: &Env) -> Result<(Runner, CheckOptions), String>;
-}
-
-/// The same model in two environments.
-#[derive(Debug, Clone)]
-pub struct PairResult {
-    pub model: String,
-    pub a: String,
-    pub b: String,
-    pub agreement: Agreement,
-    pub case: CaseResult,
 }
 
 /// Everything a `ci` run found.

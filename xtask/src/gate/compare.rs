@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 
 use super::baseline::{Accuracy, Sample};
 use crate::spec::Tolerances;
@@ -15,31 +14,9 @@ const EPS: f64 = 1e-9;
 /// How many offending samples the diff lists per category.
 const LIST_LIMIT: usize = 20;
 
-const CLASSES_TSV: &str = include_str!("../../../fixtures/imagenet_classes.tsv");
-
-/// The ImageNet class name of a synset (first of its comma-separated
-/// names), or "" when unknown.
-pub fn class_name(synset: &str) -> &'static str {
-    static NAMES: OnceLock<BTreeMap<&'static str, &'static str>> = OnceLock::new();
-    NAMES
-        .get_or_init(|| {
-            CLASSES_TSV
-                .lines()
-                .filter_map(|l| {
-                    let mut cols = l.split('\t');
-                    let (_, synset, names) = (cols.next()?, cols.next()?, cols.next()?);
-                    Some((synset, names.split(',').next().unwrap_or(names).trim()))
-                })
-                .collect()
-        })
-        .get(synset)
-        .copied()
-        .unwrap_or("")
-}
-
-/// `n01443537 goldfish`.
+/// `n01443537 goldfish` (the synset alone when it is not an ImageNet class).
 fn class(synset: &str) -> String {
-    match class_name(synset) {
+    match ::report::imagenet::class_name(synset) {
         "" => synset.to_string(),
         name => format!("{synset} {name}"),
     }
@@ -111,16 +88,41 @@ impl Comparison {
 /// Compares `run` with `base`. `gpu`: either side ran on a GPU, so the
 /// GPU probability tolerance applies.
 pub fn compare(base: &Accuracy, run: &Accuracy, tolerances: &Tolerances, gpu: bool) -> Comparison {
-    let prob_tol = if gpu {
-        tolerances.prob_abs_gpu
-    } else {
-        tolerances.prob_abs_cpu
+    let (flips, deltas) = flips_and_deltas(base, run);
+    let mut c = Comparison {
+        env: run.env.clone(),
+        model: run.model.clone(),
+        gpu,
+        tolerances: *tolerances,
+        top1: (base.metrics.top1_pct(), run.metrics.top1_pct()),
+        top5: (base.metrics.top5_pct(), run.metrics.top5_pct()),
+        counts_top1: (
+            (base.metrics.correct_top1, base.metrics.evaluated),
+            (run.metrics.correct_top1, run.metrics.evaluated),
+        ),
+        flips,
+        prob_violations: Vec::new(),
+        max_prob: deltas.first().cloned(),
+        missing_samples: samples_only_in(base, run),
+        new_samples: samples_only_in(run, base),
+        newly_failed: failed_only_in(run, base),
+        no_longer_failed: failed_only_in(base, run),
+        failures: Vec::new(),
     };
-    let base_by_path: BTreeMap<&str, &Sample> =
-        base.samples.iter().map(|s| (s.path.as_str(), s)).collect();
+    let prob_tol = c.prob_tolerance();
+    c.prob_violations = deltas
+        .into_iter()
+        .filter(|d| d.delta > prob_tol + EPS)
+        .collect();
+    c.failures = failures(&c);
+    c
+}
+
+/// The samples of both whose top-1 class changed (baseline order), and the
+/// largest probability difference of each sample of both, largest first.
+fn flips_and_deltas(base: &Accuracy, run: &Accuracy) -> (Vec<Flip>, Vec<ProbDelta>) {
     let run_by_path: BTreeMap<&str, &Sample> =
         run.samples.iter().map(|s| (s.path.as_str(), s)).collect();
-
     let mut flips = Vec::new();
     let mut deltas = Vec::new();
     for b in &base.samples {
@@ -142,93 +144,71 @@ pub fn compare(base: &Accuracy, run: &Accuracy, tolerances: &Tolerances, gpu: bo
         }
     }
     deltas.sort_by(|a, b| b.delta.total_cmp(&a.delta).then(a.path.cmp(&b.path)));
-    let max_prob = deltas.first().cloned();
-    let prob_violations: Vec<ProbDelta> = deltas
-        .into_iter()
-        .filter(|d| d.delta > prob_tol + EPS)
-        .collect();
+    (flips, deltas)
+}
 
-    let missing_samples: Vec<String> = base
-        .samples
+/// Paths of the samples of `a` that `b` lacks, in `a`'s order.
+fn samples_only_in(a: &Accuracy, b: &Accuracy) -> Vec<String> {
+    let in_b: BTreeSet<&str> = b.samples.iter().map(|s| s.path.as_str()).collect();
+    a.samples
         .iter()
-        .filter(|s| !run_by_path.contains_key(s.path.as_str()))
+        .filter(|s| !in_b.contains(s.path.as_str()))
         .map(|s| s.path.clone())
-        .collect();
-    let new_samples: Vec<String> = run
-        .samples
-        .iter()
-        .filter(|s| !base_by_path.contains_key(s.path.as_str()))
-        .map(|s| s.path.clone())
-        .collect();
-    let base_failed: BTreeSet<&str> = base.failed.iter().map(|f| f.path.as_str()).collect();
-    let run_failed: BTreeSet<&str> = run.failed.iter().map(|f| f.path.as_str()).collect();
-    let newly_failed: Vec<String> = run_failed
-        .difference(&base_failed)
-        .map(|s| s.to_string())
-        .collect();
-    let no_longer_failed: Vec<String> = base_failed
-        .difference(&run_failed)
-        .map(|s| s.to_string())
-        .collect();
+        .collect()
+}
 
-    let top1 = (base.metrics.top1_pct(), run.metrics.top1_pct());
-    let top5 = (base.metrics.top5_pct(), run.metrics.top5_pct());
+/// Paths that failed to decode in `a` but not in `b`, sorted.
+fn failed_only_in(a: &Accuracy, b: &Accuracy) -> Vec<String> {
+    let set =
+        |x: &Accuracy| -> BTreeSet<String> { x.failed.iter().map(|f| f.path.clone()).collect() };
+    set(a).difference(&set(b)).cloned().collect()
+}
+
+/// One line per tolerance the comparison exceeds.
+fn failures(c: &Comparison) -> Vec<String> {
+    let t = &c.tolerances;
     let mut failures = Vec::new();
-    let drop = top1.0 - top1.1;
-    if drop > tolerances.top1_drop + EPS {
+    let drop = c.top1.0 - c.top1.1;
+    if drop > t.top1_drop + EPS {
         failures.push(format!(
             "top-1 dropped {drop:.2} pp ({:.2}% → {:.2}%), more than top1_drop {}",
-            top1.0, top1.1, tolerances.top1_drop
+            c.top1.0, c.top1.1, t.top1_drop
         ));
     }
-    if flips.len() > tolerances.max_flips as usize {
+    if c.flips.len() > t.max_flips as usize {
         failures.push(format!(
             "{} image(s) changed their top-1 class, more than max_flips {}",
-            flips.len(),
-            tolerances.max_flips
+            c.flips.len(),
+            t.max_flips
         ));
     }
-    if !prob_violations.is_empty() {
+    if !c.prob_violations.is_empty() {
         failures.push(format!(
-            "{} image(s) moved a probability by more than {prob_tol} ({})",
-            prob_violations.len(),
-            if gpu { "prob_abs_gpu" } else { "prob_abs_cpu" }
+            "{} image(s) moved a probability by more than {} ({})",
+            c.prob_violations.len(),
+            c.prob_tolerance(),
+            if c.gpu {
+                "prob_abs_gpu"
+            } else {
+                "prob_abs_cpu"
+            }
         ));
     }
-    if !missing_samples.is_empty() || !new_samples.is_empty() {
+    if !c.missing_samples.is_empty() || !c.new_samples.is_empty() {
         failures.push(format!(
             "the evaluated images changed ({} missing, {} new)",
-            missing_samples.len(),
-            new_samples.len()
+            c.missing_samples.len(),
+            c.new_samples.len()
         ));
     }
-    if !newly_failed.is_empty() || !no_longer_failed.is_empty() {
+    if !c.newly_failed.is_empty() || !c.no_longer_failed.is_empty() {
         failures.push(format!(
             "the images that fail to decode changed ({} newly failing, {} no longer failing)",
-            newly_failed.len(),
-            no_longer_failed.len()
+            c.newly_failed.len(),
+            c.no_longer_failed.len()
         ));
     }
-    Comparison {
-        env: run.env.clone(),
-        model: run.model.clone(),
-        gpu,
-        tolerances: *tolerances,
-        top1,
-        top5,
-        counts_top1: (
-            (base.metrics.correct_top1, base.metrics.evaluated),
-            (run.metrics.correct_top1, run.metrics.evaluated),
-        ),
-        flips,
-        prob_violations,
-        max_prob,
-        missing_samples,
-        new_samples,
-        newly_failed,
-        no_longer_failed,
-        failures,
-    }
+    failures
 }
 
 /// The largest probability difference of one sample over the classes in
@@ -274,6 +254,34 @@ fn p(x: Option<f64>) -> String {
 /// probability differences.
 pub fn render(c: &Comparison) -> String {
     let mut s = String::new();
+    render_verdict(&mut s, c);
+    render_flips(&mut s, c);
+    render_prob_violations(&mut s, c);
+    for (what, list) in [
+        (
+            "missing images (in the baseline, not evaluated now)",
+            &c.missing_samples,
+        ),
+        (
+            "new images (evaluated now, not in the baseline)",
+            &c.new_samples,
+        ),
+        ("newly failing to decode", &c.newly_failed),
+        ("no longer failing to decode", &c.no_longer_failed),
+    ] {
+        if !list.is_empty() {
+            let _ = writeln!(s, "  {what} ({}):", list.len());
+            for path in list.iter().take(LIST_LIMIT) {
+                let _ = writeln!(s, "    {path}");
+            }
+            more(&mut s, list.len());
+        }
+    }
+    s
+}
+
+/// Verdict and tolerances, why it fails, accuracies, largest |Δp|.
+fn render_verdict(s: &mut String, c: &Comparison) {
     let t = &c.tolerances;
     let _ = writeln!(
         s,
@@ -320,63 +328,50 @@ pub fn render(c: &Comparison) -> String {
             let _ = writeln!(s, "  max |Δp| -: no images in common");
         }
     }
-    if !c.flips.is_empty() {
-        let _ = writeln!(s, "  flipped top-1 ({}):", c.flips.len());
-        for f in c.flips.iter().take(LIST_LIMIT) {
-            let _ = writeln!(
-                s,
-                "    {} [true {}]: {} {:.4} → {} {:.4}",
-                f.path,
-                class(&f.label),
-                class(&f.old.0),
-                f.old.1,
-                class(&f.new.0),
-                f.new.1
-            );
-        }
-        more(&mut s, c.flips.len());
+}
+
+fn render_flips(s: &mut String, c: &Comparison) {
+    if c.flips.is_empty() {
+        return;
     }
-    if !c.prob_violations.is_empty() {
+    let _ = writeln!(s, "  flipped top-1 ({}):", c.flips.len());
+    for f in c.flips.iter().take(LIST_LIMIT) {
         let _ = writeln!(
             s,
-            "  probabilities beyond {} ({} image(s)):",
-            c.prob_tolerance(),
-            c.prob_violations.len()
+            "    {} [true {}]: {} {:.4} → {} {:.4}",
+            f.path,
+            class(&f.label),
+            class(&f.old.0),
+            f.old.1,
+            class(&f.new.0),
+            f.new.1
         );
-        for d in c.prob_violations.iter().take(LIST_LIMIT) {
-            let _ = writeln!(
-                s,
-                "    {}: {} {} → {} (|Δ| {:.4})",
-                d.path,
-                class(&d.synset),
-                p(d.old),
-                p(d.new),
-                d.delta
-            );
-        }
-        more(&mut s, c.prob_violations.len());
     }
-    for (what, list) in [
-        (
-            "missing images (in the baseline, not evaluated now)",
-            &c.missing_samples,
-        ),
-        (
-            "new images (evaluated now, not in the baseline)",
-            &c.new_samples,
-        ),
-        ("newly failing to decode", &c.newly_failed),
-        ("no longer failing to decode", &c.no_longer_failed),
-    ] {
-        if !list.is_empty() {
-            let _ = writeln!(s, "  {what} ({}):", list.len());
-            for path in list.iter().take(LIST_LIMIT) {
-                let _ = writeln!(s, "    {path}");
-            }
-            more(&mut s, list.len());
-        }
+    more(s, c.flips.len());
+}
+
+fn render_prob_violations(s: &mut String, c: &Comparison) {
+    if c.prob_violations.is_empty() {
+        return;
     }
-    s
+    let _ = writeln!(
+        s,
+        "  probabilities beyond {} ({} image(s)):",
+        c.prob_tolerance(),
+        c.prob_violations.len()
+    );
+    for d in c.prob_violations.iter().take(LIST_LIMIT) {
+        let _ = writeln!(
+            s,
+            "    {}: {} {} → {} (|Δ| {:.4})",
+            d.path,
+            class(&d.synset),
+            p(d.old),
+            p(d.new),
+            d.delta
+        );
+    }
+    more(s, c.prob_violations.len());
 }
 
 fn more(s: &mut String, n: usize) {

@@ -1,10 +1,23 @@
 //! `summary.md`: one table row per environment and model, then the
 //! cross-environment agreement and every diff.
+//!
+//! Reads check and compare results; defines [`PairResult`] (built by
+//! `ci::cross_env`) so that it needs nothing from `ci`.
 
 use std::fmt::Write as _;
 
-use super::check::{EnvResult, Outcome};
-use super::ci::PairResult;
+use super::check::{CaseResult, EnvResult, Outcome};
+use super::compare::Agreement;
+
+/// The same model in two environments.
+#[derive(Debug, Clone)]
+pub struct PairResult {
+    pub model: String,
+    pub a: String,
+    pub b: String,
+    pub agreement: Agreement,
+    pub case: CaseResult,
+}
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -24,126 +37,151 @@ pub fn render(envs: &[EnvResult], pairs: &[PairResult]) -> String {
     );
     s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for env in envs {
-        let v = env.versions.as_ref();
-        let torch = v.map_or("-".into(), |v| v.torch.clone());
-        let cuda = v
-            .and_then(|v| v.cuda.clone())
-            .or_else(|| {
-                env.cuda
-                    .as_ref()
-                    .and_then(|c| c.cuda_runtime_version.clone())
-            })
-            .unwrap_or_else(|| "-".into());
-        let cudnn = v
-            .and_then(|v| v.cudnn.clone())
-            .or_else(|| env.cuda.as_ref().and_then(|c| c.cudnn_version.clone()))
-            .unwrap_or_else(|| "-".into());
-        let device = v.map_or("-".into(), |v| {
-            if v.device_name == v.device {
-                v.device.clone()
-            } else {
-                format!("{} ({})", v.device, v.device_name)
-            }
-        });
-        let mut notes: Vec<String> = env
-            .cases
-            .iter()
-            .filter(|c| !c.passed() && !c.name.starts_with("eval "))
-            .map(|c| format!("{}: {}", c.name, c.message))
-            .collect();
-        notes.extend(env.notices.iter().cloned());
-        let rows: Vec<(String, String, String, String, String)> = if env.models.is_empty() {
-            vec![(
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                String::new(),
-            )]
-        } else {
-            env.models
-                .iter()
-                .map(|m| {
-                    let case = env
-                        .cases
-                        .iter()
-                        .find(|c| c.name == format!("eval {}", m.model));
-                    let note = case
-                        .filter(|c| c.outcome != Outcome::Pass)
-                        .map_or(String::new(), |c| c.message.clone());
-                    let (t1, t5) = m.run.as_ref().map_or(("-".into(), "-".into()), |r| {
-                        (
-                            format!("{:.2}%", r.metrics.top1_pct()),
-                            format!("{:.2}%", r.metrics.top5_pct()),
-                        )
-                    });
-                    (m.model.clone(), t1, t5, m.verdict.clone(), note)
-                })
-                .collect()
-        };
-        for (model, t1, t5, verdict, note) in rows {
-            let mut all = notes.clone();
-            if !note.is_empty() {
-                all.insert(0, note);
-            }
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                cell(&env.env),
-                cell(&torch),
-                cell(&cuda),
-                cell(&cudnn),
-                cell(&device),
-                cell(&model),
-                t1,
-                t5,
-                cell(&verdict),
-                cell(&all.join("; "))
-            );
-        }
+        env_rows(&mut s, env);
     }
     if !pairs.is_empty() {
-        s.push_str("\n## Agreement between environments\n\n");
-        s.push_str("| model | env A | env B | top-1 agreement | max abs prob diff | verdict |\n");
-        s.push_str("|---|---|---|---|---|---|\n");
-        for p in pairs {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {:.2}% ({}/{}) | {} | {} |",
-                cell(&p.model),
-                cell(&p.a),
-                cell(&p.b),
-                p.agreement.percent(),
-                p.agreement.same_top1,
-                p.agreement.common,
-                p.agreement
-                    .max_prob
-                    .as_ref()
-                    .map_or("-".into(), |m| format!(
-                        "{:.4} ({})",
-                        m.delta,
-                        cell(&m.path)
-                    )),
-                if p.case.passed() { "pass" } else { "FAIL" }
-            );
-        }
+        agreement_table(&mut s, pairs);
     }
+    failures(&mut s, envs);
+    s
+}
+
+/// The environment's torch, CUDA, cuDNN and device cells.
+fn version_cells(env: &EnvResult) -> [String; 4] {
+    let v = env.versions.as_ref();
+    let torch = v.map_or("-".into(), |v| v.torch.clone());
+    let cuda = v
+        .and_then(|v| v.cuda.clone())
+        .or_else(|| {
+            env.cuda
+                .as_ref()
+                .and_then(|c| c.cuda_runtime_version.clone())
+        })
+        .unwrap_or_else(|| "-".into());
+    let cudnn = v
+        .and_then(|v| v.cudnn.clone())
+        .or_else(|| env.cuda.as_ref().and_then(|c| c.cudnn_version.clone()))
+        .unwrap_or_else(|| "-".into());
+    let device = v.map_or("-".into(), |v| {
+        if v.device_name == v.device {
+            v.device.clone()
+        } else {
+            format!("{} ({})", v.device, v.device_name)
+        }
+    });
+    [torch, cuda, cudnn, device]
+}
+
+/// (model, top-1, top-5, baseline verdict, note) per model of `env`, or one
+/// row of dashes when it evaluated none.
+fn model_cells(env: &EnvResult) -> Vec<(String, String, String, String, String)> {
+    if env.models.is_empty() {
+        return vec![(
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            String::new(),
+        )];
+    }
+    env.models
+        .iter()
+        .map(|m| {
+            let case = env
+                .cases
+                .iter()
+                .find(|c| c.name == format!("eval {}", m.model));
+            let note = case
+                .filter(|c| c.outcome != Outcome::Pass)
+                .map_or(String::new(), |c| c.message.clone());
+            let (t1, t5) = m.run.as_ref().map_or(("-".into(), "-".into()), |r| {
+                (
+                    format!("{:.2}%", r.metrics.top1_pct()),
+                    format!("{:.2}%", r.metrics.top5_pct()),
+                )
+            });
+            (m.model.clone(), t1, t5, m.verdict.clone(), note)
+        })
+        .collect()
+}
+
+/// The rows of one environment.
+fn env_rows(s: &mut String, env: &EnvResult) {
+    let [torch, cuda, cudnn, device] = version_cells(env);
+    let mut notes: Vec<String> = env
+        .cases
+        .iter()
+        .filter(|c| !c.passed() && !c.name.starts_with("eval "))
+        .map(|c| format!("{}: {}", c.name, c.message))
+        .collect();
+    notes.extend(env.notices.iter().cloned());
+    for (model, t1, t5, verdict, note) in model_cells(env) {
+        let mut all = notes.clone();
+        if !note.is_empty() {
+            all.insert(0, note);
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&env.env),
+            cell(&torch),
+            cell(&cuda),
+            cell(&cudnn),
+            cell(&device),
+            cell(&model),
+            t1,
+            t5,
+            cell(&verdict),
+            cell(&all.join("; "))
+        );
+    }
+}
+
+fn agreement_table(s: &mut String, pairs: &[PairResult]) {
+    s.push_str("\n## Agreement between environments\n\n");
+    s.push_str("| model | env A | env B | top-1 agreement | max abs prob diff | verdict |\n");
+    s.push_str("|---|---|---|---|---|---|\n");
+    for p in pairs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2}% ({}/{}) | {} | {} |",
+            cell(&p.model),
+            cell(&p.a),
+            cell(&p.b),
+            p.agreement.percent(),
+            p.agreement.same_top1,
+            p.agreement.common,
+            p.agreement
+                .max_prob
+                .as_ref()
+                .map_or("-".into(), |m| format!(
+                    "{:.4} ({})",
+                    m.delta,
+                    cell(&m.path)
+                )),
+            if p.case.passed() { "pass" } else { "FAIL" }
+        );
+    }
+}
+
+/// Every failed check with its message and detail.
+fn failures(s: &mut String, envs: &[EnvResult]) {
     let details: Vec<_> = envs
         .iter()
         .flat_map(|e| e.cases.iter().map(move |c| (e.env.as_str(), c)))
         .filter(|(_, c)| !c.passed())
         .collect();
-    if !details.is_empty() {
-        s.push_str("\n## Failures\n");
-        for (env, c) in details {
-            let _ = write!(
-                s,
-                "\n### {env}: {}\n\n{}\n\n```\n{}\n```\n",
-                c.name,
-                c.message,
-                c.detail.trim_end()
-            );
-        }
+    if details.is_empty() {
+        return;
     }
-    s
+    s.push_str("\n## Failures\n");
+    for (env, c) in details {
+        let _ = write!(
+            s,
+            "\n### {env}: {}\n\n{}\n\n```\n{}\n```\n",
+            c.name,
+            c.message,
+            c.detail.trim_end()
+        );
+    }
 }

@@ -1,19 +1,32 @@
-//! The 1000 ImageNet-1k classes, embedded so the binary needs no data files.
+//! The 1000 ImageNet-1k classes, embedded so no program needs data files.
 //! Class index = position in the sorted synset list (0 = n01440764 tench,
 //! 999 = n15075141 toilet tissue), the convention of torchvision and of
 //! `ImageFolder` over the full training set.
+//!
+//! `imagenet_classes.tsv` beside this file is the repository's one copy of
+//! the table (provenance: fixtures/README.md; rebuilt by
+//! fixtures/build_images.py). Uses std only.
 
 use std::sync::OnceLock;
 
-/// `index<TAB>synset<TAB>name`, sorted by synset.
-const CLASSES_TSV: &str = include_str!("imagenet_classes.tsv");
+/// `index<TAB>synset<TAB>names`, sorted by synset; `names` is the
+/// comma-joined WordNet lemma list.
+pub const CLASSES_TSV: &str = include_str!("imagenet_classes.tsv");
 
 /// One ImageNet class.
 #[derive(Debug, Clone)]
 pub struct Class {
     pub index: usize,
     pub synset: &'static str,
+    /// Comma-joined WordNet lemmas (`tench, Tinca tinca`).
     pub name: &'static str,
+}
+
+impl Class {
+    /// The first of the class's names (`tench`).
+    pub fn short_name(&self) -> &'static str {
+        self.name.split(',').next().unwrap_or(self.name).trim()
+    }
 }
 
 /// All 1000 classes in index order.
@@ -41,6 +54,12 @@ pub fn index_of_synset(synset: &str) -> Option<usize> {
     classes().binary_search_by(|c| c.synset.cmp(synset)).ok()
 }
 
+/// The short name of a synset's class (`n01443537` → `goldfish`), or ""
+/// when the synset is not an ImageNet-1k class.
+pub fn class_name(synset: &str) -> &'static str {
+    index_of_synset(synset).map_or("", |i| classes()[i].short_name())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +79,14 @@ mod tests {
         for (i, line) in CLASSES_TSV.lines().enumerate() {
             assert_eq!(line.split('\t').next(), Some(i.to_string().as_str()));
         }
+    }
+
+    #[test]
+    fn class_names_are_the_first_lemma() {
+        assert_eq!(class_name("n01440764"), "tench");
+        assert_eq!(class_name("n01443537"), "goldfish");
+        assert_eq!(class_name("n15075141"), "toilet tissue");
+        assert_eq!(class_name("n00000000"), "");
+        assert_eq!(class_name(""), "");
     }
 }

@@ -1,40 +1,45 @@
-//! The evaluation report: JSON schema (consumed by the regression gate's
-//! snapshots; keep it stable, bump [`SCHEMA_VERSION`] on incompatible
-//! changes) and the human-readable table.
+//! `harness eval --json PATH`: the evaluation report and its parts.
+//!
+//! Types only (serde); the harness fills them in, the gate reads them.
 
-use serde::Serialize;
-
-/// Version of the [`EvalReport`] JSON layout.
-pub const SCHEMA_VERSION: u32 = 1;
+use serde::{Deserialize, Serialize};
 
 /// Top-level JSON written by `harness eval --json PATH`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
-    /// Layout version, currently 1.
+    /// Layout version, [`crate::SCHEMA_VERSION`].
     pub schema_version: u32,
     /// `efficientnet_b0` … `efficientnet_b7`, `efficientnet_lite0`.
     pub model: String,
+    #[serde(default)]
     pub weights: WeightsInfo,
+    #[serde(default)]
     pub dataset: DatasetInfo,
     pub settings: Settings,
     pub metrics: Metrics,
     /// Every class present in the dataset, by class index.
+    #[serde(default)]
     pub per_class: Vec<ClassAccuracy>,
     /// Non-zero off-diagonal (true → predicted top-1) counts, sorted by
     /// count descending, then true index, then predicted index.
+    #[serde(default)]
     pub confusion: Vec<ConfusionEntry>,
     /// Every evaluated image, in dataset order.
     pub samples: Vec<SampleResult>,
     /// Relative paths of evaluated images whose top-1 is wrong.
+    #[serde(default)]
     pub misclassified: Vec<String>,
     /// Images that could not be read/decoded (not counted in metrics).
+    #[serde(default)]
     pub failed: Vec<FailedSample>,
+    #[serde(default)]
     pub performance: Performance,
     pub versions: Versions,
 }
 
 /// Which weights were evaluated.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WeightsInfo {
     /// Path or URL as given on the command line.
     pub source: String,
@@ -45,7 +50,8 @@ pub struct WeightsInfo {
 }
 
 /// The evaluated dataset.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DatasetInfo {
     /// `--data` directory.
     pub root: String,
@@ -60,26 +66,58 @@ pub struct DatasetInfo {
 }
 
 /// Run settings.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// `cpu` or `cuda` (`cuda:0`).
     pub device: String,
+    #[serde(default)]
     pub batch_size: usize,
     /// Decode/preprocess threads.
+    #[serde(default)]
     pub workers: usize,
     /// Parameter/input dtype: `float32`, or `bfloat16` with `--autocast bf16`.
+    #[serde(default)]
     pub dtype: String,
     /// `fp16` (CUDA autocast), `bf16` (model cast to bfloat16) or null.
     pub autocast: Option<String>,
+    #[serde(default)]
     pub channels_last: bool,
     /// TF32 off, cuDNN deterministic, cuDNN benchmark off.
+    #[serde(default)]
     pub deterministic: bool,
     /// Resize/crop/interpolation/mean/std actually used.
-    pub preprocess: crate::preprocess::Preset,
+    #[serde(default)]
+    pub preprocess: Preprocess,
+}
+
+impl Settings {
+    /// Ran on a GPU (`settings.device` is `cuda…`).
+    pub fn is_gpu(&self) -> bool {
+        self.device.starts_with("cuda")
+    }
+}
+
+/// Eval preprocessing actually used: PIL `Resize(resize)` (shorter side) →
+/// `CenterCrop(crop)` → `ToTensor` → `Normalize(mean, std)`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Preprocess {
+    /// Shorter side after resize.
+    pub resize: u32,
+    /// Square center crop size (model input size).
+    pub crop: u32,
+    /// PIL resampling filter: `bilinear` or `bicubic`.
+    pub interpolation: String,
+    /// Per-channel mean, on the [0, 1] scale.
+    pub mean: [f32; 3],
+    /// Per-channel std, on the [0, 1] scale.
+    pub std: [f32; 3],
+    /// Resampling filter widened when downscaling (PIL always does).
+    pub antialias: bool,
 }
 
 /// Accuracy over evaluated images (failed ones excluded).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Fraction in [0, 1].
     pub top1: f64,
@@ -91,7 +129,7 @@ pub struct Metrics {
 }
 
 /// Accuracy of one class.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassAccuracy {
     pub index: usize,
     pub synset: String,
@@ -105,7 +143,7 @@ pub struct ClassAccuracy {
 }
 
 /// A true → predicted count.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfusionEntry {
     pub true_index: usize,
     pub true_synset: String,
@@ -115,8 +153,10 @@ pub struct ConfusionEntry {
 }
 
 /// One prediction.
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
+    /// Class index.
+    #[serde(default)]
     pub index: usize,
     pub synset: String,
     /// Softmax probability.
@@ -124,11 +164,12 @@ pub struct Prediction {
 }
 
 /// Result for one image.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleResult {
     /// Path relative to the dataset root.
     pub path: String,
     /// True class index.
+    #[serde(default)]
     pub label: usize,
     pub label_synset: String,
     /// Five most probable classes, most probable first.
@@ -138,14 +179,16 @@ pub struct SampleResult {
 }
 
 /// An image that could not be evaluated.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailedSample {
+    /// Path relative to the dataset root.
     pub path: String,
     pub error: String,
 }
 
 /// Timing and memory.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Performance {
     /// Whole evaluation (model load excluded).
     pub wall_seconds: f64,
@@ -165,107 +208,13 @@ pub struct Performance {
 }
 
 /// What ran.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Versions {
+    #[serde(default)]
     pub harness: String,
     pub torch: String,
     pub cuda_runtime: Option<String>,
     pub cudnn: Option<String>,
     /// `cpu` or the GPU name.
     pub device_name: String,
-}
-
-/// Peak RSS (`VmHWM` of /proc/self/status) in bytes.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// The readable summary printed on stdout.
-pub fn render(r: &EvalReport) -> String {
-    let mut s = String::new();
-    s += &format!("model        {}\n", r.model);
-    s += &format!(
-        "weights      {} ({}, sha256 {})\n",
-        r.weights.source, r.weights.format, r.weights.sha256
-    );
-    s += &format!(
-        "dataset      {} ({} images, {} evaluated, {} failed)\n",
-        r.dataset.root, r.dataset.num_images, r.dataset.num_evaluated, r.dataset.num_failed
-    );
-    s += &format!(
-        "settings     device={} batch={} workers={} dtype={} autocast={} channels_last={} deterministic={}\n",
-        r.settings.device,
-        r.settings.batch_size,
-        r.settings.workers,
-        r.settings.dtype,
-        r.settings.autocast.as_deref().unwrap_or("off"),
-        r.settings.channels_last,
-        r.settings.deterministic
-    );
-    s += &format!(
-        "versions     harness {} torch {} cuda {} cudnn {} on {}\n",
-        r.versions.harness,
-        r.versions.torch,
-        r.versions.cuda_runtime.as_deref().unwrap_or("-"),
-        r.versions.cudnn.as_deref().unwrap_or("-"),
-        r.versions.device_name
-    );
-    s += &format!(
-        "top-1        {:.2}% ({}/{})\ntop-5        {:.2}% ({}/{})\n",
-        100.0 * r.metrics.top1,
-        r.metrics.correct_top1,
-        r.metrics.evaluated,
-        100.0 * r.metrics.top5,
-        r.metrics.correct_top5,
-        r.metrics.evaluated
-    );
-    let p = &r.performance;
-    s += &format!(
-        "throughput   {:.1} img/s (wall {:.2}s, preprocess {:.2}s, inference {:.2}s)\n",
-        p.images_per_second, p.wall_seconds, p.preprocess_seconds, p.inference_seconds
-    );
-    s += &format!(
-        "memory       peak RSS {:.0} MiB{}\n",
-        p.peak_host_rss_bytes.unwrap_or(0) as f64 / 1048576.0,
-        p.peak_gpu_memory_bytes.map_or(String::new(), |b| format!(
-            ", peak GPU {:.0} MiB",
-            b as f64 / 1048576.0
-        ))
-    );
-    s += "\nper class\n  synset     n  correct  acc%    name\n";
-    for c in &r.per_class {
-        s += &format!(
-            "  {} {:>3} {:>8} {:>6.1}  {}\n",
-            c.synset,
-            c.n,
-            c.correct,
-            100.0 * c.accuracy,
-            c.name
-        );
-    }
-    if !r.confusion.is_empty() {
-        s += "\nconfusions (true -> predicted: count)\n";
-        for c in r.confusion.iter().take(20) {
-            s += &format!(
-                "  {} -> {}: {}\n",
-                c.true_synset, c.predicted_synset, c.count
-            );
-        }
-    }
-    if !r.misclassified.is_empty() {
-        s += &format!("\nmisclassified ({})\n", r.misclassified.len());
-        for m in &r.misclassified {
-            s += &format!("  {m}\n");
-        }
-    }
-    if !r.failed.is_empty() {
-        s += &format!("\nfailed ({})\n", r.failed.len());
-        for f in &r.failed {
-            s += &format!("  {}: {}\n", f.path, f.error);
-        }
-    }
-    s
 }
