@@ -1,4 +1,6 @@
 //! Command line (clap derive; doc comments are the help text).
+//!
+//! May use: `eval`, `models`, `preprocess`.
 
 use crate::eval::Autocast;
 use crate::models::ModelKind;

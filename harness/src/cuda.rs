@@ -2,6 +2,8 @@
 //! image declares match what runs, and does a real computation give the
 //! right answer on every device. The checks fill in `report::CudaReport`
 //! (the layout shared with the gate).
+//!
+//! May use: `runtime`.
 
 use crate::runtime::{self, DriverDevice, DriverStatus, TorchInfo};
 pub use report::{CudaReport, DeviceCheck, VersionCheck};

@@ -1,5 +1,7 @@
 //! Evaluation datasets: an ImageFolder directory whose class directories
 //! are ImageNet synsets, or a labels file.
+//!
+//! May use: nothing else of the crate.
 
 use report::imagenet;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! `harness eval`: decode + preprocess on a thread pool, batched inference
 //! on the main thread (bounded channel between them). The report is built
 //! from the outcome by [`crate::eval_report`].
+//!
+//! May use: `dataset`, `models`, `preprocess`, `runtime`.
 
 use crate::dataset::Sample;
 use crate::models::ModelKind;

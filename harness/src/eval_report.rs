@@ -5,6 +5,8 @@
 //!
 //! Uses the report crate's types and class table, the dataset's samples and
 //! [`crate::eval::EvalOutcome`]; no libtorch.
+//!
+//! May use: `dataset`, `eval`, `models`.
 
 use crate::dataset::Sample;
 use crate::eval::EvalOutcome;

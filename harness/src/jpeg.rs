@@ -7,6 +7,8 @@
 //!
 //! Like Pillow, warnings (e.g. "extraneous bytes before marker", common in
 //! real ImageNet files) are not fatal: the decoded pixels are used.
+//!
+//! May use: nothing else of the crate.
 
 use std::ffi::{c_int, CStr};
 

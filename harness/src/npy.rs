@@ -1,5 +1,7 @@
 //! Minimal `.npy` (format 1.0, little-endian float32, C order) reader and
 //! writer for the debug subcommands and parity tests.
+//!
+//! May use: nothing else of the crate.
 
 use std::path::Path;
 

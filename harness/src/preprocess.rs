@@ -7,6 +7,8 @@
 //! resampler ([`crate::resample`]), so the result is PIL's to the byte.
 //! PNG and the rare CMYK JPEG go through the `image` crate (PNG decoding is
 //! exact; CMYK conversion may differ from Pillow's).
+//!
+//! May use: `jpeg`, `resample`.
 
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use std::path::Path;

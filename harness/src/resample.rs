@@ -4,6 +4,8 @@
 //! by the downscale factor (antialias), same 22-bit fixed-point
 //! coefficients, horizontal pass first with 8-bit rounding/clipping of the
 //! intermediate image, then the vertical pass.
+//!
+//! May use: nothing else of the crate.
 
 /// Resampling filter (PIL semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

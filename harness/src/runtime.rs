@@ -3,6 +3,8 @@
 //! the libraries and calling their version functions), and libtorch's
 //! global context switches (TF32, cuDNN determinism) which tch does not
 //! expose.
+//!
+//! May use: nothing else of the crate.
 
 use libloading::os::unix::Library;
 use std::ffi::{c_char, c_int, c_void};

@@ -1,6 +1,8 @@
 //! Weights given as a URL: downloaded once into
 //! `${TORCHENV_CACHE:-~/.cache/torchenv}/weights/<sha256>`, verified, and
 //! moved into place atomically (temp file + rename in the same directory).
+//!
+//! May use: nothing else of the crate.
 
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};

@@ -3,6 +3,8 @@
 //!
 //! Types only (serde); the harness runs the checks and fills them in, the
 //! gate reads them.
+//!
+//! May use: nothing else of the crate.
 
 use serde::{Deserialize, Serialize};
 

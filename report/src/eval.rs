@@ -1,6 +1,8 @@
 //! `harness eval --json PATH`: the evaluation report and its parts.
 //!
 //! Types only (serde); the harness fills them in, the gate reads them.
+//!
+//! May use: nothing else of the crate.
 
 use serde::{Deserialize, Serialize};
 

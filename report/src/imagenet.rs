@@ -6,6 +6,8 @@
 //! `imagenet_classes.tsv` beside this file is the repository's one copy of
 //! the table (provenance: fixtures/README.md; rebuilt by
 //! fixtures/build_images.py). Uses std only.
+//!
+//! May use: nothing else of the crate.
 
 use std::sync::OnceLock;
 

@@ -3,6 +3,8 @@
 //! the object itself (storages as persistent ids), the list of storage keys
 //! — followed by the raw storages in key order, each prefixed by its element
 //! count as a little-endian `i64`.
+//!
+//! May use: `checkpoint`, `checkpoint::pickle`.
 
 use super::{collect_tensors, pickle, CheckpointError, StorageRef};
 use pickle::Value;

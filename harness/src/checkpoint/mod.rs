@@ -5,6 +5,8 @@
 //! `tch::nn::VarStore::load` cannot read plain `torch.save` pickles, so the
 //! pickle is interpreted here (see [`pickle`]) and tensors are rebuilt from
 //! their storages with the recorded size/stride/offset.
+//!
+//! May use: nothing else of the crate.
 
 mod legacy;
 pub mod pickle;

@@ -4,6 +4,8 @@
 //! Globals are never imported; `REDUCE`/`NEWOBJ`/`BUILD` on a global produce
 //! [`Value::Call`] nodes that the checkpoint layer interprets
 //! (`torch._utils._rebuild_tensor_v2`, `collections.OrderedDict`, …).
+//!
+//! May use: nothing else of the crate.
 
 use std::cell::RefCell;
 use std::rc::Rc;

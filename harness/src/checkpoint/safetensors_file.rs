@@ -1,4 +1,6 @@
 //! `.safetensors` files via the `safetensors` crate.
+//!
+//! May use: `checkpoint`.
 
 use super::CheckpointError;
 use safetensors::{Dtype, SafeTensors};

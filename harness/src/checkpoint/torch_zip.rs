@@ -1,5 +1,7 @@
 //! torch zip format: `<prefix>/data.pkl` plus one entry per storage at
 //! `<prefix>/data/<key>` (the prefix is the archive name chosen at save time).
+//!
+//! May use: `checkpoint`, `checkpoint::pickle`.
 
 use super::{collect_tensors, pickle, CheckpointError};
 use std::io::{Cursor, Read};

@@ -7,6 +7,8 @@
 //! BatchNorm eps 1e-5 (torchvision's V1 models use the `nn.BatchNorm2d`
 //! default), symmetric `(k - 1) / 2` padding, stochastic depth disabled in
 //! eval mode (identity), dropout before the classifier (identity in eval).
+//!
+//! May use: nothing else of the crate.
 
 use std::sync::OnceLock;
 use tch::nn::{self, ModuleT};

@@ -7,6 +7,8 @@
 //! TensorFlow "SAME" padding computed from the input size at run time
 //! (asymmetric for stride 2: extra row/column at the bottom/right), stem
 //! (32) and head (1280) not scaled.
+//!
+//! May use: nothing else of the crate.
 
 use tch::nn::{self, ModuleT};
 use tch::Tensor;

@@ -1,4 +1,6 @@
 //! Supported models, their evaluation presets and strict weight loading.
+//!
+//! May use: `checkpoint`, `preprocess`.
 
 pub mod efficientnet;
 pub mod lite;

@@ -13,6 +13,8 @@
 //! `<name>.snap.new` next to the baseline, which `cargo insta review` /
 //! `cargo insta accept` (see fixtures/baselines/README.md) turn into the new
 //! baseline.
+//!
+//! May use: `gate::report`.
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,8 @@
 //! `cargo xtask ci`: build and check every selected environment, compare
 //! the environments with each other, and write `summary.md` and
 //! `junit.xml`.
+//!
+//! May use: `gate::check`, `gate::compare`, `gate::junit`, `gate::summary`, `spec`.
 
 use std::path::Path;
 use std::time::Instant;

@@ -1,6 +1,8 @@
 //! Numeric comparison of a run with its baseline, within the environment's
 //! tolerances (`harness.tolerances` in environments.yaml), and the readable
 //! diff the gate prints.
+//!
+//! May use: `gate::baseline`, `spec`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -1,6 +1,8 @@
 //! JUnit XML (the layout CI systems read: `testsuites` > `testsuite` >
 //! `testcase` with `failure`/`error` children), one testsuite per
 //! environment and one testcase per check.
+//!
+//! May use: `gate::check`.
 
 use std::fmt::Write as _;
 

@@ -3,6 +3,8 @@
 //!
 //! Reads check and compare results; defines [`PairResult`] (built by
 //! `ci::cross_env`) so that it needs nothing from `ci`.
+//!
+//! May use: `gate::check`, `gate::compare`.
 
 use std::fmt::Write as _;
 
