@@ -153,6 +153,26 @@ fn paths_after(code: &str, prefix: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// `use a::b` and `pub use a::{b, c}` paths that start with a plain name
+/// (relative to the module itself, i.e. its children).
+fn relative_uses(code: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in code.lines() {
+        let t = line.trim_start();
+        let t = t.strip_prefix("pub ").unwrap_or(t);
+        let t = t.strip_prefix("pub(crate) ").unwrap_or(t);
+        let Some(rest) = t.strip_prefix("use ") else {
+            continue;
+        };
+        let first = rest.split("::").next().unwrap_or("");
+        if ["crate", "super", "self", "std", "core"].contains(&first) {
+            continue;
+        }
+        out.extend(paths_after(&format!("crate::{rest}"), "crate::"));
+    }
+    out
+}
+
 fn edges(dir: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
     let mods = modules(dir);
     let mut graph: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
@@ -162,6 +182,13 @@ fn edges(dir: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
         let mut targets = paths_after(&text, "crate::");
         for p in paths_after(&text, "super::") {
             let mut full = parent.clone();
+            full.extend(p);
+            targets.push(full);
+        }
+        // A module re-exporting or using its own children (`pub use child::X`)
+        // depends on them too.
+        for p in relative_uses(&text) {
+            let mut full = m.clone();
             full.extend(p);
             targets.push(full);
         }
@@ -267,6 +294,10 @@ fn the_cycle_finder_finds_a_cycle() {
     assert_eq!(
         paths_after("use crate::{a, b::c as d};", "crate::"),
         [vec!["a"], vec!["b", "c"]]
+    );
+    assert_eq!(
+        relative_uses("pub use resolve::{lock, Options};\nuse std::path::Path;"),
+        [vec!["resolve", "lock"], vec!["resolve", "Options"]]
     );
 }
 

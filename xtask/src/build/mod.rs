@@ -10,7 +10,9 @@
 //! - [`harness`]: the in-image harness, compiled against the env's libtorch;
 //! - [`host_tools`]: host programs installed on first use (mmdebstrap, cmake, nasm);
 //! - [`image`]: the build plan (tag = hash of every input), Dockerfile
-//!   contexts and the hermetic engine build; `cargo xtask build`.
+//!   contexts and the hermetic engine build; `cargo xtask build`;
+//! - [`lock`]: `cargo xtask lock`, resolving the spec into the lock (the
+//!   first build step: it bootstraps the base and asks pip).
 //!
 //! May use: `docker`, `lock` (data model, freshness), `spec`, `cache`,
 //! `compat`, `process`, `progress`, `exit`. Never `error`, `launch`, `gate`.
@@ -21,6 +23,7 @@ mod error;
 pub mod harness;
 pub mod host_tools;
 pub mod image;
+pub mod lock;
 pub mod pip;
 pub mod weights;
 pub mod wheels;

@@ -3,8 +3,8 @@
 //! May use: every capability module and `error` (this is the command layer).
 
 use super::{Ctx, Run};
+use crate::build::lock::{self, LockOptions};
 use crate::error::Result;
-use crate::lock::{self, LockOptions};
 
 /// Resolve wheels (with sha256) and the base's Debian packages into
 /// environments.lock. Unchanged environments keep their entries.

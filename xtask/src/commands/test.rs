@@ -20,7 +20,7 @@ use std::time::Instant;
 use super::gate::Sources;
 use super::{check, Ctx, Run};
 use crate::build::{self, harness, weights};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gate::Device;
 use crate::lock;
 use crate::process::{cargo, run_logged};
@@ -65,6 +65,8 @@ impl Run for Test {
             Ok(built.tag)
         })?;
         stages.run("xtask tests", || {
+            let lock_path = std::path::absolute(ctx.lock_path())
+                .map_err(Error::io(format!("resolving {}", ctx.lock_path().display())))?;
             let mut test = cargo();
             test.current_dir(&root)
                 .args(["test", "--workspace", "--", "--test-threads=2"])
@@ -72,7 +74,8 @@ impl Run for Test {
                 .env("TORCHENV_TEST_HARNESS", &harness.binary)
                 .env("TORCHENV_TEST_PYTHON", harness::venv_python(&harness.venv))
                 .env("TORCHENV_TEST_WEIGHTS", &weights)
-                .env("TORCHENV_LITE0_WEIGHTS", &weights);
+                .env("TORCHENV_LITE0_WEIGHTS", &weights)
+                .env("TORCHENV_LOCK", &lock_path);
             Ok(run_logged(test, "cargo test --workspace")?)
         })?;
         stages.run("gate", || {

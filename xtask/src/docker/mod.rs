@@ -8,7 +8,7 @@
 //! failure into a typed variant (conflict, not modified, port taken, GPUs or
 //! a ulimit refused, …) callers match on.
 //!
-//! May use: nothing else of the crate.
+//! May use: bollard, tokio and the standard library; nothing else of the
 //! crate (the launch and gate modules build on this one, never the reverse).
 
 use bollard::errors::Error as BollardError;

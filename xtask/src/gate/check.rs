@@ -28,7 +28,7 @@ use crate::spec::{Env, Gpus};
 const DATA: &str = "/data";
 const WEIGHTS: &str = "/weights";
 const OUT: &str = "/out";
-/// The harness inside an environment's image (see `image.rs`).
+/// The harness inside an environment's image (see `build/image.rs`).
 pub const IMAGE_HARNESS: &str = "/usr/local/bin/harness";
 
 /// `--device`.

@@ -14,8 +14,8 @@
 //! the managed-by, env and one-shot labels. Nothing without the managed-by
 //! label is ever touched.
 //!
-//! May use: nothing else of the crate.
-//! environment's image in `image.rs`), `lock` and `progress`; never `gate`.
+//! May use: `docker`, `spec`, `build` (the environment's image, for `up`),
+//! `lock`, `cache`, `progress`, `exit`; never `gate`, `commands` or `error`.
 
 mod error;
 

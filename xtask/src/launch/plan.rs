@@ -9,8 +9,8 @@
 //! turns a plan into the engine's create body, `HostConfig` built step by
 //! step.
 //!
-//! May use: `cache`, `docker`, `launch`, `launch::gpus`, `launch::mounts`, `launch::ports`, `spec`.
-//! and the rest of `launch`.
+//! May use: `docker`, `spec`, `cache` (the refused-ulimit memory) and the
+//! rest of `launch`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

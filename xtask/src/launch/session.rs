@@ -199,25 +199,23 @@ pub async fn logs(
     follow: bool,
     tail: Option<usize>,
 ) -> Result<()> {
-    {
-        let env_name = match env {
-            Some(e) => e.to_string(),
-            None => Spec::load(spec_path)?.default,
-        };
-        let name = container_name(&env_name, &Identity::current());
-        let c = docker
-            .inspect_container(&name)
-            .await?
-            .ok_or_else(|| LaunchError::NotRunning {
-                env: env_name.clone(),
-                container: name.clone(),
-            })?;
-        super::up::ensure_managed(&name, &c)?;
-        let tail = tail.map_or("all".to_string(), |n| n.to_string());
-        let mut stream = Box::pin(docker.container_logs(&name, follow, &tail));
-        while let Some(chunk) = stream.next().await {
-            write_chunk(chunk.map_err(DockerError::api("logs", &name))?);
-        }
-        Ok(())
+    let env_name = match env {
+        Some(e) => e.to_string(),
+        None => Spec::load(spec_path)?.default,
+    };
+    let name = container_name(&env_name, &Identity::current());
+    let c = docker
+        .inspect_container(&name)
+        .await?
+        .ok_or_else(|| LaunchError::NotRunning {
+            env: env_name.clone(),
+            container: name.clone(),
+        })?;
+    super::up::ensure_managed(&name, &c)?;
+    let tail = tail.map_or("all".to_string(), |n| n.to_string());
+    let mut stream = Box::pin(docker.container_logs(&name, follow, &tail));
+    while let Some(chunk) = stream.next().await {
+        write_chunk(chunk.map_err(DockerError::api("logs", &name))?);
     }
+    Ok(())
 }

@@ -31,7 +31,7 @@ pub fn check_fresh<'a>(spec: &Spec, lock: &'a Lock, env: &Env) -> Result<&'a Loc
 }
 
 /// A spec `cuda:` that disagrees with the resolved wheels names both values.
-pub(super) fn check_cuda(spec: &Spec, env: &Env, locked: &LockedEnv) -> Result<(), LockError> {
+pub fn check_cuda(spec: &Spec, env: &Env, locked: &LockedEnv) -> Result<(), LockError> {
     match &env.cuda {
         Some(expected) if *expected != locked.cuda => Err(spec
             .error_at(

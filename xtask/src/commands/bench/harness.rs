@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::build::harness::{self, venv_python};
-use crate::commands::Ctx;
+use crate::commands::{Ctx, Run};
 use crate::error::{Error, Result};
 use crate::lock;
 use crate::process::{run_captured, run_logged};
@@ -45,8 +45,8 @@ struct Speeds {
     preprocess: f64,
 }
 
-impl BenchHarness {
-    pub fn run(self, ctx: &Ctx) -> Result<()> {
+impl Run for BenchHarness {
+    fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;
         let lock = ctx.lock()?;
         let env = spec.env(self.env.as_deref())?;
@@ -96,7 +96,9 @@ impl BenchHarness {
         println!("  goals: end-to-end >= 1.3, preprocessing per core >= 2");
         Ok(())
     }
+}
 
+impl BenchHarness {
     /// PyTorch-Python: a `DataLoader` end to end, and a one-thread PIL loop
     /// timed around decode + preprocessing. Returns torch's version too.
     fn python_reference(

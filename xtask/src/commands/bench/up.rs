@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::commands::Ctx;
+use crate::commands::{Ctx, Run};
 use crate::docker::Docker;
 use crate::error::{Error, Result};
 use crate::launch::gpus::GpuPlan;
@@ -44,8 +44,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-impl BenchUp {
-    pub fn run(&self, ctx: &Ctx) -> Result<()> {
+impl Run for BenchUp {
+    fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;
         let r = ctx.block_on(async {
             let docker = ctx.docker().await?;
@@ -66,7 +66,9 @@ impl BenchUp {
         );
         Ok(())
     }
+}
 
+impl BenchUp {
     pub async fn bench(&self, docker: &Docker, spec: &Spec, ctx: &Ctx) -> Result<BenchResult> {
         let env = spec.env(self.env.as_deref())?.clone();
         let up = Up {

