@@ -65,8 +65,10 @@ impl Run for Test {
             Ok(built.tag)
         })?;
         stages.run("xtask tests", || {
-            let lock_path = std::path::absolute(ctx.lock_path())
-                .map_err(Error::io(format!("resolving {}", ctx.lock_path().display())))?;
+            let lock_path = std::path::absolute(ctx.lock_path()).map_err(Error::io(format!(
+                "resolving {}",
+                ctx.lock_path().display()
+            )))?;
             let mut test = cargo();
             test.current_dir(&root)
                 .args(["test", "--workspace", "--", "--test-threads=2"])
