@@ -99,24 +99,13 @@ impl Error {
     }
 }
 
-/// The boxed variants keep `Error` small (clippy's `result_large_err`);
-/// `?` still converts from the unboxed errors.
-macro_rules! boxed_from {
-    ($($variant:ident($ty:ty)),* $(,)?) => {$(
-        impl From<$ty> for Error {
-            fn from(e: $ty) -> Self {
-                Error::$variant(Box::new(e))
-            }
-        }
-    )*};
-}
-boxed_from!(
+boxed_from!(Error {
     Spec(SpecError),
     Lock(LockError),
     Docker(DockerError),
     Launch(LaunchError),
     Build(BuildError),
     Process(ProcessError),
-);
+});
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,6 +3,20 @@
 //!
 //! One module per capability; `main.rs` only dispatches.
 
+/// `impl From<T> for E` that boxes `T` into the variant `E::V(Box<T>)`: the
+/// error enums box their large variants (clippy's `result_large_err`) and
+/// `?` still converts from the unboxed errors.
+/// `boxed_from!(Error { Spec(SpecError), Docker(DockerError) });`
+macro_rules! boxed_from {
+    ($error:ident { $($variant:ident($ty:ty)),* $(,)? }) => {$(
+        impl From<$ty> for $error {
+            fn from(e: $ty) -> Self {
+                $error::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
 pub mod build;
 pub mod cache;
 pub mod commands;

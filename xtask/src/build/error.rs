@@ -156,23 +156,11 @@ impl BuildError {
     }
 }
 
-impl From<DockerError> for BuildError {
-    fn from(e: DockerError) -> Self {
-        BuildError::Docker(Box::new(e))
-    }
-}
-
-impl From<LockError> for BuildError {
-    fn from(e: LockError) -> Self {
-        BuildError::Lock(Box::new(e))
-    }
-}
-
-impl From<SpecError> for BuildError {
-    fn from(e: SpecError) -> Self {
-        BuildError::Spec(Box::new(e))
-    }
-}
+boxed_from!(BuildError {
+    Docker(DockerError),
+    Lock(LockError),
+    Spec(SpecError),
+});
 
 impl From<EngineBuildError> for BuildError {
     fn from(e: EngineBuildError) -> Self {

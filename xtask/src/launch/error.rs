@@ -172,20 +172,11 @@ impl LaunchError {
     }
 }
 
-macro_rules! boxed_from {
-    ($($variant:ident($ty:ty)),* $(,)?) => {$(
-        impl From<$ty> for LaunchError {
-            fn from(e: $ty) -> Self {
-                LaunchError::$variant(Box::new(e))
-            }
-        }
-    )*};
-}
-boxed_from!(
+boxed_from!(LaunchError {
     Docker(DockerError),
     Build(BuildError),
     Lock(LockError),
     Spec(SpecError),
-);
+});
 
 pub type Result<T, E = LaunchError> = std::result::Result<T, E>;

@@ -50,8 +50,4 @@ impl LockError {
     }
 }
 
-impl From<SpecError> for LockError {
-    fn from(e: SpecError) -> Self {
-        LockError::Spec(Box::new(e))
-    }
-}
+boxed_from!(LockError { Spec(SpecError) });
