@@ -68,19 +68,9 @@ pub enum Error {
     },
 }
 
+failure_constructors!(Error);
+
 impl Error {
-    pub fn failed(message: impl Into<String>) -> Self {
-        Error::Failed {
-            message: message.into(),
-            help: None,
-        }
-    }
-
-    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
-        let context = context.into();
-        move |source| Error::Io { context, source }
-    }
-
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Spec(_) | Error::UnknownEnv(_) => exit::BAD_INPUT,

@@ -17,6 +17,28 @@ macro_rules! boxed_from {
     )*};
 }
 
+/// `E::failed(message)` and `E::io(context)` (for `map_err`) on an error
+/// enum with `Failed { message, help }` and `Io { context, source }` variants.
+macro_rules! failure_constructors {
+    ($error:ident) => {
+        impl $error {
+            /// A failure described by `message`, without a hint.
+            pub fn failed(message: impl Into<String>) -> Self {
+                $error::Failed {
+                    message: message.into(),
+                    help: None,
+                }
+            }
+
+            /// `map_err($error::io("reading x"))`.
+            pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+                let context = context.into();
+                move |source| $error::Io { context, source }
+            }
+        }
+    };
+}
+
 pub mod build;
 pub mod cache;
 pub mod commands;

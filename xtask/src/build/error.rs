@@ -126,20 +126,9 @@ pub enum BuildError {
     },
 }
 
+failure_constructors!(BuildError);
+
 impl BuildError {
-    pub fn failed(message: impl Into<String>) -> Self {
-        BuildError::Failed {
-            message: message.into(),
-            help: None,
-        }
-    }
-
-    /// `map_err(BuildError::io("reading x"))`.
-    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
-        let context = context.into();
-        move |source| BuildError::Io { context, source }
-    }
-
     pub fn exit_code(&self) -> u8 {
         match self {
             BuildError::StaleLock { .. }

@@ -130,20 +130,9 @@ pub enum LaunchError {
     },
 }
 
+failure_constructors!(LaunchError);
+
 impl LaunchError {
-    pub fn failed(message: impl Into<String>) -> Self {
-        LaunchError::Failed {
-            message: message.into(),
-            help: None,
-        }
-    }
-
-    /// `map_err(LaunchError::io("reading x"))`.
-    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
-        let context = context.into();
-        move |source| LaunchError::Io { context, source }
-    }
-
     pub fn exit_code(&self) -> u8 {
         match self {
             LaunchError::PortTaken { .. } => exit::PORT_TAKEN,
