@@ -37,6 +37,9 @@ pub struct EvalReport {
     #[serde(default)]
     pub performance: Performance,
     pub versions: Versions,
+    /// GPU usage sampled during the run (NVML), or why there is none.
+    #[serde(default)]
+    pub gpu: crate::gpu::GpuMonitor,
 }
 
 /// Which weights were evaluated.
@@ -57,8 +60,12 @@ pub struct WeightsInfo {
 pub struct DatasetInfo {
     /// `--data` directory.
     pub root: String,
-    /// `--labels` file, null for ImageFolder layout.
+    /// Labels file, null for ImageFolder layout.
     pub labels_file: Option<String>,
+    /// How the labels were found: `image-folder`, `labels-tsv`,
+    /// `kaggle-csv` (`LOC_val_solution.csv`) or `devkit`
+    /// (`ILSVRC2012_validation_ground_truth.txt`).
+    pub layout: String,
     /// Images listed (after `--limit`).
     pub num_images: usize,
     /// Images decoded and classified.
@@ -128,6 +135,9 @@ pub struct Metrics {
     pub correct_top1: usize,
     pub correct_top5: usize,
     pub evaluated: usize,
+    /// Top-k accuracy for k = 1, 2, …, 10 (fractions in [0, 1]).
+    #[serde(default)]
+    pub topk: Vec<f64>,
 }
 
 /// Accuracy of one class.
@@ -178,6 +188,10 @@ pub struct SampleResult {
     pub top5: Vec<Prediction>,
     /// top-1 == label.
     pub correct: bool,
+    /// The model's input (the preprocessed crop) as a PNG, relative to the
+    /// report's folder; made for the most confident mistakes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
 }
 
 /// An image that could not be evaluated.
@@ -207,6 +221,16 @@ pub struct Performance {
     /// CUDA only: max device memory in use (total − free from
     /// cudaMemGetInfo) sampled after each batch, bytes.
     pub peak_gpu_memory_bytes: Option<u64>,
+    /// Images done (decoded or not) after each batch, by seconds since the
+    /// start: the throughput over time.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// Progress after one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    pub seconds: f64,
+    pub images: usize,
 }
 
 /// What ran.
@@ -219,4 +243,11 @@ pub struct Versions {
     pub cudnn: Option<String>,
     /// `cpu` or the GPU name.
     pub device_name: String,
+    /// The CUDA version the image's torch was built with (`12.4`), also on
+    /// CPU runs; null for a CPU-only build.
+    #[serde(default)]
+    pub cuda_build: Option<String>,
+    /// NVIDIA kernel driver version, when the run saw one.
+    #[serde(default)]
+    pub driver: Option<String>,
 }

@@ -2,8 +2,9 @@
 //!
 //! Holds the JSON layouts of `harness eval --json PATH` ([`EvalReport`]) and
 //! `harness cuda --json` ([`CudaReport`]), their [`SCHEMA_VERSION`], the
-//! readers the regression gate uses ([`parse_eval`], [`parse_cuda`]) and the
-//! ImageNet-1k class table ([`imagenet`]). The harness builds and writes
+//! readers the regression gate uses ([`parse_eval`], [`parse_cuda`]), the
+//! ImageNet-1k class table ([`imagenet`]), the GPU usage series ([`gpu`]) and
+//! the progress lines of a running eval ([`progress`]). The harness builds and writes
 //! these types; xtask's gate (and anything later) reads them.
 //!
 //! May use serde and serde_json only: no libtorch, nothing of the harness or
@@ -17,13 +18,17 @@
 
 pub mod cuda;
 pub mod eval;
+pub mod gpu;
 pub mod imagenet;
+pub mod progress;
 
 pub use cuda::{CudaReport, DeviceCheck, TorchInfo, VersionCheck};
 pub use eval::{
     ClassAccuracy, ConfusionEntry, DatasetInfo, EvalReport, FailedSample, Metrics, Performance,
-    Prediction, Preprocess, SampleResult, Settings, Versions, WeightsInfo,
+    Prediction, Preprocess, SampleResult, Settings, TimelinePoint, Versions, WeightsInfo,
 };
+pub use gpu::{GpuMonitor, GpuSample, GpuSeries, GpuSummary};
+pub use progress::ProgressEvent;
 
 /// Version of the [`EvalReport`] and [`CudaReport`] JSON layouts.
 pub const SCHEMA_VERSION: u32 = 1;

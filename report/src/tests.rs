@@ -15,6 +15,7 @@ fn eval_report() -> EvalReport {
         dataset: DatasetInfo {
             root: "/data".into(),
             labels_file: None,
+            layout: "image-folder".into(),
             num_images: 2,
             num_evaluated: 1,
             num_failed: 1,
@@ -42,6 +43,7 @@ fn eval_report() -> EvalReport {
             correct_top1: 1,
             correct_top5: 1,
             evaluated: 1,
+            topk: vec![1.0],
         },
         per_class: vec![ClassAccuracy {
             index: 1,
@@ -62,6 +64,7 @@ fn eval_report() -> EvalReport {
                 probability: 0.75,
             }],
             correct: true,
+            thumbnail: None,
         }],
         misclassified: Vec::new(),
         failed: vec![FailedSample {
@@ -75,6 +78,10 @@ fn eval_report() -> EvalReport {
             inference_seconds: 0.5,
             peak_host_rss_bytes: Some(1024),
             peak_gpu_memory_bytes: None,
+            timeline: vec![TimelinePoint {
+                seconds: 1.5,
+                images: 2,
+            }],
         },
         versions: Versions {
             harness: "0.1.0".into(),
@@ -82,7 +89,10 @@ fn eval_report() -> EvalReport {
             cuda_runtime: None,
             cudnn: None,
             device_name: "cpu".into(),
+            cuda_build: Some("12.4".into()),
+            driver: None,
         },
+        gpu: GpuMonitor::unavailable("NVML not found"),
     }
 }
 
@@ -92,19 +102,22 @@ fn eval_report_keeps_the_harness_layout() {
     let want = concat!(
         r#"{"schema_version":1,"model":"efficientnet_lite0","#,
         r#""weights":{"source":"w.pth","sha256":"00","format":"torch-zip"},"#,
-        r#""dataset":{"root":"/data","labels_file":null,"num_images":2,"num_evaluated":1,"num_failed":1},"#,
+        r#""dataset":{"root":"/data","labels_file":null,"layout":"image-folder","num_images":2,"num_evaluated":1,"num_failed":1},"#,
         r#""settings":{"device":"cpu","batch_size":32,"workers":2,"dtype":"float32","autocast":null,"#,
         r#""channels_last":true,"deterministic":false,"preprocess":{"resize":256,"crop":224,"#,
         r#""interpolation":"bicubic","mean":[0.485,0.456,0.406],"std":[0.229,0.224,0.225],"antialias":true}},"#,
-        r#""metrics":{"top1":1.0,"top5":1.0,"correct_top1":1,"correct_top5":1,"evaluated":1},"#,
+        r#""metrics":{"top1":1.0,"top5":1.0,"correct_top1":1,"correct_top5":1,"evaluated":1,"topk":[1.0]},"#,
         r#""per_class":[{"index":1,"synset":"n01443537","name":"goldfish, Carassius auratus","n":1,"correct":1,"accuracy":1.0}],"#,
         r#""confusion":[],"#,
         r#""samples":[{"path":"n01443537/a.jpg","label":1,"label_synset":"n01443537","#,
         r#""top5":[{"index":1,"synset":"n01443537","probability":0.75}],"correct":true}],"#,
         r#""misclassified":[],"failed":[{"path":"n01443537/b.jpg","error":"cannot decode"}],"#,
         r#""performance":{"wall_seconds":1.5,"images_per_second":0.5,"preprocess_seconds":0.25,"#,
-        r#""inference_seconds":0.5,"peak_host_rss_bytes":1024,"peak_gpu_memory_bytes":null},"#,
-        r#""versions":{"harness":"0.1.0","torch":"2.6.0+cpu","cuda_runtime":null,"cudnn":null,"device_name":"cpu"}}"#,
+        r#""inference_seconds":0.5,"peak_host_rss_bytes":1024,"peak_gpu_memory_bytes":null,"#,
+        r#""timeline":[{"seconds":1.5,"images":2}]},"#,
+        r#""versions":{"harness":"0.1.0","torch":"2.6.0+cpu","cuda_runtime":null,"cudnn":null,"device_name":"cpu","#,
+        r#""cuda_build":"12.4","driver":null},"#,
+        r#""gpu":{"available":false,"reason":"NVML not found","interval_ms":0,"driver_version":null,"devices":[]}}"#,
     );
     assert_eq!(text, want);
     assert_eq!(parse_eval(&text).unwrap(), eval_report());
@@ -236,4 +249,68 @@ fn cuda_reader_needs_only_what_the_gate_reads() {
     )
     .unwrap_err();
     assert_eq!(e, "cuda report schema_version 7 (the gate reads 1)");
+}
+
+/// A series recorded from NVML on an H100 (memory in bytes; the second
+/// sample has no power reading, as boards without power sensors report).
+fn recorded_series() -> Vec<GpuSample> {
+    let s = |t, mem, util, temp, power, clock| GpuSample {
+        t,
+        memory_used_bytes: Some(mem),
+        utilization_percent: Some(util),
+        temperature_c: Some(temp),
+        power_watts: power,
+        sm_clock_mhz: Some(clock),
+    };
+    vec![
+        s(0.0, 629_145_600, 0, 31, Some(71.5), 345),
+        s(0.2, 4_919_918_592, 87, 36, None, 1980),
+        s(0.4, 5_368_709_120, 99, 41, Some(402.25), 1980),
+        s(0.6, 5_100_273_664, 94, 44, Some(388.0), 1965),
+    ]
+}
+
+#[test]
+fn gpu_summary_of_a_recorded_series() {
+    let sum = gpu::summarize(&recorded_series());
+    assert_eq!(sum.samples, 4);
+    assert_eq!(sum.peak_memory_bytes, Some(5_368_709_120));
+    assert_eq!(sum.mean_utilization_percent, Some(70.0));
+    assert_eq!(sum.max_temperature_c, Some(44));
+    // The sample without power is left out, not counted as 0 W.
+    assert_eq!(sum.mean_power_watts, Some((71.5 + 402.25 + 388.0) / 3.0));
+    assert_eq!(sum.peak_power_watts, Some(402.25));
+    assert_eq!(sum.max_sm_clock_mhz, Some(1980));
+}
+
+#[test]
+fn gpu_summary_of_nothing_is_nulls_not_zeros() {
+    let sum = gpu::summarize(&[]);
+    assert_eq!(sum, GpuSummary::default());
+    let no_figures = gpu::summarize(&[GpuSample::default()]);
+    assert_eq!(no_figures.samples, 1);
+    assert_eq!(no_figures.mean_utilization_percent, None);
+    assert_eq!(no_figures.peak_memory_bytes, None);
+}
+
+#[test]
+fn progress_lines_round_trip_and_ordinary_lines_are_not_events() {
+    let e = ProgressEvent::Batch {
+        done: 64,
+        failed: 1,
+        total: 3000,
+        seconds: 2.5,
+    };
+    let line = e.to_line();
+    assert_eq!(
+        line,
+        r#"{"event":"batch","done":64,"failed":1,"total":3000,"seconds":2.5}"#
+    );
+    assert_eq!(ProgressEvent::parse(&line), Some(e));
+    assert_eq!(ProgressEvent::parse("note: TF32 off"), None);
+    assert_eq!(ProgressEvent::parse("{not json"), None);
+    assert_eq!(
+        ProgressEvent::parse(r#"{"event":"writing"}"#),
+        Some(ProgressEvent::Writing)
+    );
 }
