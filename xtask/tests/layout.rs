@@ -1,5 +1,5 @@
-//! House rules of the code layout, checked on the sources of both crates
-//! (`xtask/src`, `harness/src`, `report/src`):
+//! House rules of the code layout, checked on the sources of every crate
+//! (`xtask/src`, `harness/src`, `report/src`, `gpumon/src`):
 //! - no module import cycle (a module is a file; an edge is a `crate::…` or
 //!   `super::…` path outside comments and `#[cfg(test)]` modules; a child
 //!   using its ancestor is not an edge);
@@ -19,7 +19,7 @@ fn repo() -> PathBuf {
 }
 
 fn source_dirs() -> Vec<PathBuf> {
-    ["xtask/src", "harness/src", "report/src"]
+    ["xtask/src", "harness/src", "report/src", "gpumon/src"]
         .iter()
         .map(|d| repo().join(d))
         .filter(|d| d.is_dir())
