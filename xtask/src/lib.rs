@@ -51,4 +51,5 @@ pub mod launch;
 pub mod lock;
 pub mod process;
 pub mod progress;
+pub mod report_view;
 pub mod spec;
