@@ -73,6 +73,8 @@ pub enum Command {
 /// Device to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DeviceArg {
+    /// CUDA when libtorch sees a GPU, else the CPU.
+    Auto,
     Cpu,
     Cuda,
 }
@@ -110,13 +112,21 @@ pub enum Normalization {
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// Dataset root: ImageFolder with synset-named class directories, or the
-    /// base directory of the paths in --labels.
+    /// Dataset root: ImageFolder with synset-named class directories, or a
+    /// flat folder of images with a labels file (found in it or its parent
+    /// when --labels is not given).
     #[arg(long)]
     pub data: PathBuf,
-    /// Labels file: lines `relative/path<TAB>synset-or-class-index`.
+    /// Labels file: Kaggle's `LOC_val_solution.csv`, the devkit's
+    /// `ILSVRC2012_validation_ground_truth.txt`, or TSV lines
+    /// `relative/path<TAB>synset-or-class-index`.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// The devkit's synset order for its ground truth ids: `map_clsloc.txt`
+    /// (`n02119789 1 kit_fox`) or 1000 synsets in id order (default:
+    /// `map_clsloc.txt` next to the labels or in --data).
+    #[arg(long)]
+    pub synsets: Option<PathBuf>,
     /// Model architecture.
     #[arg(long, value_enum)]
     pub model: ModelKind,
@@ -128,7 +138,7 @@ pub struct EvalArgs {
     /// Expected sha256 of the weights file (verified when given).
     #[arg(long)]
     pub sha256: Option<String>,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -147,6 +157,19 @@ pub struct EvalArgs {
     /// Write the JSON report here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Report folder: `report.json` and `thumbs/` (the model's input of the
+    /// most confident mistakes, as PNG).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Thumbnails of at most this many mistakes in --out.
+    #[arg(long, default_value_t = 48)]
+    pub gallery: usize,
+    /// Print progress as JSON lines on stderr (`{"event":"batch",…}`).
+    #[arg(long)]
+    pub progress: bool,
+    /// GPU sampling interval (NVML) in milliseconds; 0 turns it off.
+    #[arg(long, default_value_t = 500)]
+    pub monitor_interval_ms: u64,
     /// Evaluate only the first N images (after sorting).
     #[arg(long)]
     pub limit: Option<usize>,

@@ -1,9 +1,26 @@
-//! Evaluation datasets: an ImageFolder directory whose class directories
-//! are ImageNet synsets, or a labels file.
+//! Evaluation datasets as people have them:
+//!
+//! - **ImageFolder**: `root/<synset>/<image>` (torchvision's layout);
+//! - **Kaggle**: a flat folder of `ILSVRC2012_val_*.JPEG` with
+//!   `LOC_val_solution.csv` (`ImageId,PredictionString`, the first synset of
+//!   the prediction string is the label);
+//! - **devkit**: the same flat folder with the devkit's
+//!   `ILSVRC2012_validation_ground_truth.txt` (line *i* is the devkit class
+//!   id of `ILSVRC2012_val_<i>`), whose ids follow the devkit's synset order
+//!   (`map_clsloc.txt`: `n02119789 1 kit_fox`, or one synset per line), not
+//!   the sorted order of the class indices;
+//! - **labels TSV**: `relative/path<TAB>synset-or-class-index` lines.
+//!
+//! Without a labels file the layout is found from the folder: synset
+//! folders, or one of the two label files in it or its parent. Every label
+//! must name an existing image and every image of a flat folder must have a
+//! label: the first that does not is named in the error. A folder is listed
+//! with one `read_dir`, so 50,000 files list in well under a second.
 //!
 //! May use: nothing else of the crate.
 
 use report::imagenet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Errors while listing a dataset.
@@ -26,6 +43,52 @@ pub enum DatasetError {
     },
     #[error("dataset {path} contains no images")]
     Empty { path: PathBuf },
+    #[error("labels file {labels}, line {line} names {name}, which is not in {root}")]
+    Absent {
+        labels: PathBuf,
+        line: usize,
+        name: String,
+        root: PathBuf,
+    },
+    #[error(
+        "dataset {root}: {file} has no label in {labels} (the first of {count} unlabelled images)"
+    )]
+    Unlabelled {
+        root: PathBuf,
+        file: String,
+        labels: PathBuf,
+        count: usize,
+    },
+    #[error(
+        "dataset {root}: no synset folders and no labels file (looked for {} in it and its parent); pass --labels",
+        AUTO_LABELS.join(", ")
+    )]
+    NoLabels { root: PathBuf },
+    #[error(
+        "devkit labels {labels} need the devkit's synset order: pass --synsets with the devkit's map_clsloc.txt (or a file of 1000 synsets in devkit id order); none found next to the labels or in {root}"
+    )]
+    NoSynsetOrder { labels: PathBuf, root: PathBuf },
+}
+
+/// How the labels of a dataset were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    ImageFolder,
+    LabelsTsv,
+    KaggleCsv,
+    Devkit,
+}
+
+impl Layout {
+    /// The name the report records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::ImageFolder => "image-folder",
+            Layout::LabelsTsv => "labels-tsv",
+            Layout::KaggleCsv => "kaggle-csv",
+            Layout::Devkit => "devkit",
+        }
+    }
 }
 
 /// One image to evaluate.
@@ -38,11 +101,28 @@ pub struct Sample {
     pub label: usize,
 }
 
+/// A listed dataset.
+#[derive(Debug)]
+pub struct Listing {
+    /// Sorted by relative path.
+    pub samples: Vec<Sample>,
+    pub layout: Layout,
+    /// The labels file used, None for ImageFolder.
+    pub labels_file: Option<PathBuf>,
+}
+
 /// File names that are listed as samples (case-insensitive extension);
 /// anything else is skipped. Decoding sniffs the real format.
 const IMAGE_EXTENSIONS: [&str; 9] = [
     "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
 ];
+
+/// Label files looked for when `--labels` is not given.
+const AUTO_LABELS: [&str; 2] = [KAGGLE_CSV, DEVKIT_GROUND_TRUTH];
+const KAGGLE_CSV: &str = "LOC_val_solution.csv";
+const DEVKIT_GROUND_TRUTH: &str = "ILSVRC2012_validation_ground_truth.txt";
+/// The devkit's synset order (ILSVRC2015 devkit `data/map_clsloc.txt`).
+const DEVKIT_SYNSETS: &str = "map_clsloc.txt";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
     move |source| DatasetError::Io {
@@ -51,63 +131,348 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
     }
 }
 
-fn is_image(path: &Path) -> bool {
-    path.extension()
+fn is_image(name: &str) -> bool {
+    Path::new(name)
+        .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// ImageFolder listing: `root/<synset>/<image>`, sorted by path. Files with
-/// unknown extensions are skipped, like torchvision's `ImageFolder`.
-pub fn image_folder(root: &Path) -> Result<Vec<Sample>, DatasetError> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(io_err(root))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
+/// Lists `root`: with `labels` in the layout its contents say, without in
+/// the layout the folder says. `synsets` is the devkit's synset order.
+pub fn list(
+    root: &Path,
+    labels: Option<&Path>,
+    synsets: Option<&Path>,
+) -> Result<Listing, DatasetError> {
+    let entries = Entries::read(root)?;
+    let labels = match labels {
+        Some(l) => Some(l.to_path_buf()),
+        None if !entries.dirs.is_empty() => None,
+        None => Some(find_labels(root).ok_or_else(|| {
+            if entries.images.is_empty() {
+                DatasetError::Empty {
+                    path: root.to_owned(),
+                }
+            } else {
+                DatasetError::NoLabels {
+                    root: root.to_owned(),
+                }
+            }
+        })?),
+    };
+    let (layout, mut samples) = match &labels {
+        None => (Layout::ImageFolder, image_folder(root, &entries)?),
+        Some(l) => {
+            let text = std::fs::read_to_string(l).map_err(io_err(l))?;
+            match sniff(l, &text) {
+                Layout::KaggleCsv => (Layout::KaggleCsv, kaggle(root, &entries, l, &text)?),
+                Layout::Devkit => {
+                    let order = synset_order(root, l, synsets)?;
+                    (Layout::Devkit, devkit(root, &entries, l, &text, &order)?)
+                }
+                _ => (Layout::LabelsTsv, tsv(root, &entries, l, &text)?),
+            }
+        }
+    };
+    if samples.is_empty() {
+        return Err(DatasetError::Empty {
+            path: labels.unwrap_or_else(|| root.to_owned()),
+        });
+    }
+    samples.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    Ok(Listing {
+        samples,
+        layout,
+        labels_file: labels,
+    })
+}
+
+/// The folder's sub-folders and image files (names), from one `read_dir`.
+struct Entries {
+    dirs: Vec<String>,
+    images: Vec<String>,
+}
+
+impl Entries {
+    fn read(dir: &Path) -> Result<Entries, DatasetError> {
+        let mut entries = Entries {
+            dirs: Vec::new(),
+            images: Vec::new(),
+        };
+        for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
+            let e = e.map_err(io_err(dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            // file_type() does not follow symlinks; a linked entry is stat'ed.
+            let ft = e.file_type().map_err(io_err(dir))?;
+            let (is_dir, is_file) = if ft.is_symlink() {
+                let m = std::fs::metadata(e.path()).map_err(io_err(&e.path()))?;
+                (m.is_dir(), m.is_file())
+            } else {
+                (ft.is_dir(), ft.is_file())
+            };
+            if is_dir && !name.starts_with('.') {
+                entries.dirs.push(name);
+            } else if is_file && is_image(&name) {
+                entries.images.push(name);
+            }
+        }
+        entries.dirs.sort();
+        entries.images.sort();
+        Ok(entries)
+    }
+
+    /// Image file name by its stem (`ILSVRC2012_val_00000001` → `….JPEG`).
+    fn by_stem(&self) -> HashMap<&str, &str> {
+        self.images
+            .iter()
+            .map(|n| {
+                (
+                    n.rsplit_once('.').map_or(n.as_str(), |(s, _)| s),
+                    n.as_str(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A label file in `root` or its parent.
+fn find_labels(root: &Path) -> Option<PathBuf> {
+    let mut places = vec![root.to_path_buf()];
+    if let Some(parent) = root.parent() {
+        places.push(parent.to_path_buf());
+    }
+    places
+        .iter()
+        .flat_map(|dir| AUTO_LABELS.iter().map(move |name| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// The layout of a labels file from its name and contents.
+fn sniff(path: &Path, text: &str) -> Layout {
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase());
+    if first.trim_start_matches('\u{feff}').starts_with("ImageId,")
+        || name.as_deref().is_some_and(|n| n.ends_with(".csv"))
+    {
+        Layout::KaggleCsv
+    } else if !text.trim().is_empty()
+        && text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| l.trim().parse::<u32>().is_ok())
+    {
+        Layout::Devkit
+    } else {
+        Layout::LabelsTsv
+    }
+}
+
+/// ImageFolder listing: `root/<synset>/<image>`. Files with unknown
+/// extensions are skipped, like torchvision's `ImageFolder`.
+fn image_folder(root: &Path, entries: &Entries) -> Result<Vec<Sample>, DatasetError> {
     let mut samples = Vec::new();
-    for dir in dirs {
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let label =
-            imagenet::index_of_synset(&name).ok_or_else(|| DatasetError::UnknownSynset {
-                path: root.to_owned(),
-                dir: name.clone(),
-            })?;
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(io_err(&dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && is_image(p))
-            .collect();
-        files.sort();
-        for f in files {
-            let rel_path = f
-                .strip_prefix(root)
-                .unwrap_or(&f)
-                .to_string_lossy()
-                .into_owned();
+    for name in &entries.dirs {
+        let label = imagenet::index_of_synset(name).ok_or_else(|| DatasetError::UnknownSynset {
+            path: root.to_owned(),
+            dir: name.clone(),
+        })?;
+        let dir = root.join(name);
+        for file in Entries::read(&dir)?.images {
             samples.push(Sample {
-                path: f,
-                rel_path,
+                path: dir.join(&file),
+                rel_path: format!("{name}/{file}"),
                 label,
             });
         }
     }
-    if samples.is_empty() {
-        return Err(DatasetError::Empty {
-            path: root.to_owned(),
-        });
-    }
     Ok(samples)
 }
 
-/// Labels file: one `relative/path<TAB>synset-or-index` per line, paths
+/// The class index of a synset or class-index label.
+fn class_of(label: &str) -> Result<usize, String> {
+    if let Ok(n) = label.parse::<usize>() {
+        if n >= imagenet::classes().len() {
+            return Err(format!("class index {n} out of range 0..999"));
+        }
+        return Ok(n);
+    }
+    imagenet::index_of_synset(label)
+        .ok_or_else(|| format!("{label:?} is neither a class index nor an ImageNet-1k synset"))
+}
+
+/// Checks that every image of the flat folder got a label.
+fn all_labelled(
+    root: &Path,
+    entries: &Entries,
+    labels: &Path,
+    samples: &[Sample],
+) -> Result<(), DatasetError> {
+    if samples.len() == entries.images.len() {
+        return Ok(());
+    }
+    let labelled: std::collections::HashSet<&str> =
+        samples.iter().map(|s| s.rel_path.as_str()).collect();
+    let missing: Vec<&String> = entries
+        .images
+        .iter()
+        .filter(|n| !labelled.contains(n.as_str()))
+        .collect();
+    match missing.first() {
+        None => Ok(()),
+        Some(first) => Err(DatasetError::Unlabelled {
+            root: root.to_owned(),
+            file: (*first).clone(),
+            labels: labels.to_owned(),
+            count: missing.len(),
+        }),
+    }
+}
+
+/// Kaggle's `LOC_val_solution.csv`: `ImageId,PredictionString` with the
+/// label the first word of the prediction string.
+fn kaggle(
+    root: &Path,
+    entries: &Entries,
+    labels: &Path,
+    text: &str,
+) -> Result<Vec<Sample>, DatasetError> {
+    let by_stem = entries.by_stem();
+    let mut samples = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        let bad = |msg: String| DatasetError::LabelsLine {
+            path: labels.to_owned(),
+            line: i + 1,
+            msg,
+        };
+        if line.trim().is_empty()
+            || (i == 0 && line.trim_start_matches('\u{feff}').starts_with("ImageId,"))
+        {
+            continue;
+        }
+        let (id, prediction) = line
+            .split_once(',')
+            .ok_or_else(|| bad("expected `ImageId,PredictionString`".into()))?;
+        let synset = prediction.split_whitespace().next().unwrap_or("");
+        let label = class_of(synset).map_err(bad)?;
+        let file = by_stem.get(id.trim()).ok_or_else(|| DatasetError::Absent {
+            labels: labels.to_owned(),
+            line: i + 1,
+            name: id.trim().to_string(),
+            root: root.to_owned(),
+        })?;
+        samples.push(Sample {
+            path: root.join(file),
+            rel_path: file.to_string(),
+            label,
+        });
+    }
+    all_labelled(root, entries, labels, &samples)?;
+    Ok(samples)
+}
+
+/// The devkit's synset order: `--synsets`, else `map_clsloc.txt` next to
+/// the labels or in `root`. Lines `synset id name` use the id; lines of a
+/// bare synset use the line order.
+fn synset_order(
+    root: &Path,
+    labels: &Path,
+    synsets: Option<&Path>,
+) -> Result<Vec<usize>, DatasetError> {
+    let path = match synsets {
+        Some(p) => p.to_path_buf(),
+        None => [labels.parent().unwrap_or(root), root]
+            .iter()
+            .map(|d| d.join(DEVKIT_SYNSETS))
+            .find(|p| p.is_file())
+            .ok_or_else(|| DatasetError::NoSynsetOrder {
+                labels: labels.to_owned(),
+                root: root.to_owned(),
+            })?,
+    };
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let mut order = vec![usize::MAX; imagenet::classes().len()];
+    let mut next = 0;
+    for (i, line) in text.lines().enumerate() {
+        let bad = |msg: String| DatasetError::LabelsLine {
+            path: path.clone(),
+            line: i + 1,
+            msg,
+        };
+        let mut words = line.split_whitespace();
+        let Some(synset) = words.next() else { continue };
+        let class = imagenet::index_of_synset(synset)
+            .ok_or_else(|| bad(format!("{synset:?} is not an ImageNet-1k synset")))?;
+        let id = match words.next().map(str::parse::<usize>) {
+            Some(Ok(id)) if (1..=order.len()).contains(&id) => id - 1,
+            Some(_) => return Err(bad("expected `synset id name` with id 1..1000".into())),
+            None => next,
+        };
+        if id >= order.len() {
+            return Err(bad("more than 1000 synsets".into()));
+        }
+        order[id] = class;
+        next += 1;
+    }
+    if let Some(missing) = order.iter().position(|&c| c == usize::MAX) {
+        return Err(DatasetError::LabelsLine {
+            path,
+            line: text.lines().count(),
+            msg: format!("devkit id {} has no synset (need all 1000)", missing + 1),
+        });
+    }
+    Ok(order)
+}
+
+/// The devkit's ground truth: line i (1-based) is the devkit id of
+/// `ILSVRC2012_val_<i, 8 digits>`.
+fn devkit(
+    root: &Path,
+    entries: &Entries,
+    labels: &Path,
+    text: &str,
+    order: &[usize],
+) -> Result<Vec<Sample>, DatasetError> {
+    let by_stem = entries.by_stem();
+    let mut samples = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let id: usize = line.trim().parse().unwrap_or(0);
+        if !(1..=order.len()).contains(&id) {
+            return Err(DatasetError::LabelsLine {
+                path: labels.to_owned(),
+                line: i + 1,
+                msg: format!("devkit class id {:?} out of range 1..1000", line.trim()),
+            });
+        }
+        let stem = format!("ILSVRC2012_val_{:08}", i + 1);
+        let file = by_stem
+            .get(stem.as_str())
+            .ok_or_else(|| DatasetError::Absent {
+                labels: labels.to_owned(),
+                line: i + 1,
+                name: stem.clone(),
+                root: root.to_owned(),
+            })?;
+        samples.push(Sample {
+            path: root.join(file),
+            rel_path: file.to_string(),
+            label: order[id - 1],
+        });
+    }
+    all_labelled(root, entries, labels, &samples)?;
+    Ok(samples)
+}
+
+/// Labels TSV: one `relative/path<TAB>synset-or-index` per line, paths
 /// relative to `root`; blank lines and `#` comments are ignored.
-pub fn labels_file(root: &Path, labels: &Path) -> Result<Vec<Sample>, DatasetError> {
-    let text = std::fs::read_to_string(labels).map_err(io_err(labels))?;
+fn tsv(
+    root: &Path,
+    entries: &Entries,
+    labels: &Path,
+    text: &str,
+) -> Result<Vec<Sample>, DatasetError> {
+    let flat: std::collections::HashSet<&str> = entries.images.iter().map(String::as_str).collect();
     let mut samples = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -122,28 +487,20 @@ pub fn labels_file(root: &Path, labels: &Path) -> Result<Vec<Sample>, DatasetErr
         let (rel, label) = line
             .rsplit_once('\t')
             .ok_or_else(|| bad("expected `path<TAB>synset-or-index`".into()))?;
-        let label = label.trim();
-        let idx = if let Ok(n) = label.parse::<usize>() {
-            if n >= imagenet::classes().len() {
-                return Err(bad(format!("class index {n} out of range 0..999")));
-            }
-            n
-        } else {
-            imagenet::index_of_synset(label).ok_or_else(|| {
-                bad(format!(
-                    "{label:?} is neither a class index nor an ImageNet-1k synset"
-                ))
-            })?
-        };
+        let label = class_of(label.trim()).map_err(bad)?;
+        let path = root.join(rel);
+        if !flat.contains(rel) && !path.is_file() {
+            return Err(DatasetError::Absent {
+                labels: labels.to_owned(),
+                line: i + 1,
+                name: rel.to_string(),
+                root: root.to_owned(),
+            });
+        }
         samples.push(Sample {
-            path: root.join(rel),
+            path,
             rel_path: rel.to_string(),
-            label: idx,
-        });
-    }
-    if samples.is_empty() {
-        return Err(DatasetError::Empty {
-            path: labels.to_owned(),
+            label,
         });
     }
     Ok(samples)

@@ -148,14 +148,57 @@ pub struct EvalOutcome {
     pub preprocess_seconds: f64,
     pub inference_seconds: f64,
     pub peak_gpu_memory_bytes: Option<u64>,
+    /// (seconds since the start, images done) after each batch.
+    pub timeline: Vec<(f64, usize)>,
 }
 
-/// Runs the evaluation; `on_logits` sees each batch's (sample indices, logits).
+/// What [`evaluate`] tells its caller while it runs.
+pub trait Observer {
+    /// A batch's logits (float32, CPU) and the sample indices of its rows.
+    fn logits(&mut self, _indices: &[usize], _logits: &Tensor) {}
+    /// After each batch: images done (decoded or not), of which failed,
+    /// seconds since the start.
+    fn progress(&mut self, _done: usize, _failed: usize, _seconds: f64) {}
+}
+
+/// Decodes and preprocesses `samples` on `pool`, one batch at a time, and
+/// sends each batch until done or the consumer stops.
+fn produce(
+    pool: &rayon::ThreadPool,
+    samples: &[Sample],
+    preset: Preset,
+    batch_size: usize,
+    tx: mpsc::SyncSender<Batch>,
+) {
+    let indexed: Vec<usize> = (0..samples.len()).collect();
+    for chunk in indexed.chunks(batch_size) {
+        let t0 = Instant::now();
+        let results: Vec<(usize, Result<Vec<f32>, String>)> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|&i| {
+                    let r = preprocess::preprocess_file(&samples[i].path, &preset)
+                        .map_err(|e| e.to_string());
+                    (i, r)
+                })
+                .collect()
+        });
+        let batch = Batch {
+            samples: results,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        if tx.send(batch).is_err() {
+            break; // consumer stopped on an error
+        }
+    }
+}
+
+/// Runs the evaluation, telling `observer` about each batch.
 pub fn evaluate(
     model: &LoadedModel,
     samples: &[Sample],
     opts: &EvalOptions,
-    mut on_logits: impl FnMut(&[usize], &Tensor),
+    observer: &mut dyn Observer,
 ) -> Result<EvalOutcome, EvalError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.workers.max(1))
@@ -170,34 +213,14 @@ pub fn evaluate(
     let mut preprocess_seconds = 0.0;
     let mut inference_seconds = 0.0;
     let mut peak_gpu: Option<u64> = None;
+    let mut timeline = Vec::new();
+    let mut done = 0;
     let plane = (3 * preset.crop * preset.crop) as usize;
     std::thread::scope(|scope| -> Result<(), EvalError> {
-        scope.spawn(|| {
-            let indexed: Vec<usize> = (0..samples.len()).collect();
-            for chunk in indexed.chunks(batch_size) {
-                let t0 = Instant::now();
-                let results: Vec<(usize, Result<Vec<f32>, String>)> = pool.install(|| {
-                    chunk
-                        .par_iter()
-                        .map(|&i| {
-                            let r = preprocess::preprocess_file(&samples[i].path, &preset)
-                                .map_err(|e| e.to_string());
-                            (i, r)
-                        })
-                        .collect()
-                });
-                let batch = Batch {
-                    samples: results,
-                    seconds: t0.elapsed().as_secs_f64(),
-                };
-                if tx.send(batch).is_err() {
-                    break; // consumer stopped on an error
-                }
-            }
-            drop(tx);
-        });
+        scope.spawn(|| produce(&pool, samples, preset, batch_size, tx));
         for batch in rx.iter() {
             preprocess_seconds += batch.seconds;
+            done += batch.samples.len();
             let mut idx = Vec::new();
             let mut data = Vec::with_capacity(batch.samples.len() * plane);
             for (i, r) in batch.samples {
@@ -210,6 +233,9 @@ pub fn evaluate(
                 }
             }
             if idx.is_empty() {
+                let t = start.elapsed().as_secs_f64();
+                timeline.push((t, done));
+                observer.progress(done, failed.len(), t);
                 continue;
             }
             let t0 = Instant::now();
@@ -227,13 +253,16 @@ pub fn evaluate(
                 }
             }
             inference_seconds += t0.elapsed().as_secs_f64();
-            on_logits(&idx, &logits);
+            observer.logits(&idx, &logits);
             let p = logits.f_softmax(-1, Kind::Float)?;
             let flat: Vec<f32> = Vec::<f32>::try_from(p.f_flatten(0, -1)?)?;
             let ncls = flat.len() / idx.len();
             for (row, &i) in idx.iter().enumerate() {
                 probs[i] = Some(flat[row * ncls..(row + 1) * ncls].to_vec());
             }
+            let t = start.elapsed().as_secs_f64();
+            timeline.push((t, done));
+            observer.progress(done, failed.len(), t);
         }
         Ok(())
     })?;
@@ -246,5 +275,6 @@ pub fn evaluate(
         preprocess_seconds,
         inference_seconds,
         peak_gpu_memory_bytes: peak_gpu,
+        timeline,
     })
 }

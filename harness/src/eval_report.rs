@@ -24,8 +24,10 @@ pub struct ReportContext {
     pub weights: WeightsInfo,
     pub dataset_root: String,
     pub labels_file: Option<String>,
+    pub layout: String,
     pub settings: Settings,
     pub versions: Versions,
+    pub gpu: report::GpuMonitor,
 }
 
 /// Top-k indices of `p`, most probable first (ties: lower index first).
@@ -47,7 +49,12 @@ struct Tally {
     confusion: BTreeMap<(usize, usize), usize>,
     correct_top1: usize,
     correct_top5: usize,
+    /// `[k-1]`: images whose label is among the k most probable classes.
+    correct_topk: [usize; TOPK],
 }
+
+/// The top-k curve runs k = 1 ..= TOPK.
+pub const TOPK: usize = 10;
 
 /// The synset of a class index, "" when out of range.
 fn synset_of(classes: &[Class], i: usize) -> String {
@@ -60,10 +67,15 @@ fn tally(samples: &[Sample], probs: &[Option<Vec<f32>>], classes: &[Class]) -> T
     let mut t = Tally::default();
     for (s, p) in samples.iter().zip(probs) {
         let Some(p) = p else { continue };
-        let top = top_k(p, 5);
+        let top = top_k(p, TOPK);
         let correct = top[0] == s.label;
         t.correct_top1 += usize::from(correct);
-        t.correct_top5 += usize::from(top.contains(&s.label));
+        t.correct_top5 += usize::from(top.iter().take(5).any(|&c| c == s.label));
+        if let Some(rank) = top.iter().position(|&c| c == s.label) {
+            for c in &mut t.correct_topk[rank..] {
+                *c += 1;
+            }
+        }
         let e = t.per_class.entry(s.label).or_default();
         e.0 += 1;
         e.1 += usize::from(correct);
@@ -77,6 +89,7 @@ fn tally(samples: &[Sample], probs: &[Option<Vec<f32>>], classes: &[Class]) -> T
             label_synset: classes[s.label].synset.to_string(),
             top5: top
                 .iter()
+                .take(5)
                 .map(|&i| Prediction {
                     index: i,
                     synset: synset_of(classes, i),
@@ -84,6 +97,7 @@ fn tally(samples: &[Sample], probs: &[Option<Vec<f32>>], classes: &[Class]) -> T
                 })
                 .collect(),
             correct,
+            thumbnail: None,
         });
     }
     t
@@ -143,6 +157,11 @@ fn performance(outcome: &EvalOutcome, evaluated: usize) -> Performance {
         inference_seconds: outcome.inference_seconds,
         peak_host_rss_bytes: peak_rss_bytes(),
         peak_gpu_memory_bytes: outcome.peak_gpu_memory_bytes,
+        timeline: outcome
+            .timeline
+            .iter()
+            .map(|&(seconds, images)| report::TimelinePoint { seconds, images })
+            .collect(),
     }
 }
 
@@ -159,6 +178,7 @@ pub fn build_report(ctx: ReportContext, samples: &[Sample], outcome: &EvalOutcom
         dataset: DatasetInfo {
             root: ctx.dataset_root,
             labels_file: ctx.labels_file,
+            layout: ctx.layout,
             num_images: samples.len(),
             num_evaluated: n,
             num_failed: outcome.failed.len(),
@@ -170,6 +190,7 @@ pub fn build_report(ctx: ReportContext, samples: &[Sample], outcome: &EvalOutcom
             correct_top1: t.correct_top1,
             correct_top5: t.correct_top5,
             evaluated: n,
+            topk: t.correct_topk.iter().map(|&c| frac(c)).collect(),
         },
         per_class: class_accuracies(t.per_class, classes),
         confusion: confusion_entries(t.confusion, classes),
@@ -185,6 +206,7 @@ pub fn build_report(ctx: ReportContext, samples: &[Sample], outcome: &EvalOutcom
             .collect(),
         performance: performance(outcome, n),
         versions: ctx.versions,
+        gpu: ctx.gpu,
     }
 }
 
@@ -219,13 +241,29 @@ pub fn render(r: &EvalReport) -> String {
         r.settings.deterministic
     );
     s += &format!(
-        "versions     harness {} torch {} cuda {} cudnn {} on {}\n",
+        "versions     harness {} torch {} (built for CUDA {}) cuda runtime {} cudnn {} driver {} on {}\n",
         r.versions.harness,
         r.versions.torch,
+        r.versions.cuda_build.as_deref().unwrap_or("-"),
         r.versions.cuda_runtime.as_deref().unwrap_or("-"),
         r.versions.cudnn.as_deref().unwrap_or("-"),
+        r.versions.driver.as_deref().unwrap_or("-"),
         r.versions.device_name
     );
+    match &r.gpu.reason {
+        Some(why) if !r.gpu.available => s += &format!("gpu monitor  {why}\n"),
+        _ => {
+            for d in &r.gpu.devices {
+                s += &format!(
+                    "gpu {}        {}: peak memory {:.0} MiB, mean utilization {:.0}%\n",
+                    d.index,
+                    d.name,
+                    d.summary.peak_memory_bytes.unwrap_or(0) as f64 / 1048576.0,
+                    d.summary.mean_utilization_percent.unwrap_or(0.0)
+                );
+            }
+        }
+    }
     s += &format!(
         "top-1        {:.2}% ({}/{})\ntop-5        {:.2}% ({}/{})\n",
         100.0 * r.metrics.top1,

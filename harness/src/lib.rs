@@ -9,6 +9,7 @@ pub mod cuda;
 pub mod dataset;
 pub mod eval;
 pub mod eval_report;
+pub mod gallery;
 pub mod jpeg;
 pub mod models;
 pub mod npy;

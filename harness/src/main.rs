@@ -2,7 +2,7 @@
 //! tests), linked against exactly that image's libtorch.
 
 use harness::{
-    checkpoint, cli, cuda, dataset, eval, eval_report, models, npy, preprocess, runtime,
+    checkpoint, cli, cuda, dataset, eval, eval_report, gallery, models, npy, preprocess, runtime,
     weights_download,
 };
 
@@ -29,6 +29,8 @@ enum HarnessError {
     Eval(#[from] eval::EvalError),
     #[error(transparent)]
     Npy(#[from] npy::NpyError),
+    #[error(transparent)]
+    Gallery(#[from] gallery::GalleryError),
     #[error("{path}: {source}")]
     Preprocess {
         path: String,
@@ -195,28 +197,27 @@ fn run_forward(
     Ok(())
 }
 
-/// The dataset's samples, `--limit` applied.
-fn eval_samples(args: &EvalArgs) -> Result<Vec<dataset::Sample>, HarnessError> {
-    let mut samples = match &args.labels {
-        Some(l) => dataset::labels_file(&args.data, l)?,
-        None => dataset::image_folder(&args.data)?,
-    };
+/// The dataset's listing, `--limit` applied.
+fn eval_samples(args: &EvalArgs) -> Result<dataset::Listing, HarnessError> {
+    let mut listing = dataset::list(&args.data, args.labels.as_deref(), args.synsets.as_deref())?;
     if let Some(n) = args.limit {
-        samples.truncate(n);
-        if samples.is_empty() {
+        listing.samples.truncate(n);
+        if listing.samples.is_empty() {
             return Err(HarnessError::Usage(
                 "--limit 0 leaves nothing to evaluate".into(),
             ));
         }
     }
-    Ok(samples)
+    Ok(listing)
 }
 
 /// `--device`, refused when CUDA is asked for but missing, or when fp16
-/// autocast would run on the CPU.
+/// autocast would run on the CPU. `auto` is CUDA when libtorch sees a GPU.
 fn eval_device(args: &EvalArgs) -> Result<Device, HarnessError> {
     let device = match args.device {
         DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Auto if !tch::Cuda::is_available() => Device::Cpu,
+        DeviceArg::Auto => Device::Cuda(0),
         DeviceArg::Cuda => {
             if !tch::Cuda::is_available() {
                 return Err(eval::EvalError::NoCuda.into());
@@ -226,7 +227,7 @@ fn eval_device(args: &EvalArgs) -> Result<Device, HarnessError> {
     };
     if args.autocast == Some(eval::Autocast::Fp16) && device == Device::Cpu {
         return Err(HarnessError::Usage(
-            "--autocast fp16 needs --device cuda (use bf16 on the CPU)".into(),
+            "--autocast fp16 needs a GPU (--device cuda); use bf16 on the CPU".into(),
         ));
     }
     Ok(device)
@@ -270,6 +271,36 @@ impl LogitsDump {
     }
 }
 
+/// What `eval` does while the evaluation runs: keep logits for
+/// `--dump-logits`, print progress lines for `--progress`.
+struct RunObserver {
+    dump: Option<LogitsDump>,
+    progress_total: Option<usize>,
+}
+
+impl eval::Observer for RunObserver {
+    fn logits(&mut self, indices: &[usize], logits: &Tensor) {
+        if let Some(d) = &mut self.dump {
+            d.add(indices, logits);
+        }
+    }
+
+    fn progress(&mut self, done: usize, failed: usize, seconds: f64) {
+        if let Some(total) = self.progress_total {
+            progress_line(&report::ProgressEvent::Batch {
+                done,
+                failed,
+                total,
+                seconds,
+            });
+        }
+    }
+}
+
+fn progress_line(event: &report::ProgressEvent) {
+    eprintln!("{}", event.to_line());
+}
+
 /// What ran: harness, torch, and on CUDA the runtime, cuDNN and GPU name.
 fn run_versions(device: Device) -> report::Versions {
     let torch = runtime::torch_info();
@@ -293,6 +324,8 @@ fn run_versions(device: Device) -> report::Versions {
         cuda_runtime,
         cudnn,
         device_name,
+        cuda_build: torch.built_cuda,
+        driver: runtime::nvidia_driver_version(),
     }
 }
 
@@ -328,7 +361,7 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
             "--batch-size must be at least 1".into(),
         ));
     }
-    let samples = eval_samples(&args)?;
+    let listing = eval_samples(&args)?;
     let device = eval_device(&args)?;
     let weights_path = local_weights(&args)?;
     let notes = eval::apply_determinism(args.deterministic);
@@ -351,18 +384,28 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
         deterministic: args.deterministic,
     };
     model.prepare(&opts)?;
-    let mut dumped = LogitsDump::default();
-    let dump = args.dump_logits.is_some();
-    let outcome = eval::evaluate(&model, &samples, &opts, |idx, logits| {
-        if dump {
-            dumped.add(idx, logits);
-        }
-    })?;
+    let settings = run_settings(&opts);
+    let total = listing.samples.len();
+    if args.progress {
+        progress_line(&report::ProgressEvent::Start {
+            total,
+            model: args.model.name().into(),
+            device: settings.device.clone(),
+        });
+    }
+    let mut observer = RunObserver {
+        dump: args.dump_logits.is_some().then(LogitsDump::default),
+        progress_total: args.progress.then_some(total),
+    };
+    let monitor = gpu_monitor(args.monitor_interval_ms);
+    let outcome = eval::evaluate(&model, &listing.samples, &opts, &mut observer);
+    let gpu = monitor.finish();
+    let outcome = outcome?;
     if outcome.probs.iter().all(Option::is_none) {
         return Err(eval::EvalError::NothingEvaluated(outcome.failed.len()).into());
     }
-    if let Some(path) = &args.dump_logits {
-        dumped.write(path)?;
+    if let (Some(path), Some(dump)) = (&args.dump_logits, observer.dump) {
+        dump.write(path)?;
     }
     let ctx = eval_report::ReportContext {
         model: args.model,
@@ -372,19 +415,84 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
             format: meta.format.into(),
         },
         dataset_root: args.data.display().to_string(),
-        labels_file: args.labels.as_ref().map(|l| l.display().to_string()),
-        settings: run_settings(&opts),
+        labels_file: listing
+            .labels_file
+            .as_ref()
+            .map(|l| l.display().to_string()),
+        layout: listing.layout.name().into(),
+        settings,
         versions: run_versions(device),
+        gpu,
     };
-    let rep = eval_report::build_report(ctx, &samples, &outcome);
+    let mut rep = eval_report::build_report(ctx, &listing.samples, &outcome);
+    if args.progress {
+        progress_line(&report::ProgressEvent::Writing);
+    }
+    if let Some(dir) = &args.out {
+        write_folder(&mut rep, &listing.samples, &preset, dir, args.gallery)?;
+    }
     print!("{}", eval_report::render(&rep));
     if let Some(path) = &args.json {
-        let text =
-            serde_json::to_string_pretty(&rep).map_err(|e| HarnessError::Usage(e.to_string()))?;
-        std::fs::write(path, text).map_err(|source| HarnessError::Write {
-            path: path.display().to_string(),
-            source,
-        })?;
+        write_json(path, &rep)?;
     }
     Ok(())
+}
+
+/// `--out`: the gallery's thumbnails, then `report.json` (last, so a
+/// folder with a report is complete).
+fn write_folder(
+    rep: &mut report::EvalReport,
+    samples: &[dataset::Sample],
+    preset: &Preset,
+    dir: &Path,
+    cap: usize,
+) -> Result<(), HarnessError> {
+    std::fs::create_dir_all(dir).map_err(|source| HarnessError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    gallery::write(rep, samples, preset, dir, cap)?;
+    write_json(&dir.join("report.json"), rep)
+}
+
+/// Writes the report as pretty JSON: to `<path>.tmp`, then renamed, so a
+/// failed write (a full disk) never leaves a truncated report.
+fn write_json(path: &Path, rep: &report::EvalReport) -> Result<(), HarnessError> {
+    let text = serde_json::to_string_pretty(rep).map_err(|e| HarnessError::Usage(e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        HarnessError::Write {
+            path: path.display().to_string(),
+            source,
+        }
+    })
+}
+
+/// Samples every GPU NVML shows while the evaluation runs (none when the
+/// interval is 0: the report says it was off).
+fn gpu_monitor(interval_ms: u64) -> GpuMonitorRun {
+    if interval_ms == 0 {
+        return GpuMonitorRun::Off;
+    }
+    GpuMonitorRun::On(gpumon::Sampler::start(std::time::Duration::from_millis(
+        interval_ms,
+    )))
+}
+
+enum GpuMonitorRun {
+    Off,
+    On(gpumon::Sampler),
+}
+
+impl GpuMonitorRun {
+    fn finish(self) -> report::GpuMonitor {
+        match self {
+            GpuMonitorRun::Off => {
+                report::GpuMonitor::unavailable("GPU monitoring off (--monitor-interval-ms 0)")
+            }
+            GpuMonitorRun::On(s) => s.finish(),
+        }
+    }
 }

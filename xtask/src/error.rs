@@ -9,6 +9,7 @@ use miette::Diagnostic;
 
 use crate::build::BuildError;
 use crate::docker::DockerError;
+use crate::eval::EvalError;
 use crate::exit;
 use crate::launch::LaunchError;
 use crate::lock::LockError;
@@ -38,6 +39,17 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Process(Box<ProcessError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Eval(Box<EvalError>),
+    /// Command-line arguments that cannot work together or name nothing.
+    #[error("{message}")]
+    #[diagnostic(code(torchenv::usage))]
+    Usage {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
     /// The regression gate found a difference beyond tolerance (or a
     /// missing baseline).
     #[error("{summary}")]
@@ -73,7 +85,8 @@ failure_constructors!(Error);
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Spec(_) | Error::UnknownEnv(_) => exit::BAD_INPUT,
+            Error::Spec(_) | Error::UnknownEnv(_) | Error::Usage { .. } => exit::BAD_INPUT,
+            Error::Eval(e) => e.exit_code(),
             Error::Docker(e) if matches!(**e, DockerError::Unreachable { .. }) => {
                 exit::DOCKER_UNREACHABLE
             }
@@ -96,6 +109,7 @@ boxed_from!(Error {
     Launch(LaunchError),
     Build(BuildError),
     Process(ProcessError),
+    Eval(EvalError),
 });
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

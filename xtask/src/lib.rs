@@ -45,6 +45,7 @@ pub mod commands;
 pub mod compat;
 pub mod docker;
 pub mod error;
+pub mod eval;
 pub mod exit;
 pub mod gate;
 pub mod launch;

@@ -146,6 +146,7 @@ async fn run(m: &Mutation) {
         )]
         .into(),
         store,
+        reports: None,
     };
     let result = check_env(&runner, &env, &opts).await;
     let eval = result

@@ -8,10 +8,10 @@
 //! is missing. It leaves the folder and a screenshot of the page under
 //! `target/test-artifacts/report_view/`.
 
+mod common;
+use common::{attribute, decode, run_chromium};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use report::{
     ClassAccuracy, ConfusionEntry, DatasetInfo, EvalReport, GpuMonitor, GpuSample, GpuSeries,
@@ -294,23 +294,6 @@ fn degenerate() -> EvalReport {
     r
 }
 
-/// Decodes a PNG: (width, height, RGB(A) pixels as u32s).
-fn decode(path: &Path) -> (u32, u32, Vec<u32>) {
-    let file = std::fs::File::open(path).unwrap();
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
-        .read_info()
-        .unwrap_or_else(|e| panic!("{} is not a PNG: {e}", path.display()));
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let channels = info.color_type.samples();
-    let pixels = buf[..info.buffer_size()]
-        .chunks(channels)
-        .map(|p| p.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)))
-        .collect();
-    (info.width, info.height, pixels)
-}
-
-/// Every plot decodes, has the plot size and is more than a flat fill.
 fn assert_plots_drawn(written: &Written) {
     for plot in &written.plots {
         let (w, h, pixels) = decode(plot);
@@ -417,70 +400,6 @@ fn a_degenerate_report_renders_empty_charts_not_a_panic() {
     let written = write_folder(&empty, dir.path()).unwrap();
     assert_eq!(written.plots.len(), 10);
     assert_plots_drawn(&written);
-}
-
-/// `chromium` (Debian's package) or another Chromium on PATH.
-fn chromium() -> PathBuf {
-    let names = [
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ];
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in names {
-            if dir.join(name).is_file() {
-                return dir.join(name);
-            }
-        }
-    }
-    panic!(
-        "headless Chromium is needed to check index.html and is not installed: \
-         `apt-get install -y --no-install-recommends chromium` (Debian)"
-    );
-}
-
-/// Runs Chromium headless on `url` with `args`, killing it after two
-/// minutes (a hang is a failure, not a slow pass); returns stdout.
-fn run_chromium(profile: &Path, args: &[String], url: &str) -> String {
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--allow-file-access-from-files",
-            "--hide-scrollbars",
-            "--virtual-time-budget=10000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting chromium");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("chromium did not finish within 2 minutes on {url}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed on {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn attribute<'a>(dom: &'a str, name: &str) -> Option<&'a str> {
-    let start = dom.find(&format!("{name}=\""))? + name.len() + 2;
-    dom[start..].split('"').next()
 }
 
 #[test]

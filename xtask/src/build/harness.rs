@@ -287,7 +287,8 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
     Ok(HarnessBuild { binary, venv })
 }
 
-/// Hash of the harness sources (with its path dependency `report/`), the
+/// Hash of the harness sources (with its path dependencies `report/` and
+/// `gpumon/`), the
 /// lockfile for `locked.torch` and the venv's wheel set: what decides the
 /// harness binary besides the toolchain.
 fn source_stamp(locked: &LockedEnv) -> Result<String> {
@@ -297,8 +298,13 @@ fn source_stamp(locked: &LockedEnv) -> Result<String> {
         dir.join("build.rs"),
         cargo_lock_for(&locked.torch)?,
         dir.join("../report/Cargo.toml"),
+        dir.join("../gpumon/Cargo.toml"),
     ];
-    let mut stack = vec![dir.join("src"), dir.join("../report/src")];
+    let mut stack = vec![
+        dir.join("src"),
+        dir.join("../report/src"),
+        dir.join("../gpumon/src"),
+    ];
     while let Some(d) = stack.pop() {
         for entry in
             std::fs::read_dir(&d).map_err(BuildError::io(format!("reading {}", d.display())))?

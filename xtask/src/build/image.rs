@@ -302,6 +302,9 @@ pub fn venv_requirements(locked: &LockedEnv) -> String {
     out
 }
 
+/// Where the harness is in an environment's image.
+pub const IMAGE_HARNESS: &str = "/usr/local/bin/harness";
+
 /// Makes sure `env`'s image exists and returns it: does nothing but one
 /// `inspect` when the tag computed by [`plan`] is already in the engine;
 /// otherwise loads the base, fetches wheels, builds the stage image and

@@ -2,7 +2,7 @@
 //! fetched as locked wheels and unpacked into the cache by content.
 //! (The harness's model *architectures* live in `harness/src/models/`.)
 //!
-//! May use: `build::wheels`, `lock` (data model), `cache`, `progress`.
+//! May use: `build::wheels`, `lock` (data model), `cache`, `process`, `progress`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -105,4 +105,47 @@ fn read_member(wheel: &Path, name: &str, mut sink: impl FnMut(&[u8])) -> Result<
         }
         sink(&buf[..n]);
     }
+}
+
+/// Weights at an http(s) URL, downloaded once (with curl) into
+/// `<cache>/weights/<sha256>/<file name>` and checked against `sha256`.
+/// Containers run without a network, so URLs are fetched here.
+pub fn url_weights(url: &str, sha256: &str) -> Result<PathBuf> {
+    let sha256 = sha256.to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(BuildError::failed(format!(
+            "--sha256 {sha256:?} is not a sha256 (64 hex digits)"
+        )));
+    }
+    let name = url
+        .rsplit('/')
+        .next()
+        .map(|n| n.split(['?', '#']).next().unwrap_or(n))
+        .filter(|n| !n.is_empty())
+        .unwrap_or("weights");
+    let dest = cache::root().join("weights").join(&sha256).join(name);
+    if dest.exists() {
+        return Ok(dest);
+    }
+    let dir = dest.parent().expect("dest has a parent");
+    std::fs::create_dir_all(dir).map_err(BuildError::io(format!("creating {}", dir.display())))?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-fsSL", "--retry", "2", "-o"])
+        .arg(&tmp)
+        .arg(url);
+    if let Err(e) = crate::process::run_logged(curl, &format!("downloading {url}")) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    let got =
+        cache::sha256_file(&tmp).map_err(BuildError::io(format!("hashing {}", tmp.display())))?;
+    if got != sha256 {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(BuildError::failed(format!(
+            "{url}: sha256 {got}, but --sha256 says {sha256}"
+        )));
+    }
+    std::fs::rename(&tmp, &dest).map_err(BuildError::io(format!("writing {}", dest.display())))?;
+    Ok(dest)
 }

@@ -41,7 +41,8 @@ impl Run for Ci {
                 .map(|n| spec.env(Some(n)))
                 .collect::<std::result::Result<_, _>>()?
         };
-        let mut setup = Setup::new(ctx, &spec, &self.sources, self.device, self.expect_gpus);
+        let mut setup = Setup::new(ctx, &spec, &self.sources, self.device, self.expect_gpus)
+            .keep_reports(&self.out);
         let result = ctx.block_on(async { Ok(ci::run(&envs, &mut setup).await) })?;
         setup.print(&result);
         for p in &result.pairs {

@@ -51,6 +51,8 @@ pub struct Setup<'a> {
     sources: &'a Sources,
     device: Device,
     expect_gpus: u32,
+    /// Keep each environment's report folders under `<reports>/<env>/`.
+    reports: Option<PathBuf>,
     /// The first typed error of a preparation (e.g. GPUs unavailable), so
     /// the command exits with its code rather than a generic failure.
     typed: Option<Error>,
@@ -70,8 +72,15 @@ impl<'a> Setup<'a> {
             sources,
             device: device.unwrap_or(Device::default_for(expect_gpus)),
             expect_gpus,
+            reports: None,
             typed: None,
         }
+    }
+
+    /// Keeps each environment's report folders under `<dir>/<env>/`.
+    pub fn keep_reports(mut self, dir: &std::path::Path) -> Self {
+        self.reports = Some(dir.to_path_buf());
+        self
     }
 
     /// The container runner of `env`: GPUs and limits resolved first (they
@@ -161,6 +170,7 @@ impl ci::Setup for Setup<'_> {
                 expect_gpus: self.expect_gpus,
                 weights,
                 store,
+                reports: self.reports.as_ref().map(|d| d.join(&env.name)),
             },
         ))
     }

@@ -20,6 +20,7 @@ mod ci;
 mod ctx;
 mod doctor;
 mod down;
+mod eval;
 mod exec;
 mod gate;
 mod list;
@@ -74,6 +75,7 @@ enum Command {
     Exec(exec::Exec),
     Logs(logs::Logs),
     Doctor(doctor::Doctor),
+    Eval(eval::Eval),
     Check(check::Check),
     Ci(ci::Ci),
     Bench(bench::Bench),
@@ -95,6 +97,7 @@ impl Run for Command {
             Command::Exec(c) => c.run(ctx),
             Command::Logs(c) => c.run(ctx),
             Command::Doctor(c) => c.run(ctx),
+            Command::Eval(c) => c.run(ctx),
             Command::Check(c) => c.run(ctx),
             Command::Ci(c) => c.run(ctx),
             Command::Bench(c) => c.run(ctx),

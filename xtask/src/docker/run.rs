@@ -95,6 +95,18 @@ impl Docker {
         name: &str,
         body: ContainerCreateBody,
     ) -> Result<RunOutput, RunError> {
+        self.run_once_watching(name, body, &mut |_| {}).await
+    }
+
+    /// [`Docker::run_once`], handing each line the container writes on
+    /// stderr to `on_stderr_line` as it arrives (progress of a long run);
+    /// the output still holds all of it.
+    pub async fn run_once_watching(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        on_stderr_line: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput, RunError> {
         self.create_container(name, body).await?;
         let guard = Removal {
             docker: self.clone(),
@@ -102,7 +114,7 @@ impl Docker {
             armed: true,
         };
         let result = tokio::select! {
-            r = self.start_wait_collect(name) => r.map_err(RunError::from),
+            r = self.start_follow_wait(name, on_stderr_line) => r.map_err(RunError::from),
             _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted { name: name.to_string() }),
         };
         let removed = self.remove_container(name).await;
@@ -112,8 +124,43 @@ impl Docker {
         Ok(out)
     }
 
-    async fn start_wait_collect(&self, name: &str) -> Result<RunOutput, DockerError> {
+    /// Starts `name`, follows its output until it exits, then reads its
+    /// exit code.
+    async fn start_follow_wait(
+        &self,
+        name: &str,
+        on_stderr_line: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput, DockerError> {
         self.start_container(name).await?;
+        // Following from the start replays what was written before the
+        // stream attached, and ends when the container stops.
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(true)
+            .build();
+        let mut logs = self.api.logs(name, Some(options));
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut line = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            match chunk.map_err(DockerError::api("logs", name))? {
+                LogOutput::StdErr { message } => {
+                    stderr.extend_from_slice(&message);
+                    for &b in message.iter() {
+                        if b == b'\n' {
+                            on_stderr_line(&String::from_utf8_lossy(&line));
+                            line.clear();
+                        } else {
+                            line.push(b);
+                        }
+                    }
+                }
+                other => stdout.extend_from_slice(&other.into_bytes()),
+            }
+        }
+        if !line.is_empty() {
+            on_stderr_line(&String::from_utf8_lossy(&line));
+        }
         let mut exit_code = None;
         let mut wait = self.api.wait_container(name, None);
         while let Some(item) = wait.next().await {
@@ -122,18 +169,6 @@ impl Docker {
                 // bollard reports a non-zero exit as an error.
                 Err(BollardError::DockerContainerWaitError { code, .. }) => exit_code = Some(code),
                 Err(e) => return Err(DockerError::api("wait container", name)(e)),
-            }
-        }
-        let options = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .build();
-        let mut logs = self.api.logs(name, Some(options));
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        while let Some(chunk) = logs.next().await {
-            match chunk.map_err(DockerError::api("logs", name))? {
-                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
-                other => stdout.extend_from_slice(&other.into_bytes()),
             }
         }
         Ok(RunOutput {

@@ -10,7 +10,7 @@
 //! no network, dataset and weights read-only and one output folder
 //! read-write.
 //!
-//! May use: `docker`, `gate::baseline`, `gate::compare`, `gate::report`, `launch`, `spec`.
+//! May use: `build::image` (where the harness is), `docker`, `gate::baseline`, `gate::compare`, `gate::report`, `launch`, `spec`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,15 +21,14 @@ use super::compare::{self, Comparison};
 use super::report::{self, CudaReport};
 use crate::docker::Docker;
 use crate::launch::plan::{ContainerPlan, OneShot, Resources};
-use crate::launch::{gpus, oneshot, LaunchError};
-use crate::spec::{Env, Gpus};
+use crate::launch::{oneshot, LaunchError};
+use crate::spec::Env;
 
 /// Where the dataset, weights and output appear inside the container.
 const DATA: &str = "/data";
 const WEIGHTS: &str = "/weights";
 const OUT: &str = "/out";
-/// The harness inside an environment's image (see `build/image.rs`).
-pub const IMAGE_HARNESS: &str = "/usr/local/bin/harness";
+pub use crate::build::image::IMAGE_HARNESS;
 
 /// `--device`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,29 +67,12 @@ pub async fn container_resources(
     device: Device,
     expect_gpus: u32,
 ) -> Result<Resources, LaunchError> {
-    let resources = Resources::resolve(docker, env).await?;
     let needs_gpus = device == Device::Cuda || expect_gpus > 0;
-    if needs_gpus && resources.gpu.requests.is_empty() {
-        return Err(LaunchError::NoGpus {
-            env: env.name.clone(),
-            gpus: gpus::describe(&env.gpus),
-            wanted: match expect_gpus {
-                0 => format!("check --device {}", device.as_str()),
-                n => format!("check --device {} --expect-gpus {n}", device.as_str()),
-            },
-            why: match env.gpus {
-                Gpus::None => String::new(),
-                _ => format!(
-                    " on the Docker engine at {}, which offers no NVIDIA runtime and no CDI devices",
-                    docker.host
-                ),
-            },
-        });
-    }
-    if let Some(n) = &resources.gpu.notice {
-        eprintln!("gate: {n}");
-    }
-    Ok(resources)
+    let wanted = match expect_gpus {
+        0 => format!("check --device {}", device.as_str()),
+        n => format!("check --device {} --expect-gpus {n}", device.as_str()),
+    };
+    Resources::resolve_for_run(docker, env, needs_gpus, &wanted, "gate").await
 }
 
 /// How the harness runs.
@@ -117,6 +99,9 @@ pub struct CheckOptions {
     /// The weights file of each model.
     pub weights: BTreeMap<String, PathBuf>,
     pub store: Store,
+    /// Keep each model's report folder (`report.json` and the gallery's
+    /// thumbnails) as `<reports>/<model>/`; None: a temporary folder.
+    pub reports: Option<PathBuf>,
 }
 
 /// One check of an environment: `cuda`, a model's eval, cross-env agreement.
@@ -154,6 +139,8 @@ pub struct ModelResult {
     pub comparison: Option<Comparison>,
     /// `pass`, `REGRESSION`, `no baseline`, `error`.
     pub verdict: String,
+    /// The harness's report, when it wrote one.
+    pub report: Option<Box<report::EvalReport>>,
 }
 
 /// Everything `check` found for one environment.
@@ -302,6 +289,35 @@ fn tail(s: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Where the harness writes: a kept folder, or a temporary one.
+enum OutDir {
+    Kept(PathBuf),
+    Temp(tempfile::TempDir),
+}
+
+impl OutDir {
+    fn new(kept: Option<&Path>) -> std::io::Result<OutDir> {
+        match kept {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                Ok(OutDir::Kept(dir.to_path_buf()))
+            }
+            None => Ok(OutDir::Temp(
+                tempfile::Builder::new()
+                    .prefix("torchenv-gate-")
+                    .tempdir()?,
+            )),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            OutDir::Kept(p) => p,
+            OutDir::Temp(t) => t.path(),
+        }
+    }
+}
+
 /// Runs every check of `env` and judges it; never stops at the first
 /// failure, so one run reports everything.
 pub async fn check_env(runner: &Runner, env: &Env, opts: &CheckOptions) -> EnvResult {
@@ -313,7 +329,7 @@ pub async fn check_env(runner: &Runner, env: &Env, opts: &CheckOptions) -> EnvRe
         cuda: None,
         notices: Vec::new(),
     };
-    let out_dir = match tempfile::Builder::new().prefix("torchenv-gate-").tempdir() {
+    let out_dir = match OutDir::new(opts.reports.as_deref()) {
         Ok(d) => d,
         Err(e) => {
             result.cases.push(CaseResult {
@@ -516,13 +532,13 @@ async fn eval_model(
                 run: None,
                 comparison: None,
                 verdict: "error".into(),
+                report: None,
             },
         )
     };
     let Some(weights) = opts.weights.get(model) else {
         return errored(format!("no weights file for {model}"));
     };
-    let json = format!("{model}.json");
     let args = [
         Arg::Lit("eval".into()),
         Arg::Lit("--data".into()),
@@ -534,8 +550,8 @@ async fn eval_model(
         Arg::Lit("--device".into()),
         Arg::Lit(opts.device.as_str().into()),
         Arg::Lit("--deterministic".into()),
-        Arg::Lit("--json".into()),
-        Arg::Out(json.clone()),
+        Arg::Lit("--out".into()),
+        Arg::Out(model.into()),
     ];
     let ran = match runner.harness(env, out_dir, &args).await {
         Ok(r) => r,
@@ -548,7 +564,7 @@ async fn eval_model(
             tail(&ran.stderr, 30)
         ));
     }
-    let path = out_dir.join(&json);
+    let path = out_dir.join(model).join("report.json");
     let report = match std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e}", path.display()))
         .and_then(|t| report::parse_eval(&t))
@@ -576,6 +592,7 @@ async fn eval_model(
             run: Some(run),
             comparison,
             verdict,
+            report: Some(Box::new(report)),
         },
     )
 }

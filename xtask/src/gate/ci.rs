@@ -2,7 +2,7 @@
 //! the environments with each other, and write `summary.md` and
 //! `junit.xml`.
 //!
-//! May use: `gate::check`, `gate::compare`, `gate::junit`, `gate::summary`, `spec`.
+//! May use: `gate::check`, `gate::compare`, `gate::junit`, `gate::summary`, `report_view`, `spec`.
 
 use std::path::Path;
 use std::time::Instant;
@@ -11,6 +11,7 @@ use super::check::{self, CaseResult, CheckOptions, EnvResult, Outcome, Runner};
 use super::compare;
 use super::junit::{self, Suite};
 use super::summary;
+use crate::report_view::{self, EnvRow};
 use crate::spec::Env;
 
 pub use super::summary::PairResult;
@@ -75,11 +76,50 @@ impl CiResult {
         summary::render(&self.envs, &self.pairs)
     }
 
-    /// Writes `summary.md` and `junit.xml` into `dir`.
+    /// Writes `summary.md` and `junit.xml` into `dir`, each model's report
+    /// folder (plots, page; `<env>/<model>/`, which the summary links) and
+    /// the chart of top-1 and images/s per environment.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
+        self.write_reports(dir)?;
         std::fs::write(dir.join("summary.md"), self.summary())?;
         std::fs::write(dir.join("junit.xml"), self.junit())?;
+        Ok(())
+    }
+
+    fn write_reports(&self, dir: &Path) -> std::io::Result<()> {
+        let mut rows = Vec::new();
+        for env in &self.envs {
+            for m in &env.models {
+                let Some(r) = &m.report else { continue };
+                let folder = dir.join(summary::report_folder(&env.env, &m.model));
+                std::fs::create_dir_all(&folder)?;
+                let json = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+                report_view::files::write_atomic(&folder.join("report.json"), &json)
+                    .map_err(std::io::Error::other)?;
+                report_view::write_folder(r, &folder).map_err(std::io::Error::other)?;
+                let cuda = r
+                    .versions
+                    .cuda_runtime
+                    .as_deref()
+                    .or(r.versions.cuda_build.as_deref());
+                rows.push(EnvRow {
+                    name: format!("{} {}", env.env, m.model),
+                    versions: format!(
+                        "torch {}, CUDA {}, {}",
+                        r.versions.torch,
+                        cuda.unwrap_or("-"),
+                        r.versions.device_name
+                    ),
+                    top1: r.metrics.top1,
+                    images_per_second: r.performance.images_per_second,
+                });
+            }
+        }
+        if !rows.is_empty() {
+            report_view::env_comparison(&rows, &dir.join(summary::ENV_CHART))
+                .map_err(std::io::Error::other)?;
+        }
         Ok(())
     }
 }

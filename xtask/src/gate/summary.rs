@@ -21,6 +21,15 @@ pub struct PairResult {
     pub case: CaseResult,
 }
 
+/// Where `ci` puts the report folder of `model` in `env`, relative to its
+/// output folder (the summary links it).
+pub fn report_folder(env: &str, model: &str) -> String {
+    format!("{env}/{model}")
+}
+
+/// The per-environment chart `ci` draws beside the summary.
+pub const ENV_CHART: &str = "envs.png";
+
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
@@ -41,6 +50,15 @@ pub fn render(envs: &[EnvResult], pairs: &[PairResult]) -> String {
     for env in envs {
         env_rows(&mut s, env);
     }
+    if envs
+        .iter()
+        .any(|e| e.models.iter().any(|m| m.report.is_some()))
+    {
+        let _ = writeln!(
+            s,
+            "\n![top-1 and images/s per environment]({ENV_CHART})\n\nEach model links its report (plots, mistakes, versions)."
+        );
+    }
     if !pairs.is_empty() {
         agreement_table(&mut s, pairs);
     }
@@ -52,12 +70,20 @@ pub fn render(envs: &[EnvResult], pairs: &[PairResult]) -> String {
 fn version_cells(env: &EnvResult) -> [String; 4] {
     let v = env.versions.as_ref();
     let torch = v.map_or("-".into(), |v| v.torch.clone());
+    // On a CPU run there is no CUDA runtime: the CUDA the image's torch
+    // was built with says which CUDA build ran.
     let cuda = v
         .and_then(|v| v.cuda.clone())
         .or_else(|| {
             env.cuda
                 .as_ref()
                 .and_then(|c| c.cuda_runtime_version.clone())
+        })
+        .or_else(|| {
+            env.models
+                .iter()
+                .find_map(|m| m.report.as_ref()?.versions.cuda_build.clone())
+                .map(|b| format!("{b} (build)"))
         })
         .unwrap_or_else(|| "-".into());
     let cudnn = v
@@ -102,7 +128,15 @@ fn model_cells(env: &EnvResult) -> Vec<(String, String, String, String, String)>
                     format!("{:.2}%", r.metrics.top5_pct()),
                 )
             });
-            (m.model.clone(), t1, t5, m.verdict.clone(), note)
+            let model = match &m.report {
+                Some(_) => format!(
+                    "[{}]({}/index.html)",
+                    m.model,
+                    report_folder(&env.env, &m.model)
+                ),
+                None => m.model.clone(),
+            };
+            (model, t1, t5, m.verdict.clone(), note)
         })
         .collect()
 }

@@ -253,10 +253,10 @@ case "$1" in
   cuda) cat "$FAKE_CUDA"; exit 0 ;;
   eval)
     while [ $# -gt 0 ]; do
-      if [ "$1" = "--json" ]; then cp "$FAKE_REPORT" "$2"; exit 0; fi
+      if [ "$1" = "--out" ]; then mkdir -p "$2" && cp "$FAKE_REPORT" "$2/report.json"; exit 0; fi
       shift
     done
-    echo "no --json" >&2; exit 2 ;;
+    echo "no --out" >&2; exit 2 ;;
 esac
 exit 2
 "#,
@@ -315,6 +315,7 @@ fn fixture(report: &Value) -> Fixture {
         expect_gpus: 0,
         weights: [("efficientnet_lite0".to_string(), dir.path().join("w.pth"))].into(),
         store: Store::new(dir.path().join("baselines")),
+        reports: None,
     };
     Fixture { dir, runner, opts }
 }
@@ -607,11 +608,23 @@ async fn ci_compares_envs_and_writes_valid_junit_and_one_summary_row_per_env() {
     assert_eq!(rows.len(), 2, "{md}");
     assert!(
         rows[0].starts_with(
-            "| env-a | 2.6.0 | - | - | cpu | efficientnet_lite0 | 66.67% | 100.00% | pass |"
+            "| env-a | 2.6.0 | - | - | cpu | [efficientnet_lite0](env-a/efficientnet_lite0/index.html) | 66.67% | 100.00% | pass |"
         ),
         "{}",
         rows[0]
     );
+    // Each linked report folder and the per-environment chart exist.
+    for env in ["env-a", "env-b"] {
+        let folder = out.join(env).join("efficientnet_lite0");
+        for f in ["report.json", "summary.md", "index.html", "topk.png"] {
+            assert!(folder.join(f).is_file(), "{}/{f} missing", folder.display());
+        }
+    }
+    assert!(
+        md.contains("![top-1 and images/s per environment](envs.png)"),
+        "{md}"
+    );
+    assert!(out.join("envs.png").is_file());
     assert!(rows[1].starts_with("| env-b |"), "{}", rows[1]);
     assert!(md.contains("## Agreement between environments"));
 }

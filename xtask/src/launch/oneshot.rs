@@ -15,12 +15,24 @@ use crate::docker::{Docker, DockerError};
 /// output; its container is removed whatever happens.
 pub async fn run(
     docker: &Docker,
+    plan: ContainerPlan,
+    engine_id: &str,
+) -> Result<RunOutput, RunError> {
+    run_watching(docker, plan, engine_id, &mut |_| {}).await
+}
+
+/// [`run`], handing each stderr line to `on_stderr_line` as it arrives.
+pub async fn run_watching(
+    docker: &Docker,
     mut plan: ContainerPlan,
     engine_id: &str,
+    on_stderr_line: &mut dyn FnMut(&str),
 ) -> Result<RunOutput, RunError> {
     debug_assert!(matches!(plan.mode, Mode::OneShot(_)));
     loop {
-        let result = docker.run_once(&plan.name, plan.body()).await;
+        let result = docker
+            .run_once_watching(&plan.name, plan.body(), on_stderr_line)
+            .await;
         if let Err(RunError::Docker(DockerError::UlimitRefused { name, .. })) = &result {
             if plan.drop_refused_ulimit(name, engine_id) {
                 note(format!(

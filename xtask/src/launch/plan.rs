@@ -26,7 +26,7 @@ use super::{Identity, LABEL_OWNER, LABEL_SPEC_HASH};
 use crate::docker::containers::GpuSupport;
 use crate::docker::run::{unique_name, LABEL_ONE_SHOT};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::spec::{Env, Ipc};
+use crate::spec::{Env, Gpus, Ipc};
 
 /// NVIDIA's recommended defaults for PyTorch containers: unlimited locked
 /// memory and a 64 MiB stack.
@@ -101,6 +101,39 @@ impl Resources {
             engine_id,
             gpu,
         })
+    }
+
+    /// [`Resources::resolve`] for a one-shot run that `needs_gpus` (a CUDA
+    /// check or eval): an environment that resolves to no GPU is
+    /// [`super::LaunchError::NoGpus`] naming `wanted` (the command asking),
+    /// never a silent CPU run or a request for all GPUs. Prints the GPU
+    /// notice (e.g. `auto` found no runtime) under `who`.
+    pub async fn resolve_for_run(
+        docker: &Docker,
+        env: &Env,
+        needs_gpus: bool,
+        wanted: &str,
+        who: &str,
+    ) -> Result<Resources> {
+        let resources = Resources::resolve(docker, env).await?;
+        if needs_gpus && resources.gpu.requests.is_empty() {
+            return Err(super::LaunchError::NoGpus {
+                env: env.name.clone(),
+                gpus: gpus::describe(&env.gpus),
+                wanted: wanted.to_string(),
+                why: match env.gpus {
+                    Gpus::None => String::new(),
+                    _ => format!(
+                        " on the Docker engine at {}, which offers no NVIDIA runtime and no CDI devices",
+                        docker.host
+                    ),
+                },
+            });
+        }
+        if let Some(n) = &resources.gpu.notice {
+            eprintln!("{who}: {n}");
+        }
+        Ok(resources)
     }
 }
 

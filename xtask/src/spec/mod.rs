@@ -106,6 +106,42 @@ pub enum Gpus {
     Cdi(Vec<String>),
 }
 
+/// `--gpus` on the command line, in the words of the spec's `gpus:`:
+/// `all`, `none`, `auto`, a count, or comma-separated device ids or CDI
+/// names.
+impl std::str::FromStr for Gpus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Gpus, String> {
+        let s = s.trim();
+        Ok(match s {
+            "all" => Gpus::All,
+            "none" | "0" => Gpus::None,
+            "auto" => Gpus::Auto,
+            _ if s.chars().all(|c| c.is_ascii_digit()) && !s.contains(',') && s.len() < 4 => {
+                Gpus::Count(s.parse().map_err(|e| format!("{e}"))?)
+            }
+            _ => {
+                let ids: Vec<String> = s.split(',').map(|d| d.trim().to_string()).collect();
+                if ids
+                    .iter()
+                    .any(|d| d.is_empty() || d.contains(char::is_whitespace))
+                {
+                    return Err(format!(
+                        "invalid GPU selection `{s}`: use all, none, auto, a count, or device ids / CDI names separated by commas"
+                    ));
+                }
+                let cdi = ids.iter().filter(|d| d.contains('=')).count();
+                match cdi {
+                    0 => Gpus::Ids(ids),
+                    n if n == ids.len() => Gpus::Cdi(ids),
+                    _ => return Err(format!("`{s}` mixes CDI names and device ids")),
+                }
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Jupyter {
     pub port: u16,

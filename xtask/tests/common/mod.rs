@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests that look at report folders:
+//! PNG decoding and headless Chromium.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Decodes a PNG: (width, height, RGB(A) pixels as u32s).
+pub fn decode(path: &Path) -> (u32, u32, Vec<u32>) {
+    let file = std::fs::File::open(path).unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap_or_else(|e| panic!("{} is not a PNG: {e}", path.display()));
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let pixels = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| p.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)))
+        .collect();
+    (info.width, info.height, pixels)
+}
+
+/// Every plot decodes, has the plot size and is more than a flat fill.
+/// `chromium` (Debian's package) or another Chromium on PATH.
+pub fn chromium() -> PathBuf {
+    let names = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ];
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            if dir.join(name).is_file() {
+                return dir.join(name);
+            }
+        }
+    }
+    panic!(
+        "headless Chromium is needed to check index.html and is not installed: \
+         `apt-get install -y --no-install-recommends chromium` (Debian)"
+    );
+}
+
+/// Runs Chromium headless on `url` with `args`, killing it after two
+/// minutes (a hang is a failure, not a slow pass); returns stdout.
+pub fn run_chromium(profile: &Path, args: &[String], url: &str) -> String {
+    let mut child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            "--hide-scrollbars",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting chromium");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("chromium did not finish within 2 minutes on {url}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed on {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn attribute<'a>(dom: &'a str, name: &str) -> Option<&'a str> {
+    let start = dom.find(&format!("{name}=\""))? + name.len() + 2;
+    dom[start..].split('"').next()
+}

@@ -1,0 +1,387 @@
+//! `cargo xtask eval` end to end: the real engine, the environment's image
+//! (with the harness built from this checkout), the Lite0 weights and the
+//! fixture photos. The report folder is complete (every PNG decodes, is
+//! the size it should be and is not blank; the page loads in headless
+//! Chromium with every image, a screenshot is kept), the Kaggle and devkit
+//! layouts of the same photos give the ImageFolder result, and bad input
+//! is a clear error with exit 2 that leaves no folder behind.
+//!
+//! Needs what `cargo xtask test` sets: `TORCHENV_TEST_IMAGE` (the default
+//! environment's image), `TORCHENV_TEST_WEIGHTS` (Lite0 weights),
+//! `TORCHENV_LOCK`; and `chromium` on the PATH (`.ci/run` installs it).
+//! Without them the tests fail, never pass vacuously.
+
+mod common;
+use common::{attribute, decode, run_chromium};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MODEL: &str = "efficientnet_lite0";
+
+fn var(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{name} is not set: run these tests with `cargo xtask test`"),
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixtures() -> PathBuf {
+    repo().join("fixtures/images")
+}
+
+/// `cargo xtask eval` on the test image with the Lite0 weights, CPU.
+fn eval(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg("--spec")
+        .arg(repo().join("environments.yaml"))
+        .args(["eval", "--image", &var("TORCHENV_TEST_IMAGE")])
+        .args(["--model", MODEL, "--weights", &var("TORCHENV_TEST_WEIGHTS")])
+        .args(["--device", "cpu", "--batch-size", "8", "--workers", "2"])
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .stdin(std::process::Stdio::null());
+    cmd.output().expect("cannot run xtask")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn read_report(dir: &Path) -> report::EvalReport {
+    let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    report::parse_eval(&text).unwrap()
+}
+
+/// Every PNG under `dir`: decodes, has the expected size class, and is not
+/// one flat color.
+fn check_pngs(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in walk(dir) {
+        if entry.extension().is_none_or(|e| e != "png") {
+            continue;
+        }
+        let (w, h, pixels) = decode(&entry);
+        let is_thumb = entry.parent().unwrap().ends_with("thumbs");
+        if is_thumb {
+            assert!(
+                (100..=160).contains(&w) && w == h,
+                "{}: {w}x{h}",
+                entry.display()
+            );
+        } else {
+            assert!(w >= 600 && h >= 300, "{}: {w}x{h}", entry.display());
+        }
+        let colors: std::collections::HashSet<u32> = pixels.into_iter().collect();
+        assert!(
+            colors.len() > 8,
+            "{} is blank ({} colors)",
+            entry.display(),
+            colors.len()
+        );
+        n += 1;
+    }
+    n
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Loads `index.html` in headless Chromium: every `<img>` loaded (the page
+/// records the count after `load`), and a screenshot kept as an artifact.
+fn check_in_chromium(index: &Path, images: usize) {
+    let url = format!("file://{}", index.display());
+    let profile = tempfile::tempdir().unwrap();
+    let dom = run_chromium(profile.path(), &["--dump-dom".into()], &url);
+    assert_eq!(
+        attribute(&dom, "data-images"),
+        Some(images.to_string().as_str()),
+        "{dom}"
+    );
+    assert_eq!(attribute(&dom, "data-broken-images"), Some("0"), "{dom}");
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("test-artifacts/eval");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("index.png");
+    run_chromium(
+        profile.path(),
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1280,4000".into(),
+        ],
+        &url,
+    );
+    let (w, h, _) = decode(&shot);
+    assert_eq!((w, h), (1280, 4000));
+    eprintln!("screenshot: {}", shot.display());
+}
+
+#[test]
+fn eval_writes_a_complete_report_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every third photo labelled as the next class: the gallery has mistakes.
+    let listing: Vec<PathBuf> = walk(&fixtures());
+    let mut tsv = String::new();
+    for (i, p) in listing.iter().enumerate() {
+        let rel = p.strip_prefix(fixtures()).unwrap().display().to_string();
+        let synset = rel.split('/').next().unwrap();
+        let label = if i % 3 == 0 { "n01440764" } else { synset };
+        tsv += &format!("{rel}\t{label}\n");
+    }
+    let labels = dir.path().join("labels.tsv");
+    std::fs::write(&labels, tsv).unwrap();
+    let out = dir.path().join("reports/run");
+    let o = eval(&fixtures(), &out, &["--labels", labels.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("top-1"), "{stdout}");
+    assert!(
+        stdout.contains(&out.join("index.html").display().to_string()),
+        "{stdout}"
+    );
+
+    let r = read_report(&out);
+    assert_eq!(r.model, MODEL);
+    assert_eq!(r.dataset.layout, "labels-tsv");
+    assert_eq!(
+        r.dataset.root,
+        std::fs::canonicalize(fixtures())
+            .unwrap()
+            .display()
+            .to_string()
+    );
+    assert_eq!(r.metrics.topk.len(), 10);
+    assert!(
+        r.metrics.topk.windows(2).all(|w| w[0] <= w[1]),
+        "{:?}",
+        r.metrics.topk
+    );
+    assert!(!r.performance.timeline.is_empty());
+    assert!(
+        r.versions.cuda_build.is_some(),
+        "CUDA build shown on CPU: {:?}",
+        r.versions
+    );
+    assert!(!r.gpu.available && r.gpu.reason.is_some(), "{:?}", r.gpu);
+    let thumbs: Vec<_> = r
+        .samples
+        .iter()
+        .filter_map(|s| s.thumbnail.clone())
+        .collect();
+    assert!(thumbs.len() >= listing.len() / 3 - 1, "{thumbs:?}");
+    for t in &thumbs {
+        assert!(out.join(t).is_file(), "{t}");
+    }
+    for f in ["summary.md", "index.html"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let pngs = check_pngs(&out);
+    assert!(pngs >= thumbs.len() + 7, "{pngs} PNGs");
+    // Nothing but the report folder was made.
+    let siblings: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+    assert_eq!(siblings.len(), 1, "{siblings:?}");
+    check_in_chromium(&out.join("index.html"), pngs);
+}
+
+/// (file name, label, top-5 classes) of each sample.
+fn predictions(r: &report::EvalReport) -> Vec<(String, usize, Vec<usize>)> {
+    let mut p: Vec<_> = r
+        .samples
+        .iter()
+        .map(|s| {
+            let name = s.path.rsplit('/').next().unwrap().to_string();
+            (name, s.label, s.top5.iter().map(|p| p.index).collect())
+        })
+        .collect();
+    p.sort();
+    p
+}
+
+#[test]
+fn kaggle_and_devkit_layouts_give_the_imagefolder_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("imagefolder");
+    let o = eval(&fixtures(), &base, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let reference = read_report(&base);
+
+    // The same photos, flat, renamed as the validation set is.
+    let flat = dir.path().join("imagenet/val");
+    std::fs::create_dir_all(&flat).unwrap();
+    let mut csv = String::from("ImageId,PredictionString\n");
+    let classes = report::imagenet::classes();
+    // Devkit ids in an order that is not the sorted one.
+    let order: Vec<&str> = classes.iter().rev().map(|c| c.synset).collect();
+    let mut truth = String::new();
+    let mut renamed = Vec::new();
+    for (i, s) in reference.samples.iter().enumerate() {
+        let name = format!("ILSVRC2012_val_{:08}", i + 1);
+        std::fs::copy(fixtures().join(&s.path), flat.join(format!("{name}.JPEG"))).unwrap();
+        csv += &format!("{name},{} 1 2 3 4\n", s.label_synset);
+        let id = order.iter().position(|x| *x == s.label_synset).unwrap() + 1;
+        truth += &format!("{id}\n");
+        renamed.push((
+            format!("{name}.JPEG"),
+            s.label,
+            s.top5.iter().map(|p| p.index).collect::<Vec<_>>(),
+        ));
+    }
+    renamed.sort();
+    std::fs::write(dir.path().join("imagenet/LOC_val_solution.csv"), csv).unwrap();
+    let kaggle = dir.path().join("kaggle");
+    let o = eval(&flat, &kaggle, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let k = read_report(&kaggle);
+    assert_eq!(k.dataset.layout, "kaggle-csv");
+    assert_eq!(predictions(&k), renamed);
+    assert_eq!(k.metrics, reference.metrics);
+
+    let devkit_dir = dir.path().join("devkit");
+    std::fs::create_dir_all(&devkit_dir).unwrap();
+    let gt = devkit_dir.join("ILSVRC2012_validation_ground_truth.txt");
+    std::fs::write(&gt, truth).unwrap();
+    let map: String = order
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{s} {} x\n", i + 1))
+        .collect();
+    std::fs::write(devkit_dir.join("map_clsloc.txt"), map).unwrap();
+    let devkit = dir.path().join("devkit-report");
+    let o = eval(&flat, &devkit, &["--labels", gt.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let d = read_report(&devkit);
+    assert_eq!(d.dataset.layout, "devkit");
+    assert_eq!(predictions(&d), renamed);
+    assert_eq!(d.metrics, reference.metrics);
+}
+
+/// Runs a failing eval: exit 2, the message names `names`, and the report
+/// folder's parent holds nothing new.
+fn refused(data: &Path, out_parent: &Path, extra: &[&str], names: &str) {
+    let before = std::fs::read_dir(out_parent).map_or(0, |d| d.count());
+    let o = eval(data, &out_parent.join("run"), extra);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(names),
+        "message does not name {names}:\n{t}"
+    );
+    let after = std::fs::read_dir(out_parent).map_or(0, |d| d.count());
+    assert_eq!(
+        after,
+        before,
+        "something was left in {}:\n{t}",
+        out_parent.display()
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reports");
+    std::fs::create_dir(&out).unwrap();
+
+    let missing = dir.path().join("no-such-dataset");
+    refused(&missing, &out, &[], "no-such-dataset");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    refused(&empty, &out, &[], "contains no images");
+
+    let labels = dir.path().join("labels.tsv");
+    std::fs::write(
+        &labels,
+        "n01443537/goldfish.jpg\tn01443537\nn01443537/gone.jpg\tn01443537\n",
+    )
+    .unwrap();
+    refused(
+        &fixtures(),
+        &out,
+        &["--labels", labels.to_str().unwrap()],
+        "n01443537/gone.jpg",
+    );
+
+    let garbage = dir.path().join("weights.pth");
+    std::fs::write(&garbage, b"not a checkpoint").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--spec")
+        .arg(repo().join("environments.yaml"))
+        .args([
+            "eval",
+            "--image",
+            &var("TORCHENV_TEST_IMAGE"),
+            "--model",
+            MODEL,
+            "--device",
+            "cpu",
+        ])
+        .arg("--weights")
+        .arg(&garbage)
+        .arg("--data")
+        .arg(fixtures())
+        .arg("--out")
+        .arg(out.join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(garbage.to_str().unwrap()),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    // A 192 KiB filesystem: room for report.json, not for the plots.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=192k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mount tmpfs needs root (CI runs as root)"
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let o = eval(&fixtures(), &small.join("run"), &[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("No space left on device"), "{t}");
+    assert!(t.contains(small.to_str().unwrap()), "{t}");
+    assert_eq!(std::fs::read_dir(&small).unwrap().count(), 0, "{t}");
+}
