@@ -56,10 +56,14 @@ impl EvalProgress {
     pub fn line(&mut self, line: &str) {
         match ProgressEvent::parse(line) {
             Some(event) => self.event(event),
-            None if self.echo && !line.trim().is_empty() => match &self.bar {
-                Some(bar) => bar.println(format!("  {line}")),
-                None => eprintln!("  {line}"),
-            },
+            // The harness's `error: …` comes back in the eval's error,
+            // with host paths; anything else it says is shown as it comes.
+            None if self.echo && !line.trim().is_empty() && !line.starts_with("error: ") => {
+                match &self.bar {
+                    Some(bar) => bar.println(format!("  {line}")),
+                    None => eprintln!("  {line}"),
+                }
+            }
             None => {}
         }
     }
