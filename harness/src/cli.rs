@@ -39,7 +39,7 @@ pub enum Command {
     ///
     /// Exit codes: 0 done (corrupt images are listed, not fatal); 2 usage,
     /// I/O, weights or empty-dataset error.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Debug: write the preprocessed NCHW float32 tensor of images as .npy.
     #[command(hide = true)]
     Preprocess {

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             }
             return ExitCode::from(r.exit_code as u8);
         }
-        Command::Eval(args) => run_eval(args),
+        Command::Eval(args) => run_eval(*args),
         Command::Preprocess {
             model,
             out,

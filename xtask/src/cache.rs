@@ -27,6 +27,13 @@ pub fn wheel_path(sha256: &str, file_name: &str) -> PathBuf {
     root().join("wheels").join(sha256).join(file_name)
 }
 
+/// Weights downloaded from a URL (`eval --weights URL --sha256 …`):
+/// `weights/<sha256>/<file name>` (the harness keeps its own downloads
+/// at the same place). No lock references them: `prune` removes them.
+pub fn url_weights_dir() -> PathBuf {
+    root().join("weights")
+}
+
 /// Base root file system tarballs: `rootfs/<sha256>.tar`.
 pub fn rootfs_dir() -> PathBuf {
     root().join("rootfs")

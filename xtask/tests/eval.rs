@@ -35,11 +35,19 @@ fn fixtures() -> PathBuf {
 
 /// `cargo xtask eval` on the test image with the Lite0 weights, CPU.
 fn eval(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    eval_with(data, out, &var("TORCHENV_TEST_WEIGHTS"), extra, None)
+}
+
+/// [`eval`] with other weights, run in `cwd` (relative paths resolve there).
+fn eval_with(data: &Path, out: &Path, weights: &str, extra: &[&str], cwd: Option<&Path>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.arg("--spec")
         .arg(repo().join("environments.yaml"))
         .args(["eval", "--image", &var("TORCHENV_TEST_IMAGE")])
-        .args(["--model", MODEL, "--weights", &var("TORCHENV_TEST_WEIGHTS")])
+        .args(["--model", MODEL, "--weights", weights])
         .args(["--device", "cpu", "--batch-size", "8", "--workers", "2"])
         .arg("--data")
         .arg(data)
@@ -152,10 +160,18 @@ fn eval_writes_a_complete_report_folder() {
         let label = if i % 3 == 0 { "n01440764" } else { synset };
         tsv += &format!("{rel}\t{label}\n");
     }
-    let labels = dir.path().join("labels.tsv");
-    std::fs::write(&labels, tsv).unwrap();
+    std::fs::write(dir.path().join("labels.tsv"), tsv).unwrap();
+    // Relative --labels and --out, as a user types them; the weights come
+    // from a URL (a local HTTP server) with their sha256.
+    let (url, sha256, _server) = serve_weights(dir.path());
     let out = dir.path().join("reports/run");
-    let o = eval(&fixtures(), &out, &["--labels", labels.to_str().unwrap()]);
+    let o = eval_with(
+        &fixtures(),
+        Path::new("reports/run"),
+        &url,
+        &["--labels", "labels.tsv", "--sha256", &sha256],
+        Some(dir.path()),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("top-1"), "{stdout}");
@@ -166,6 +182,7 @@ fn eval_writes_a_complete_report_folder() {
 
     let r = read_report(&out);
     assert_eq!(r.model, MODEL);
+    assert_eq!(r.weights.source, url);
     assert_eq!(r.dataset.layout, "labels-tsv");
     assert_eq!(
         r.dataset.root,
@@ -205,6 +222,55 @@ fn eval_writes_a_complete_report_folder() {
     let siblings: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
     assert_eq!(siblings.len(), 1, "{siblings:?}");
     check_in_chromium(&out.join("index.html"), pngs);
+}
+
+/// Serves the test weights over HTTP from a copy in `dir` (python3's
+/// http.server); returns the URL and
+/// the file's sha256, and the server (stopped when dropped).
+fn serve_weights(dir: &Path) -> (String, String, KillOnDrop) {
+    let site = dir.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let weights = site.join("lite0.pth");
+    std::fs::copy(var("TORCHENV_TEST_WEIGHTS"), &weights).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&site)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let server = KillOnDrop(server);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sha = Command::new("sha256sum").arg(&weights).output().unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    (format!("http://127.0.0.1:{port}/lite0.pth"), sha, server)
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// (file name, label, top-5 classes) of each sample.

@@ -123,7 +123,7 @@ pub fn url_weights(url: &str, sha256: &str) -> Result<PathBuf> {
         .map(|n| n.split(['?', '#']).next().unwrap_or(n))
         .filter(|n| !n.is_empty())
         .unwrap_or("weights");
-    let dest = cache::root().join("weights").join(&sha256).join(name);
+    let dest = cache::url_weights_dir().join(&sha256).join(name);
     if dest.exists() {
         return Ok(dest);
     }

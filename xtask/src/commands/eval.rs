@@ -185,7 +185,13 @@ impl Eval {
                     message: format!("--weights {url}: a URL needs --sha256"),
                     help: Some("pass the sha256 of the file the URL serves".into()),
                 })?;
-                Ok((weights::url_weights(url, sha)?, url.clone()))
+                let path = weights::url_weights(url, sha).map_err(|e| {
+                    Error::from(eval::EvalError::WeightsUrl {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    })
+                })?;
+                Ok((path, url.clone()))
             }
             Some(path) => {
                 let p = PathBuf::from(path);

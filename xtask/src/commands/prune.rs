@@ -10,7 +10,8 @@
 //! lock entry (whatever harness it carries).
 //!
 //! Cache: wheels and root file systems the lock does not name (all of them
-//! with `--all`). Host PyTorch installs and harness builds are left alone.
+//! with `--all`), and weights downloaded from URLs by `eval` (fetched again
+//! on next use). Host PyTorch installs and harness builds are left alone.
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
@@ -30,7 +31,8 @@ use crate::spec::Spec;
 /// Remove torchenv images and cache entries the spec + lock no longer use.
 #[derive(clap::Args)]
 pub struct Prune {
-    /// Remove every torchenv image and cached wheel and rootfs.
+    /// Remove every torchenv image and cached wheel and rootfs (downloaded
+    /// weights go in any case).
     #[arg(long)]
     all: bool,
     /// Print what would be removed, remove nothing.
@@ -143,6 +145,12 @@ impl Prune {
                 continue;
             }
             freed += self.remove(&path, &format!("rootfs {name}"))?;
+        }
+        for (name, path) in entries(&cache::url_weights_dir())? {
+            if name.starts_with('.') {
+                continue;
+            }
+            freed += self.remove(&path, &format!("downloaded weights {name}"))?;
         }
         Ok(freed)
     }

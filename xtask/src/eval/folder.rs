@@ -42,6 +42,8 @@ impl Staging {
             let path = path.to_path_buf();
             move |source| FolderError::Io { path, source }
         };
+        // Absolute: the staging folder is bind-mounted into a container.
+        let target = &std::path::absolute(target).map_err(io(target))?;
         if let Ok(mut entries) = std::fs::read_dir(target) {
             if entries.next().is_some() {
                 return Err(FolderError::Exists {

@@ -58,6 +58,9 @@ pub enum EvalError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("weights {url}: {message}")]
+    #[diagnostic(code(torchenv::eval::weights_url))]
+    WeightsUrl { url: String, message: String },
     #[error("{model}: {message}")]
     #[diagnostic(code(torchenv::eval::harness), help("{detail}"))]
     Harness {
@@ -91,6 +94,7 @@ impl EvalError {
         match self {
             EvalError::Input { .. }
             | EvalError::Weights { .. }
+            | EvalError::WeightsUrl { .. }
             | EvalError::Folder(_)
             | EvalError::View(_) => exit::BAD_INPUT,
             EvalError::Harness { code: 2, .. } => exit::BAD_INPUT,
@@ -127,12 +131,13 @@ impl Dataset {
         if !root.is_dir() {
             return Err(input(&root, "not a folder"));
         }
-        for f in labels.iter().chain(synsets.iter()) {
-            if !f.is_file() {
-                return Err(input(f, "labels file not found"));
-            }
-        }
-        let mut labels = labels.map(Path::to_path_buf);
+        // Bind mounts need absolute host paths.
+        let file = |f: &Path| match std::fs::canonicalize(f) {
+            Ok(abs) if abs.is_file() => Ok(abs),
+            _ => Err(input(f, "labels file not found")),
+        };
+        let mut labels = labels.map(file).transpose()?;
+        let synsets = synsets.map(file).transpose()?;
         if labels.is_none() && !has_subfolders(&root) && !has_label_file(&root) {
             labels = root.parent().and_then(|p| {
                 PARENT_LABELS
@@ -141,7 +146,7 @@ impl Dataset {
                     .find(|f| f.is_file())
             });
         }
-        let synsets = synsets.map(Path::to_path_buf).or_else(|| {
+        let synsets = synsets.or_else(|| {
             let beside = labels.as_ref()?.parent()?.join(DEVKIT_SYNSETS);
             beside.is_file().then_some(beside)
         });
@@ -331,3 +336,6 @@ pub async fn resources(docker: &Docker, env: &Env, device: &str) -> Result<Resou
     let wanted = format!("eval --device {device}");
     Ok(Resources::resolve_for_run(docker, env, needs_gpus(device), &wanted, "eval").await?)
 }
+
+#[cfg(test)]
+mod tests;

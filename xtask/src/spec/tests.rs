@@ -269,3 +269,24 @@ fn malformed_specs() {
     }
     insta::assert_snapshot!(report);
 }
+
+#[test]
+fn gpus_on_the_command_line_use_the_spec_words() {
+    let p = |s: &str| s.parse::<Gpus>();
+    assert_eq!(p("all"), Ok(Gpus::All));
+    assert_eq!(p("none"), Ok(Gpus::None));
+    assert_eq!(p("0"), Ok(Gpus::None));
+    assert_eq!(p("auto"), Ok(Gpus::Auto));
+    assert_eq!(p("2"), Ok(Gpus::Count(2)));
+    assert_eq!(p("0,1"), Ok(Gpus::Ids(vec!["0".into(), "1".into()])));
+    assert_eq!(
+        p("GPU-3f2a,GPU-77"),
+        Ok(Gpus::Ids(vec!["GPU-3f2a".into(), "GPU-77".into()]))
+    );
+    assert_eq!(
+        p("nvidia.com/gpu=0"),
+        Ok(Gpus::Cdi(vec!["nvidia.com/gpu=0".into()]))
+    );
+    assert!(p("0,nvidia.com/gpu=1").unwrap_err().contains("mixes"));
+    assert!(p("0,,1").unwrap_err().contains("invalid GPU selection"));
+}
