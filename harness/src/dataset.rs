@@ -65,7 +65,7 @@ pub enum DatasetError {
     )]
     NoLabels { root: PathBuf },
     #[error(
-        "devkit labels {labels} need the devkit's synset order: pass --synsets with the devkit's map_clsloc.txt (or a file of 1000 synsets in devkit id order); none found next to the labels or in {root}"
+        "devkit labels {labels} need the devkit's synset order: pass --synsets with the devkit's map_clsloc.txt (or a file of 1000 synsets in devkit id order, e.g. written from the 2012 devkit's data/meta.mat); none found next to the labels or in {root}"
     )]
     NoSynsetOrder { labels: PathBuf, root: PathBuf },
 }

@@ -41,6 +41,7 @@ macro_rules! failure_constructors {
 
 pub mod build;
 pub mod cache;
+pub mod clock;
 pub mod commands;
 pub mod compat;
 pub mod docker;

@@ -12,7 +12,7 @@
 //! Without them the tests fail, never pass vacuously.
 
 mod common;
-use common::{attribute, decode, run_chromium};
+use common::{artifacts, check_page, decode};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -117,37 +117,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Loads `index.html` in headless Chromium: every `<img>` loaded (the page
-/// records the count after `load`), and a screenshot kept as an artifact.
-fn check_in_chromium(index: &Path, images: usize) {
-    let url = format!("file://{}", index.display());
-    let profile = tempfile::tempdir().unwrap();
-    let dom = run_chromium(profile.path(), &["--dump-dom".into()], &url);
-    assert_eq!(
-        attribute(&dom, "data-images"),
-        Some(images.to_string().as_str()),
-        "{dom}"
-    );
-    assert_eq!(attribute(&dom, "data-broken-images"), Some("0"), "{dom}");
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("test-artifacts/eval");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("index.png");
-    run_chromium(
-        profile.path(),
-        &[
-            format!("--screenshot={}", shot.display()),
-            "--window-size=1280,4000".into(),
-        ],
-        &url,
-    );
-    let (w, h, _) = decode(&shot);
-    assert_eq!((w, h), (1280, 4000));
-    eprintln!("screenshot: {}", shot.display());
-}
-
 #[test]
 fn eval_writes_a_complete_report_folder() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,7 +190,9 @@ fn eval_writes_a_complete_report_folder() {
     // Nothing but the report folder was made.
     let siblings: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
     assert_eq!(siblings.len(), 1, "{siblings:?}");
-    check_in_chromium(&out.join("index.html"), pngs);
+    let shot = artifacts("eval").join("index.png");
+    check_page(&out.join("index.html"), pngs, &shot);
+    eprintln!("screenshot: {}", shot.display());
 }
 
 /// Serves the test weights over HTTP from a copy in `dir` (python3's

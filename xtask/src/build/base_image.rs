@@ -3,7 +3,7 @@
 //! one-layer image archive with a deterministic config, so its image id is
 //! the same on every machine; or a pinned `REF@sha256:…` already in the engine.
 //!
-//! May use: `build::bootstrap`, `docker`, `lock` (data model), `cache`, `progress`.
+//! May use: `build::bootstrap`, `clock`, `docker`, `lock` (data model), `cache`, `progress`.
 
 use std::path::{Path, PathBuf};
 
@@ -148,7 +148,7 @@ fn image_archive(
 /// The image config of a base: labelled, `PATH` and `LANG` set, no command
 /// beyond a shell.
 pub(crate) fn image_config(source_date_epoch: u64, sha256: &str, key: &str) -> Vec<u8> {
-    let created = rfc3339(source_date_epoch);
+    let created = crate::clock::rfc3339(source_date_epoch);
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -207,37 +207,4 @@ where
             bar.inc(c.len() as u64);
         }
     })
-}
-
-/// `1970-01-01T00:00:00Z` for a Unix time.
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since the epoch (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoch_as_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
 }

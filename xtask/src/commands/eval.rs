@@ -59,6 +59,7 @@ pub struct Eval {
     /// default: the environment's.
     #[arg(long)]
     gpus: Option<Gpus>,
+    /// Images per forward pass (default: the harness's, 32).
     #[arg(long)]
     batch_size: Option<usize>,
     /// Decode/preprocess threads (default: the container's CPUs).

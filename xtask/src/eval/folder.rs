@@ -4,9 +4,11 @@
 //! plots and page are all written, and removed when anything fails (or the
 //! run is interrupted and the value dropped).
 //!
-//! May use: nothing else of the crate.
+//! May use: `clock`.
 
 use std::path::{Path, PathBuf};
+
+use crate::clock;
 
 /// Why the report folder could not be made.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -115,53 +117,12 @@ impl Drop for Staging {
 pub fn default_target(workspace: &Path, model: &str, now: std::time::SystemTime) -> PathBuf {
     workspace
         .join("reports")
-        .join(format!("{}-{model}", utc_stamp(now)))
-}
-
-/// `20261202T010334Z` (UTC, second resolution).
-pub fn utc_stamp(now: std::time::SystemTime) -> String {
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+        .join(format!("{}-{model}", clock::compact(clock::unix(now))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    #[test]
-    fn stamps_are_utc_calendar_times() {
-        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
-        // 2026-12-02 01:03:34 UTC
-        let t = UNIX_EPOCH + Duration::from_secs(1_796_173_414);
-        assert_eq!(utc_stamp(t), "20261202T010334Z");
-        // A leap day.
-        let t = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
-        assert_eq!(utc_stamp(t), "20240229T000000Z");
-    }
 
     #[test]
     fn a_folder_appears_only_when_committed() {

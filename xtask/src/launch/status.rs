@@ -2,7 +2,7 @@
 //! env, state, image, ports, GPUs, uptime; with `--gpu`, the host's GPUs as
 //! NVML reads them now (`gpumon`) and which running environment has each.
 //!
-//! May use: `docker`, `launch`, `launch::up`; the `gpumon` crate.
+//! May use: `clock`, `docker`, `launch`, `launch::up`; the `gpumon` crate.
 
 use bollard::models::DeviceRequest;
 use serde::Serialize;
@@ -71,7 +71,12 @@ pub async fn collect(docker: &Docker) -> Result<Vec<EnvStatus>> {
         };
         let running = state.running.unwrap_or(false);
         let uptime_s = running
-            .then(|| state.started_at.as_deref().and_then(parse_rfc3339))
+            .then(|| {
+                state
+                    .started_at
+                    .as_deref()
+                    .and_then(crate::clock::parse_rfc3339)
+            })
             .flatten()
             .map(|start| now_s().saturating_sub(start));
         out.push(EnvStatus {
@@ -97,31 +102,7 @@ pub async fn collect(docker: &Docker) -> Result<Vec<EnvStatus>> {
 }
 
 fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Seconds since the epoch of `2024-05-01T12:34:56.789Z` (UTC only, as the
-/// engine writes it).
-pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.trim_end_matches('Z');
-    let time = time.split(['.', '+']).next()?;
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+    crate::clock::now_unix()
 }
 
 pub fn human(s: u64) -> String {
@@ -231,14 +212,6 @@ fn memory(used: Option<u64>, total: Option<u64>) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            super::parse_rfc3339("2024-05-01T12:34:56.789123456Z"),
-            Some(1_714_566_896)
-        );
-    }
 
     fn env(name: &str, state: &str, grant: super::GpuGrant) -> super::EnvStatus {
         super::EnvStatus {

@@ -86,3 +86,39 @@ pub fn attribute<'a>(dom: &'a str, name: &str) -> Option<&'a str> {
     let start = dom.find(&format!("{name}=\""))? + name.len() + 2;
     dom[start..].split('"').next()
 }
+
+/// Loads `index` (an eval report page) in headless Chromium: the page's
+/// script must report `images` images, none broken; a 1280×4000
+/// screenshot is kept at `screenshot`.
+pub fn check_page(index: &Path, images: usize, screenshot: &Path) {
+    let url = format!("file://{}", index.canonicalize().unwrap().display());
+    let profile = tempfile::tempdir().unwrap();
+    let dom = run_chromium(profile.path(), &["--dump-dom".into()], &url);
+    assert_eq!(
+        attribute(&dom, "data-images"),
+        Some(images.to_string().as_str()),
+        "images on the page (plots + thumbnails); the script did not run if absent"
+    );
+    assert_eq!(attribute(&dom, "data-broken-images"), Some("0"));
+    std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
+    run_chromium(
+        profile.path(),
+        &[
+            format!("--screenshot={}", screenshot.display()),
+            "--window-size=1280,4000".into(),
+        ],
+        &url,
+    );
+    let (w, h, _) = decode(screenshot);
+    assert_eq!((w, h), (1280, 4000));
+}
+
+/// Where tests keep what a person may want to look at afterwards:
+/// `<target>/test-artifacts/<name>`.
+pub fn artifacts(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("test-artifacts")
+        .join(name)
+}
