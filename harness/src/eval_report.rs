@@ -218,6 +218,28 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The GPU monitor's lines of [`render`]: why it did not run, or one line
+/// per GPU.
+fn render_gpu(r: &EvalReport) -> String {
+    match &r.gpu.reason {
+        Some(why) if !r.gpu.available => format!("gpu monitor  {why}\n"),
+        _ => r
+            .gpu
+            .devices
+            .iter()
+            .map(|d| {
+                format!(
+                    "gpu {}        {}: peak memory {:.0} MiB, mean utilization {:.0}%\n",
+                    d.index,
+                    d.name,
+                    d.summary.peak_memory_bytes.unwrap_or(0) as f64 / 1048576.0,
+                    d.summary.mean_utilization_percent.unwrap_or(0.0)
+                )
+            })
+            .collect(),
+    }
+}
+
 /// The readable summary printed on stdout.
 pub fn render(r: &EvalReport) -> String {
     let mut s = String::new();
@@ -250,20 +272,7 @@ pub fn render(r: &EvalReport) -> String {
         r.versions.driver.as_deref().unwrap_or("-"),
         r.versions.device_name
     );
-    match &r.gpu.reason {
-        Some(why) if !r.gpu.available => s += &format!("gpu monitor  {why}\n"),
-        _ => {
-            for d in &r.gpu.devices {
-                s += &format!(
-                    "gpu {}        {}: peak memory {:.0} MiB, mean utilization {:.0}%\n",
-                    d.index,
-                    d.name,
-                    d.summary.peak_memory_bytes.unwrap_or(0) as f64 / 1048576.0,
-                    d.summary.mean_utilization_percent.unwrap_or(0.0)
-                );
-            }
-        }
-    }
+    s += &render_gpu(r);
     s += &format!(
         "top-1        {:.2}% ({}/{})\ntop-5        {:.2}% ({}/{})\n",
         100.0 * r.metrics.top1,
