@@ -2,11 +2,13 @@
 //! command line and turns a failure into a [`ProcessError`] that names the
 //! command and ends with its last output lines.
 //!
-//! Three ways to run, by what the caller needs of the output:
+//! Four ways to run, by what the caller needs of the output:
 //! - [`run_logged`]: output goes straight to the terminal (cargo builds);
 //! - [`run_captured`]: output is kept and returned (pip resolving, venvs);
 //! - [`run_streaming`]: each line is shown on a progress task as it comes,
-//!   the last lines are kept for the error (mmdebstrap, apt-get, pip download).
+//!   the last lines are kept for the error (mmdebstrap, apt-get, pip download);
+//! - [`run_lines`]: each line is handed to the caller as it comes (reading
+//!   the harness's progress events while it runs).
 //!
 //! May use: `progress`. Nothing else of the crate.
 
@@ -150,12 +152,27 @@ pub fn run_captured(mut cmd: Command, what: &str) -> Result<Output, ProcessError
 /// Runs `cmd` (whose stdout/stderr the caller set to piped), showing each
 /// output line on `task`. On a non-zero exit the error keeps the last
 /// [`TAIL_LINES`] lines.
-pub fn run_streaming(mut cmd: Command, what: &str, task: &Task) -> Result<(), ProcessError> {
+pub fn run_streaming(cmd: Command, what: &str, task: &Task) -> Result<(), ProcessError> {
+    run_lines(cmd, what, |l| task.line(l))
+}
+
+/// Runs `cmd` with its stdout and stderr piped, handing each output line
+/// to `on_line` as it arrives (on this thread). On a non-zero exit the
+/// error keeps the last [`TAIL_LINES`] lines.
+pub fn run_lines(
+    mut cmd: Command,
+    what: &str,
+    mut on_line: impl FnMut(&str),
+) -> Result<(), ProcessError> {
     let line = describe(&cmd);
-    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-        what: format!("starting {line}"),
-        source,
-    })?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ProcessError::Spawn {
+            what: format!("starting {line}"),
+            source,
+        })?;
     let readers: Vec<_> = [
         child
             .stdout
@@ -184,7 +201,7 @@ pub fn run_streaming(mut cmd: Command, what: &str, task: &Task) -> Result<(), Pr
     drop(tx);
     let mut tail = VecDeque::new();
     for l in rx {
-        task.line(&l);
+        on_line(&l);
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }
@@ -235,6 +252,16 @@ mod tests {
         assert!(text.contains("sh -c for i in"), "{text}");
         assert!(text.contains("line30") && text.contains("line11"), "{text}");
         assert!(!text.contains("line10\n"), "{text}");
+    }
+
+    #[test]
+    fn each_line_is_handed_over_as_it_comes() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo one >&2; echo two; echo three >&2"]);
+        let mut seen = Vec::new();
+        run_lines(cmd, "a step", |l| seen.push(l.to_string())).unwrap();
+        seen.sort();
+        assert_eq!(seen, ["one", "three", "two"]);
     }
 
     #[test]

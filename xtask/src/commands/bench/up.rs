@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::median;
 use crate::commands::{Ctx, Run};
 use crate::docker::Docker;
 use crate::error::{Error, Result};
@@ -37,11 +38,6 @@ pub struct BenchUp {
 pub struct BenchResult {
     pub up: Duration,
     pub raw: Duration,
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 impl Run for BenchUp {
