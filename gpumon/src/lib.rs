@@ -32,7 +32,7 @@ pub enum GpumonError {
     /// `libnvidia-ml.so.1` is not on this machine or cannot be loaded.
     #[error(
         "NVML unavailable: libnvidia-ml.so.1 could not be loaded \
-         (no NVIDIA driver in this container?): {detail}"
+         (no NVIDIA driver on this machine or in this container?): {detail}"
     )]
     NotLoaded { detail: String },
     /// The library loaded but `nvmlInit` failed.

@@ -227,7 +227,7 @@ fn without_nvml_or_a_device_finish_says_why() {
     let m = Sampler::start_with(Duration::from_secs(1), move || Err::<Empty, _>(e)).finish();
     assert_eq!(m, GpuMonitor::unavailable(not_loaded.to_string()));
     assert!(m.reason.unwrap().starts_with(
-        "NVML unavailable: libnvidia-ml.so.1 could not be loaded (no NVIDIA driver in this container?)"
+        "NVML unavailable: libnvidia-ml.so.1 could not be loaded (no NVIDIA driver on this machine or in this container?)"
     ));
 
     let m = Sampler::start_with(Duration::from_secs(1), || Ok(Empty)).finish();
