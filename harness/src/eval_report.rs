@@ -30,14 +30,6 @@ pub struct ReportContext {
     pub gpu: report::GpuMonitor,
 }
 
-/// Top-k indices of `p`, most probable first (ties: lower index first).
-pub fn top_k(p: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..p.len()).collect();
-    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx
-}
-
 /// Per-sample results and the counts the summary tables are made of.
 #[derive(Default)]
 struct Tally {
@@ -49,12 +41,10 @@ struct Tally {
     confusion: BTreeMap<(usize, usize), usize>,
     correct_top1: usize,
     correct_top5: usize,
-    /// `[k-1]`: images whose label is among the k most probable classes.
-    correct_topk: [usize; TOPK],
+    /// `[k-1]`: images whose label is among the k most probable classes
+    /// (the curve runs k = 1 ..= [`crate::eval::TOP`]).
+    correct_topk: [usize; crate::eval::TOP],
 }
-
-/// The top-k curve runs k = 1 ..= TOPK.
-pub const TOPK: usize = 10;
 
 /// The synset of a class index, "" when out of range.
 fn synset_of(classes: &[Class], i: usize) -> String {
@@ -63,11 +53,11 @@ fn synset_of(classes: &[Class], i: usize) -> String {
         .map_or(String::new(), |c| c.synset.to_string())
 }
 
-fn tally(samples: &[Sample], probs: &[Option<Vec<f32>>], classes: &[Class]) -> Tally {
+fn tally(samples: &[Sample], ranked: &[Option<Vec<(usize, f32)>>], classes: &[Class]) -> Tally {
     let mut t = Tally::default();
-    for (s, p) in samples.iter().zip(probs) {
-        let Some(p) = p else { continue };
-        let top = top_k(p, TOPK);
+    for (s, r) in samples.iter().zip(ranked) {
+        let Some(r) = r else { continue };
+        let top: Vec<usize> = r.iter().map(|&(c, _)| c).collect();
         let correct = top[0] == s.label;
         t.correct_top1 += usize::from(correct);
         t.correct_top5 += usize::from(top.iter().take(5).any(|&c| c == s.label));
@@ -87,13 +77,13 @@ fn tally(samples: &[Sample], probs: &[Option<Vec<f32>>], classes: &[Class]) -> T
             path: s.rel_path.clone(),
             label: s.label,
             label_synset: classes[s.label].synset.to_string(),
-            top5: top
+            top5: r
                 .iter()
                 .take(5)
-                .map(|&i| Prediction {
+                .map(|&(i, p)| Prediction {
                     index: i,
                     synset: synset_of(classes, i),
-                    probability: f64::from(p[i]),
+                    probability: f64::from(p),
                 })
                 .collect(),
             correct,
@@ -168,7 +158,7 @@ fn performance(outcome: &EvalOutcome, evaluated: usize) -> Performance {
 /// Metrics, per-class table, confusions and per-sample results.
 pub fn build_report(ctx: ReportContext, samples: &[Sample], outcome: &EvalOutcome) -> EvalReport {
     let classes = imagenet::classes();
-    let t = tally(samples, &outcome.probs, classes);
+    let t = tally(samples, &outcome.top, classes);
     let n = t.results.len();
     let frac = |c: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
     EvalReport {

@@ -401,7 +401,7 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
     let outcome = eval::evaluate(&model, &listing.samples, &opts, &mut observer);
     let gpu = monitor.finish();
     let outcome = outcome?;
-    if outcome.probs.iter().all(Option::is_none) {
+    if outcome.top.iter().all(Option::is_none) {
         return Err(eval::EvalError::NothingEvaluated(outcome.failed.len()).into());
     }
     if let (Some(path), Some(dump)) = (&args.dump_logits, observer.dump) {

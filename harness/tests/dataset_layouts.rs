@@ -205,3 +205,58 @@ fn bad_devkit_and_csv_lines_name_file_and_line() {
     assert!(e.to_string().contains("line 2"), "{e}");
     assert!(e.to_string().contains("\"dog\""), "{e}");
 }
+
+#[test]
+fn label_files_as_tools_write_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = flat_folder(dir.path());
+    let root = dir.path().join("val");
+    // macOS resource forks and fsck's folder are not part of the dataset.
+    std::fs::write(root.join("._ILSVRC2012_val_00000001.JPEG"), b"junk").unwrap();
+    std::fs::create_dir(root.join("lost+found")).unwrap();
+
+    // A byte-order mark, CRLF line ends and quoted fields (pandas, Excel).
+    let mut csv = String::from("\u{feff}ImageId,PredictionString\r\n");
+    for (name, synset) in &named {
+        let id = name.trim_end_matches(".JPEG");
+        csv += &format!("\"{id}\",\"{synset} 1 2 3 4\"\r\n");
+    }
+    // In the folder itself it wins over `lost+found` looking like ImageFolder.
+    std::fs::write(root.join("LOC_val_solution.csv"), &csv).unwrap();
+    let listed = dataset::list(&root, None, None).unwrap();
+    assert_eq!(listed.layout, Layout::KaggleCsv);
+    assert_eq!(labels_of(&listed), named);
+
+    // The same image twice is an error naming it.
+    let first = named[0].0.trim_end_matches(".JPEG");
+    csv += &format!("{first},{}\r\n", named[1].1);
+    std::fs::write(root.join("LOC_val_solution.csv"), &csv).unwrap();
+    let e = dataset::list(&root, None, None).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("{first} is labelled twice")),
+        "{e}"
+    );
+    std::fs::remove_file(root.join("LOC_val_solution.csv")).unwrap();
+
+    // The devkit file with a trailing blank line.
+    let (truth, _) = devkit_files(dir.path(), &named);
+    let text = std::fs::read_to_string(&truth).unwrap();
+    std::fs::write(&truth, format!("{text}\n\n")).unwrap();
+    assert_eq!(
+        labels_of(&dataset::list(&root, Some(&truth), None).unwrap()),
+        named
+    );
+
+    // A TSV with more columns: the first is the path, the second the label.
+    let tsv: String = named
+        .iter()
+        .map(|(n, s)| format!("{n}\t{s}\t0.93\n"))
+        .collect();
+    let tsv_path = dir.path().join("labels.tsv");
+    std::fs::write(&tsv_path, tsv).unwrap();
+    assert_eq!(
+        labels_of(&dataset::list(&root, Some(&tsv_path), None).unwrap()),
+        named
+    );
+}

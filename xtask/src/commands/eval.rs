@@ -54,9 +54,9 @@ pub struct Eval {
     /// auto = CUDA when the container sees a GPU.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
-    /// GPUs for the container, in the words of the spec's `gpus:` (all,
-    /// none, auto, a count, device ids or CDI names, comma-separated);
-    /// default: the environment's.
+    /// GPUs for the container, in the words of the spec's `gpus:`: all,
+    /// none, auto, a count (`2`), device ids (`device=1` or `0,1`, or UUIDs)
+    /// or CDI names (`nvidia.com/gpu=0`); default: the environment's.
     #[arg(long)]
     gpus: Option<Gpus>,
     /// Images per forward pass (default: the harness's, 32).

@@ -77,9 +77,10 @@ impl<'a> Setup<'a> {
         }
     }
 
-    /// Keeps each environment's report folders under `<dir>/<env>/`.
+    /// Keeps each environment's report folders under `<dir>/<env>/`
+    /// (absolute: the folder is bind-mounted into the container).
     pub fn keep_reports(mut self, dir: &std::path::Path) -> Self {
-        self.reports = Some(dir.to_path_buf());
+        self.reports = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
         self
     }
 

@@ -32,49 +32,71 @@ pub enum FolderError {
 pub struct Staging {
     staging: PathBuf,
     target: PathBuf,
+    /// The marker that reserves `target` (an empty folder holding only it)
+    /// against another eval choosing the same folder meanwhile.
+    marker: PathBuf,
+    /// `target` was made by us (removed again unless committed).
+    made_target: bool,
     committed: bool,
 }
 
+/// The file that reserves a target folder while its report is staged.
+const MARKER: &str = ".torchenv-eval-in-progress";
+
 impl Staging {
-    /// Creates the staging folder for `target` (whose parent is created
-    /// if needed). An existing empty `target` is fine (it is replaced); a
-    /// non-empty one is refused, so no earlier report is overwritten.
+    /// Reserves `target` (created if missing, parents too; an existing
+    /// empty folder is fine, a non-empty one is refused so no earlier
+    /// report is overwritten) and creates the staging folder beside it.
     pub fn create(target: &Path) -> Result<Staging, FolderError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| FolderError::Io { path, source }
         };
         // Absolute: the staging folder is bind-mounted into a container.
-        let target = &std::path::absolute(target).map_err(io(target))?;
-        if let Ok(mut entries) = std::fs::read_dir(target) {
-            if entries.next().is_some() {
-                return Err(FolderError::Exists {
-                    path: target.to_path_buf(),
-                });
-            }
-        } else if target.exists() {
-            return Err(FolderError::Exists {
-                path: target.to_path_buf(),
-            });
+        let target = std::path::absolute(target).map_err(io(target))?;
+        let exists = FolderError::Exists {
+            path: target.clone(),
+        };
+        let made_target = match std::fs::create_dir_all(target.parent().unwrap_or(&target))
+            .and_then(|()| std::fs::create_dir(&target))
+        {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(io(&target)(e)),
+        };
+        if !made_target && !target.is_dir() {
+            return Err(exists);
         }
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        // The marker is created exclusively: of two evals aiming at one
+        // folder, exactly one gets it.
+        let marker = target.join(MARKER);
+        let reserved = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker);
+        if reserved.is_err() || std::fs::read_dir(&target).map_err(io(&target))?.count() > 1 {
+            if reserved.is_ok() {
+                let _ = std::fs::remove_file(&marker);
+            }
+            return Err(exists);
+        }
         let name = target
             .file_name()
             .map_or("report".into(), |n| n.to_string_lossy().into_owned());
+        let parent = target.parent().unwrap_or(Path::new("/"));
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
-        }
-        std::fs::create_dir(&staging).map_err(io(&staging))?;
-        Ok(Staging {
+        let me = Staging {
             staging,
-            target: target.to_path_buf(),
+            target,
+            marker,
+            made_target,
             committed: false,
-        })
+        };
+        if me.staging.exists() {
+            std::fs::remove_dir_all(&me.staging).map_err(io(&me.staging))?;
+        }
+        std::fs::create_dir(&me.staging).map_err(io(&me.staging))?;
+        Ok(me)
     }
 
     /// Where to write.
@@ -87,19 +109,16 @@ impl Staging {
         &self.target
     }
 
-    /// Renames the staging folder to the target; returns the target.
+    /// Replaces the reserved (empty) target by the staging folder; returns
+    /// the target.
     pub fn commit(mut self) -> Result<PathBuf, FolderError> {
-        if self.target.is_dir() {
-            // Checked empty at create; a folder made since is not ours to
-            // replace unless still empty.
-            std::fs::remove_dir(&self.target).map_err(|_| FolderError::Exists {
-                path: self.target.clone(),
-            })?;
-        }
-        std::fs::rename(&self.staging, &self.target).map_err(|source| FolderError::Io {
-            path: self.target.clone(),
-            source,
-        })?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| FolderError::Io { path, source }
+        };
+        std::fs::remove_file(&self.marker).map_err(io(&self.marker))?;
+        std::fs::remove_dir(&self.target).map_err(io(&self.target))?;
+        std::fs::rename(&self.staging, &self.target).map_err(io(&self.target))?;
         self.committed = true;
         Ok(self.target.clone())
     }
@@ -107,8 +126,13 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.staging);
+        if self.committed {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.staging);
+        let _ = std::fs::remove_file(&self.marker);
+        if self.made_target {
+            let _ = std::fs::remove_dir(&self.target);
         }
     }
 }
@@ -130,10 +154,12 @@ mod tests {
         let target = dir.path().join("reports/run");
         let staging = Staging::create(&target).unwrap();
         std::fs::write(staging.path().join("report.json"), "{}").unwrap();
-        assert!(!target.exists());
+        // Reserved, but nothing of the report shows there yet.
+        assert!(!target.join("report.json").exists());
         let staged = staging.path().to_path_buf();
         assert_eq!(staging.commit().unwrap(), target);
         assert!(target.join("report.json").is_file());
+        assert!(!target.join(MARKER).exists());
         assert!(!staged.exists());
     }
 
@@ -145,6 +171,20 @@ mod tests {
         std::fs::write(staging.path().join("half.json"), "{").unwrap();
         drop(staging);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn two_evals_cannot_reserve_one_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("run");
+        let first = Staging::create(&target).unwrap();
+        let e = Staging::create(&target).unwrap_err();
+        assert!(matches!(e, FolderError::Exists { .. }), "{e}");
+        first.commit().unwrap();
+        // Dropped before committing, a reservation leaves nothing.
+        let other = dir.path().join("other");
+        drop(Staging::create(&other).unwrap());
+        assert!(!other.exists());
     }
 
     #[test]

@@ -96,7 +96,8 @@ impl EvalError {
             | EvalError::Weights { .. }
             | EvalError::WeightsUrl { .. }
             | EvalError::Folder(_)
-            | EvalError::View(_) => exit::BAD_INPUT,
+            | EvalError::View(ReportViewError::Write { .. }) => exit::BAD_INPUT,
+            EvalError::View(ReportViewError::Draw { .. }) => exit::FAILED,
             EvalError::Harness { code: 2, .. } => exit::BAD_INPUT,
             EvalError::Harness { .. } | EvalError::Report { .. } | EvalError::Run(_) => {
                 exit::FAILED
@@ -112,7 +113,19 @@ pub struct Dataset {
     pub root: PathBuf,
     pub labels: Option<PathBuf>,
     pub synsets: Option<PathBuf>,
+    /// Folders outside `root` that its symlinks point into: host folder →
+    /// where the links lead in the container (mounted read-only there).
+    pub link_targets: Vec<(PathBuf, String)>,
 }
+
+/// Container paths a dataset's links may not lead into (the image's own
+/// system and the eval's mounts).
+const RESERVED: [&str; 14] = [
+    "/", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/opt", "/proc", "/sys", "/dev", OUT,
+    LABELS, WEIGHTS,
+];
+/// At most this many folders outside the dataset are mounted for links.
+const MAX_LINK_TARGETS: usize = 64;
 
 impl Dataset {
     /// Checks what the harness cannot see from inside the container: the
@@ -150,12 +163,120 @@ impl Dataset {
             let beside = labels.as_ref()?.parent()?.join(DEVKIT_SYNSETS);
             beside.is_file().then_some(beside)
         });
+        let link_targets = link_targets(&root)?;
         Ok(Dataset {
             root,
             labels,
             synsets,
+            link_targets,
         })
     }
+}
+
+/// The folders outside `root` that the symlinks in it and in its
+/// sub-folders lead to, as (host folder, container folder): a link
+/// resolves in the container as it does on the host once its target's
+/// folder is mounted where the link, read from `/data`, points.
+fn link_targets(root: &Path) -> Result<Vec<(PathBuf, String)>, EvalError> {
+    let mut found: Vec<(PathBuf, String)> = Vec::new();
+    let mut visit = |host: &Path, container: &str| -> Result<(), EvalError> {
+        let Ok(text) = std::fs::read_link(host) else {
+            return Ok(());
+        };
+        let (host_target, container_target) = if text.is_absolute() {
+            (text.clone(), normalize(&text.display().to_string()))
+        } else {
+            let c_dir = container.rsplit_once('/').map_or("/", |(d, _)| d);
+            (
+                host.parent().unwrap_or(root).join(&text),
+                normalize(&format!("{c_dir}/{}", text.display())),
+            )
+        };
+        if container_target == DATA || container_target.starts_with(&format!("{DATA}/")) {
+            return Ok(());
+        }
+        let c_dir = container_target
+            .rsplit_once('/')
+            .map_or("/".to_string(), |(d, _)| {
+                if d.is_empty() {
+                    "/".into()
+                } else {
+                    d.into()
+                }
+            });
+        // A dangling link is left to the harness (an unreadable image).
+        let Some(h_dir) = host_target
+            .parent()
+            .and_then(|d| std::fs::canonicalize(d).ok())
+        else {
+            return Ok(());
+        };
+        if found.iter().any(|(_, c)| *c == c_dir) {
+            return Ok(());
+        }
+        if RESERVED
+            .iter()
+            .any(|r| c_dir == *r || (*r != "/" && c_dir.starts_with(&format!("{r}/"))))
+            || c_dir == DATA
+        {
+            return Err(EvalError::Input {
+                path: host.to_path_buf(),
+                what: format!(
+                    "links into {c_dir}, which the container needs for itself; link to a copy elsewhere"
+                ),
+            });
+        }
+        found.push((h_dir, c_dir));
+        if found.len() > MAX_LINK_TARGETS {
+            return Err(EvalError::Input {
+                path: root.to_path_buf(),
+                what: format!(
+                    "its links lead into more than {MAX_LINK_TARGETS} folders outside it; link fewer folders or copy the images"
+                ),
+            });
+        }
+        Ok(())
+    };
+    for (host, container, is_dir) in entries(root, DATA) {
+        if is_dir {
+            for (h, c, _) in entries(&host, &container) {
+                visit(&h, &c)?;
+            }
+        } else {
+            visit(&host, &container)?;
+        }
+    }
+    Ok(found)
+}
+
+/// (host path, container path, is a real folder) of `dir`'s entries.
+fn entries(dir: &Path, container: &str) -> Vec<(PathBuf, String, bool)> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    read.flatten()
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            let name = e.file_name().to_string_lossy().into_owned();
+            (e.path(), format!("{container}/{name}"), is_dir)
+        })
+        .collect()
+}
+
+/// `/a/./b/../c` → `/a/c` (lexically, as the kernel walks a link's path
+/// when no component is itself a link).
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 fn has_subfolders(dir: &Path) -> bool {
@@ -224,7 +345,7 @@ pub async fn run(
     // The report names what the user gave, not the container's mounts.
     report.weights.source = req.weights_source.clone();
     report.dataset.root = req.dataset.root.display().to_string();
-    report.dataset.labels_file = req.dataset.labels.as_ref().map(|l| l.display().to_string());
+    report.dataset.labels_file = report.dataset.labels_file.map(|l| host_paths(req, &l));
     let json = serde_json::to_vec_pretty(&report).map_err(|e| EvalError::Report {
         model: req.model.clone(),
         why: e.to_string(),
@@ -239,6 +360,7 @@ pub async fn run(
 fn plan(req: &Request, staging: &Path) -> ContainerPlan {
     let ds = &req.dataset;
     let mut inputs = vec![(ds.root.clone(), DATA.to_string())];
+    inputs.extend(ds.link_targets.iter().cloned());
     let mut cmd: Vec<String> = [IMAGE_HARNESS, "eval", "--progress", "--data", DATA]
         .map(String::from)
         .to_vec();
@@ -300,14 +422,14 @@ fn harness_failed(req: &Request, code: i64, stderr: &str) -> EvalError {
     }
 }
 
-/// Replaces the container's mount points in `text` by the host paths.
-fn host_paths(req: &Request, text: &str) -> String {
+/// The container's mount points and the host paths they stand for.
+fn mount_map(req: &Request) -> Vec<(String, String)> {
     let ds = &req.dataset;
     let mut pairs: Vec<(String, String)> = vec![
         (DATA.into(), ds.root.display().to_string()),
         (OUT.into(), req.out.display().to_string()),
     ];
-    let mut file = |host: &Option<PathBuf>, dir: &str| {
+    let mut file = |host: Option<&PathBuf>, dir: &str| {
         if let Some(h) = host {
             let name = h
                 .file_name()
@@ -315,12 +437,42 @@ fn host_paths(req: &Request, text: &str) -> String {
             pairs.push((format!("{dir}/{name}"), h.display().to_string()));
         }
     };
-    file(&ds.labels, LABELS);
-    file(&ds.synsets, SYNSETS);
-    file(&Some(req.weights.clone()), WEIGHTS);
-    let mut out = text.to_string();
-    for (container, host) in pairs {
-        out = out.replace(&container, &host);
+    file(ds.labels.as_ref(), LABELS);
+    file(ds.synsets.as_ref(), SYNSETS);
+    file(Some(&req.weights), WEIGHTS);
+    pairs
+}
+
+/// Replaces the container's mount points in `text` by the host paths, in
+/// one pass: a mount point counts only at the start of a path (after
+/// whitespace, a quote or a bracket) and followed by `/`, the end, or
+/// punctuation — never inside a host path already put back.
+fn host_paths(req: &Request, text: &str) -> String {
+    let pairs = mount_map(req);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut at_start = true;
+    while let Some(c) = rest.chars().next() {
+        let hit = at_start
+            .then(|| {
+                pairs.iter().find(|(m, _)| {
+                    rest.starts_with(m.as_str())
+                        && rest[m.len()..]
+                            .chars()
+                            .next()
+                            .is_none_or(|n| !(n.is_alphanumeric() || matches!(n, '_' | '-')))
+                })
+            })
+            .flatten();
+        if let Some((m, host)) = hit {
+            out.push_str(host);
+            rest = &rest[m.len()..];
+            at_start = false;
+            continue;
+        }
+        out.push(c);
+        at_start = c.is_whitespace() || matches!(c, '"' | '\'' | '(' | '[' | '`' | '=' | ':');
+        rest = &rest[c.len_utf8()..];
     }
     out
 }

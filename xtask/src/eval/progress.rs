@@ -1,8 +1,9 @@
 //! The progress of a running eval, from the harness's progress lines
-//! (`report::ProgressEvent` on its stderr): one indicatif bar on a
-//! terminal (images, img/s, ETA, unreadable count), plain lines otherwise
-//! (at most one every few seconds, and the last). Lines that are not
-//! events are the harness's own messages and are printed as they are.
+//! (`report::ProgressEvent` on its stderr): one indicatif bar on stderr
+//! when it is a terminal (images, img/s, ETA, unreadable count), plain
+//! lines otherwise (at most one every few seconds, and the last). Lines
+//! that are not events are the harness's own messages and are printed as
+//! they are.
 //!
 //! May use: nothing else of the crate.
 
@@ -28,10 +29,10 @@ pub struct EvalProgress {
 }
 
 impl EvalProgress {
-    /// A bar when stdout is a terminal, plain lines otherwise; `quiet`
-    /// (for `--json`) draws nothing and echoes nothing.
+    /// A bar when stderr (where it is drawn) is a terminal, plain lines
+    /// otherwise; `quiet` (for `--json`) draws nothing and echoes nothing.
     pub fn new(label: &str, quiet: bool) -> EvalProgress {
-        let tty = !quiet && std::io::stdout().is_terminal();
+        let tty = !quiet && std::io::stderr().is_terminal();
         EvalProgress {
             label: label.to_string(),
             bar: tty.then(|| {

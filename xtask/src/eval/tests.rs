@@ -22,6 +22,7 @@ fn request(dir: &Path) -> Request {
             root: "/datasets/val".into(),
             labels: Some("/datasets/LOC_val_solution.csv".into()),
             synsets: None,
+            link_targets: Vec::new(),
         },
         model: "efficientnet_b0".into(),
         weights: "/home/u/b0.pth".into(),
@@ -101,4 +102,46 @@ fn harness_errors_name_the_host_paths() {
         crashed.to_string().contains("exited with code 139"),
         "{crashed}"
     );
+}
+
+#[test]
+fn links_out_of_the_dataset_get_their_folders_mounted_where_they_lead() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    let data = dir.path().join("data/n01440764");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(photos.join("a.jpg"), b"x").unwrap();
+    std::fs::write(data.join("inside.jpg"), b"x").unwrap();
+    std::os::unix::fs::symlink(photos.join("a.jpg"), data.join("abs.jpg")).unwrap();
+    std::os::unix::fs::symlink("../../photos/a.jpg", data.join("rel.jpg")).unwrap();
+    std::os::unix::fs::symlink("inside.jpg", data.join("same.jpg")).unwrap();
+    let ds = Dataset::resolve(&dir.path().join("data"), None, None).unwrap();
+    let photos = std::fs::canonicalize(&photos).unwrap();
+    let mut got = ds.link_targets.clone();
+    got.sort();
+    // The absolute link's folder at its own path; the relative one where
+    // it leads from /data/n01440764 (../../photos = /photos).
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.contains(&(photos.clone(), photos.display().to_string())),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(h, c)| c == "/photos" && std::fs::canonicalize(h).unwrap() == photos),
+        "{got:?}"
+    );
+
+    std::os::unix::fs::symlink("/etc/hostname", data.join("bad.jpg")).unwrap();
+    let e = Dataset::resolve(&dir.path().join("data"), None, None).unwrap_err();
+    assert!(e.to_string().contains("/etc"), "{e}");
+    assert_eq!(e.exit_code(), crate::exit::BAD_INPUT);
+}
+
+#[test]
+fn paths_are_normalized_as_a_link_is_walked() {
+    assert_eq!(normalize("/data/n01/../../photos/a.jpg"), "/photos/a.jpg");
+    assert_eq!(normalize("/a/./b//c/.."), "/a/b");
+    assert_eq!(normalize("/../x"), "/x");
 }

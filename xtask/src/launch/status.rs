@@ -2,7 +2,7 @@
 //! env, state, image, ports, GPUs, uptime; with `--gpu`, the host's GPUs as
 //! NVML reads them now (`gpumon`) and which running environment has each.
 //!
-//! May use: `clock`, `docker`, `launch`, `launch::up`; the `gpumon` crate.
+//! May use: `clock`, `docker`, `launch`, `launch::up`, `spec` (tests); the `gpumon` crate.
 
 use bollard::models::DeviceRequest;
 use serde::Serialize;

@@ -107,8 +107,8 @@ pub enum Gpus {
 }
 
 /// `--gpus` on the command line, in the words of the spec's `gpus:`:
-/// `all`, `none`, `auto`, a count, or comma-separated device ids or CDI
-/// names.
+/// `all`, `none`, `auto`, a count, or comma-separated device ids (also
+/// Docker's `device=1,2`) or CDI names (`vendor/class=name`).
 impl std::str::FromStr for Gpus {
     type Err = String;
 
@@ -122,7 +122,8 @@ impl std::str::FromStr for Gpus {
                 Gpus::Count(s.parse().map_err(|e| format!("{e}"))?)
             }
             _ => {
-                let ids: Vec<String> = s.split(',').map(|d| d.trim().to_string()).collect();
+                let list = s.strip_prefix("device=").unwrap_or(s);
+                let ids: Vec<String> = list.split(',').map(|d| d.trim().to_string()).collect();
                 if ids
                     .iter()
                     .any(|d| d.is_empty() || d.contains(char::is_whitespace))
@@ -132,6 +133,14 @@ impl std::str::FromStr for Gpus {
                     ));
                 }
                 let cdi = ids.iter().filter(|d| d.contains('=')).count();
+                if let Some(bad) = ids.iter().find(|d| {
+                    d.split_once('=')
+                        .is_some_and(|(kind, dev)| !kind.contains('/') || dev.is_empty())
+                }) {
+                    return Err(format!(
+                        "invalid CDI device name `{bad}`: expected VENDOR/CLASS=NAME, e.g. nvidia.com/gpu=0"
+                    ));
+                }
                 match cdi {
                     0 => Gpus::Ids(ids),
                     n if n == ids.len() => Gpus::Cdi(ids),

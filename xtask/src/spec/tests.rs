@@ -289,4 +289,8 @@ fn gpus_on_the_command_line_use_the_spec_words() {
     );
     assert!(p("0,nvidia.com/gpu=1").unwrap_err().contains("mixes"));
     assert!(p("0,,1").unwrap_err().contains("invalid GPU selection"));
+    // Docker's own form, also for a single device (a bare `1` is a count).
+    assert_eq!(p("device=1"), Ok(Gpus::Ids(vec!["1".into()])));
+    assert_eq!(p("device=0,2"), Ok(Gpus::Ids(vec!["0".into(), "2".into()])));
+    assert!(p("gpu=0").unwrap_err().contains("VENDOR/CLASS=NAME"));
 }

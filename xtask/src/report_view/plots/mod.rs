@@ -9,7 +9,7 @@
 //! [`accuracy`]: what the model got right and wrong; [`run`]: throughput
 //! and GPU usage over time; [`envs`]: environments side by side.
 //!
-//! May use: `files`, `stats`, `summary`.
+//! May use: `report_view::files`.
 
 pub mod accuracy;
 pub mod envs;
