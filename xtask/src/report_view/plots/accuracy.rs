@@ -13,8 +13,8 @@ use report::EvalReport;
 use super::super::stats;
 use super::super::summary::{class_name, percent, TOP};
 use super::{
-    anchored, font, no_data, span, text_at, title_font, truncate, Area, DrawResult, ERROR_RED,
-    GREY, PALETTE,
+    anchored, chart, font, no_data, span, text_at, truncate, Area, DrawResult, ERROR_RED, GREY,
+    PALETTE,
 };
 
 /// Confidence bins of the reliability diagram.
@@ -50,12 +50,7 @@ pub fn topk(area: &Area, r: &EvalReport) -> DrawResult {
     }
     let lo = points.iter().map(|p| p.1).fold(1.0, f64::min);
     let y = span(lo, 1.0, 0.08);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, title_font())
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.5f64..10.5f64, y.start..y.end.min(1.02))?;
+    let mut chart = chart(area, title, 64, 0.5f64..10.5f64, y.start..y.end.min(1.02))?;
     chart
         .configure_mesh()
         .x_labels(10)
@@ -92,12 +87,7 @@ pub fn per_class(area: &Area, r: &EvalReport) -> DrawResult {
     let (w, _) = area.dim_in_pixel();
     let (left, right) = area.split_horizontally(w as i32 - 290);
     let n = sorted.len();
-    let mut chart = ChartBuilder::on(&left)
-        .caption(title, title_font())
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0f64..n as f64, 0f64..1.02f64)?;
+    let mut chart = chart(&left, title, 64, 0f64..n as f64, 0f64..1.02f64)?;
     chart
         .configure_mesh()
         .y_label_formatter(&percent_axis)
@@ -176,12 +166,7 @@ pub fn confused_pairs(area: &Area, r: &EvalReport) -> DrawResult {
     }
     let n = pairs.len();
     let max = pairs.iter().map(|e| e.count).max().unwrap_or(1) as f64;
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, title_font())
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(360)
-        .build_cartesian_2d(0f64..max * 1.12, 0f64..n as f64)?;
+    let mut chart = chart(area, title, 360, 0f64..max * 1.12, 0f64..n as f64)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
@@ -229,12 +214,7 @@ pub fn confusion(area: &Area, r: &EvalReport) -> DrawResult {
     if k == 0 {
         return no_data(area, "Confusion matrix", "no image was misclassified");
     }
-    let mut chart = ChartBuilder::on(area)
-        .caption(&title, title_font())
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(230)
-        .build_cartesian_2d(0f64..k as f64, 0f64..k as f64)?;
+    let mut chart = chart(area, &title, 230, 0f64..k as f64, 0f64..k as f64)?;
     chart
         .configure_mesh()
         .disable_mesh()
@@ -304,12 +284,7 @@ pub fn reliability(area: &Area, r: &EvalReport) -> DrawResult {
         RELIABILITY_BINS,
         rel.samples
     );
-    let mut chart = ChartBuilder::on(area)
-        .caption(&title, title_font())
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)?;
+    let mut chart = chart(area, &title, 64, 0f64..1f64, 0f64..1.02f64)?;
     chart
         .configure_mesh()
         .x_label_formatter(&percent_axis)
@@ -375,12 +350,7 @@ pub fn coverage(area: &Area, r: &EvalReport) -> DrawResult {
     }
     let lo = points.iter().map(|p| p.accuracy).fold(1.0, f64::min);
     let y = span(lo, 1.0, 0.08);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, title_font())
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0f64..1.0f64, y.start..y.end.min(1.02))?;
+    let mut chart = chart(area, title, 64, 0f64..1.0f64, y.start..y.end.min(1.02))?;
     chart
         .configure_mesh()
         .x_label_formatter(&percent_axis)

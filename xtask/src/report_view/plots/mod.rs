@@ -18,6 +18,7 @@ pub mod run;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -34,6 +35,26 @@ pub const FONT: &str = "sans-serif";
 
 /// A plot's whole canvas.
 pub type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+/// A chart with numeric axes on an [`Area`].
+pub type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The report's chart on `area`: its caption, margin and x label area;
+/// `y_labels` pixels for the y labels (wider where they are class names).
+pub fn chart<'a, 'b>(
+    area: &'a Area<'b>,
+    title: &str,
+    y_labels: u32,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    Ok(ChartBuilder::on(area)
+        .caption(title, title_font())
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(y_labels)
+        .build_cartesian_2d(x, y)?)
+}
 /// What a drawing step returns (plotters' errors are boxed).
 pub type DrawResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use report::{EvalReport, GpuSample, GpuSeries};
 
 use super::super::stats;
-use super::{font, no_data, span, title_font, Area, DrawResult, GREY, PALETTE};
+use super::{chart, font, no_data, span, Area, DrawResult, GREY, PALETTE};
 
 /// Images per second between batches, and the run's overall rate.
 pub fn throughput(area: &Area, r: &EvalReport) -> DrawResult {
@@ -20,12 +20,13 @@ pub fn throughput(area: &Area, r: &EvalReport) -> DrawResult {
     let t_max = rates.iter().map(|p| p.0).fold(0.0, f64::max);
     let overall = r.performance.images_per_second;
     let y_max = rates.iter().map(|p| p.1).fold(overall, f64::max);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, title_font())
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(72)
-        .build_cartesian_2d(span(0.0, t_max, 0.0), 0f64..(y_max * 1.15).max(1.0))?;
+    let mut chart = chart(
+        area,
+        title,
+        72,
+        span(0.0, t_max, 0.0),
+        0f64..(y_max * 1.15).max(1.0),
+    )?;
     chart
         .configure_mesh()
         .x_desc("seconds since the start")
@@ -133,12 +134,7 @@ pub fn gpu_series(
     let (t_max, v_max) = all.fold((0.0f64, 0.0f64), |(t, v), p| (t.max(p.0), v.max(p.1)));
     let y_max = (v_max * 1.15).max(y_floor);
     let decimals = if y_max >= 20.0 { 0 } else { 1 };
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, title_font())
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(72)
-        .build_cartesian_2d(span(0.0, t_max, 0.0), 0f64..y_max)?;
+    let mut chart = chart(area, title, 72, span(0.0, t_max, 0.0), 0f64..y_max)?;
     chart
         .configure_mesh()
         .x_desc("seconds since sampling started")
