@@ -13,8 +13,8 @@ use report::EvalReport;
 use super::super::stats;
 use super::super::summary::{class_name, percent, TOP};
 use super::{
-    anchored, chart, font, no_data, span, text_at, truncate, Area, DrawResult, ERROR_RED, GREY,
-    PALETTE,
+    anchored, chart, font, legend, no_data, span, text_at, truncate, Area, DrawResult, ERROR_RED,
+    GREY, PALETTE,
 };
 
 /// Confidence bins of the reliability diagram.
@@ -113,13 +113,7 @@ pub fn per_class(area: &Area, r: &EvalReport) -> DrawResult {
         ))?
         .label(format!("overall top-1 {}", percent(mean)))
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], PALETTE[1].stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(font(14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(GREY)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     right.draw(&Text::new(
         format!("{} worst classes", worst.len()),
         (8, 60),
@@ -330,13 +324,7 @@ pub fn reliability(area: &Area, r: &EvalReport) -> DrawResult {
             anchored(11, HPos::Center, VPos::Bottom),
         )
     }))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(font(14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(GREY)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 

@@ -39,6 +39,18 @@ pub type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 pub type Chart<'a, 'b> =
     ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
+/// Draws the chart's legend (series labels) at `at`, framed.
+pub fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, at: SeriesLabelPosition) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .label_font(font(14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(GREY)
+        .draw()?;
+    Ok(())
+}
+
 /// The report's chart on `area`: its caption, margin and x label area;
 /// `y_labels` pixels for the y labels (wider where they are class names).
 pub fn chart<'a, 'b>(

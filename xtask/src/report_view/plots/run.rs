@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use report::{EvalReport, GpuSample, GpuSeries};
 
 use super::super::stats;
-use super::{chart, font, no_data, span, Area, DrawResult, GREY, PALETTE};
+use super::{chart, font, legend, no_data, span, Area, DrawResult, PALETTE};
 
 /// Images per second between batches, and the run's overall rate.
 pub fn throughput(area: &Area, r: &EvalReport) -> DrawResult {
@@ -52,24 +52,7 @@ pub fn throughput(area: &Area, r: &EvalReport) -> DrawResult {
             .label(format!("whole run: {overall:.1} images/s"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], PALETTE[1].stroke_width(2)));
     }
-    legend(&mut chart)
-}
-
-type Chart<'a, 'b> = ChartContext<
-    'a,
-    BitMapBackend<'b>,
-    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
->;
-
-fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> DrawResult {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(font(14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(GREY)
-        .draw()?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
 /// One figure of a GPU sample (`None` when the device did not report it).
@@ -154,7 +137,7 @@ pub fn gpu_series(
             chart.draw_series([Circle::new(p[0], 5, color.filled())])?;
         }
     }
-    legend(&mut chart)
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
 /// Memory in use per device, GiB.
