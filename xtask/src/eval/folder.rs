@@ -40,8 +40,57 @@ pub struct Staging {
     committed: bool,
 }
 
-/// The file that reserves a target folder while its report is staged.
+/// The file that reserves a target folder while its report is staged; it
+/// holds the reserving process's id.
 const MARKER: &str = ".torchenv-eval-in-progress";
+
+/// `<host>-<pid>` of this process: names its staging folder and fills its
+/// reservation marker, so that only this machine sweeps what a dead
+/// process of its own left (a shared file system may hold another
+/// machine's live eval).
+fn owner_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+/// Whether the tag names a process of this machine that no longer runs.
+fn dead_here(tag: &str) -> bool {
+    let Some((host, pid)) = tag.trim().rsplit_once('-') else {
+        return false;
+    };
+    let (this_host, _) = owner_tag()
+        .rsplit_once('-')
+        .map_or((String::new(), ()), |(h, _)| (h.to_string(), ()));
+    host == this_host
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && !Path::new("/proc").join(pid).exists()
+}
+
+/// Removes what an eval of this machine killed outright (`kill -9`, a
+/// reboot) left in `parent`: its `.<name>.partial-<host>-<pid>` staging
+/// folders, and the reservation of `target` when it holds only the dead
+/// process's marker.
+fn sweep_dead(parent: &Path, target: &Path) {
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let dead = name
+                .strip_prefix('.')
+                .and_then(|n| n.rsplit_once(".partial-"))
+                .is_some_and(|(_, tag)| dead_here(tag));
+            if dead {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let marker = target.join(MARKER);
+    let only_marker = std::fs::read_dir(target).is_ok_and(|d| d.count() == 1);
+    let owner = std::fs::read_to_string(&marker).unwrap_or_default();
+    if only_marker && dead_here(&owner) {
+        let _ = std::fs::remove_file(&marker);
+    }
+}
 
 impl Staging {
     /// Reserves `target` (created if missing, parents too; an existing
@@ -67,13 +116,15 @@ impl Staging {
         if !made_target && !target.is_dir() {
             return Err(exists);
         }
+        sweep_dead(target.parent().unwrap_or(Path::new("/")), &target);
         // The marker is created exclusively: of two evals aiming at one
         // folder, exactly one gets it.
         let marker = target.join(MARKER);
         let reserved = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&marker);
+            .open(&marker)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, owner_tag().as_bytes()));
         if reserved.is_err() || std::fs::read_dir(&target).map_err(io(&target))?.count() > 1 {
             if reserved.is_ok() {
                 let _ = std::fs::remove_file(&marker);
@@ -84,7 +135,7 @@ impl Staging {
             .file_name()
             .map_or("report".into(), |n| n.to_string_lossy().into_owned());
         let parent = target.parent().unwrap_or(Path::new("/"));
-        let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        let staging = parent.join(format!(".{name}.partial-{}", owner_tag()));
         let me = Staging {
             staging,
             target,
@@ -185,6 +236,46 @@ mod tests {
         let other = dir.path().join("other");
         drop(Staging::create(&other).unwrap());
         assert!(!other.exists());
+    }
+
+    #[test]
+    fn what_a_killed_eval_left_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pid no process has.
+        let dead = (4_000_000..4_100_000)
+            .find(|p| !Path::new("/proc").join(p.to_string()).exists())
+            .unwrap()
+            .to_string();
+        let host = owner_tag().rsplit_once('-').unwrap().0.to_string();
+        let dead = format!("{host}-{dead}");
+        let target = dir.path().join("run");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join(MARKER), &dead).unwrap();
+        let stale = dir.path().join(format!(".run.partial-{dead}"));
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("report.json"), "{").unwrap();
+        // A live eval's staging folder, another machine's, and anything
+        // else are left alone.
+        let live = dir.path().join(format!(".other.partial-{}", owner_tag()));
+        std::fs::create_dir(&live).unwrap();
+        let elsewhere = dir
+            .path()
+            .join(format!(".x.partial-{host}-other-machine-1"));
+        std::fs::create_dir(&elsewhere).unwrap();
+        let mine = dir.path().join(".notes.partial-draft");
+        std::fs::create_dir(&mine).unwrap();
+
+        let staging = Staging::create(&target).unwrap();
+        assert!(!stale.exists());
+        assert!(live.exists() && elsewhere.exists() && mine.exists());
+        assert_eq!(
+            std::fs::read_to_string(target.join(MARKER)).unwrap(),
+            owner_tag()
+        );
+        // A live reservation is not taken over.
+        let e = Staging::create(&target).unwrap_err();
+        assert!(matches!(e, FolderError::Exists { .. }), "{e}");
+        staging.commit().unwrap();
     }
 
     #[test]
