@@ -230,9 +230,14 @@ fn check_with_gpus_none_runs_ups_container_without_device_requests() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    let gate = loop {
-        if let Some(id) = one_shots(&d, &env.name).into_iter().next() {
-            break id;
+    // A one-shot container may end between the listing and the inspection
+    // (the fake harness's first run is `cuda`); the next one is taken then.
+    let gate_hc = loop {
+        let found = one_shots(&d, &env.name)
+            .into_iter()
+            .find_map(|id| rt().block_on(d.inspect_container(&id)).ok().flatten());
+        if let Some(c) = found {
+            break c.host_config.unwrap();
         }
         if started.elapsed() > Duration::from_secs(60) || check.try_wait().unwrap().is_some() {
             let out = check.wait_with_output().unwrap();
@@ -244,7 +249,6 @@ fn check_with_gpus_none_runs_ups_container_without_device_requests() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let gate_hc = host_config(&d, &gate);
     let out = check.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -311,12 +311,25 @@ fn kaggle_and_devkit_layouts_give_the_imagefolder_result() {
         .collect();
     std::fs::write(devkit_dir.join("map_clsloc.txt"), map).unwrap();
     let devkit = dir.path().join("devkit-report");
-    let o = eval(&flat, &devkit, &["--labels", gt.to_str().unwrap()]);
+    let o = eval(
+        &flat,
+        &devkit,
+        &["--labels", gt.to_str().unwrap(), "--json"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let d = read_report(&devkit);
     assert_eq!(d.dataset.layout, "devkit");
     assert_eq!(predictions(&d), renamed);
     assert_eq!(d.metrics, reference.metrics);
+    // --json: one object per model on stdout, nothing else there.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let j: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(j["model"], MODEL);
+    assert_eq!(j["top1"], reference.metrics.top1);
+    assert_eq!(j["evaluated"], reference.metrics.evaluated);
+    assert_eq!(j["index"], devkit.join("index.html").display().to_string());
 }
 
 /// Runs a failing eval: exit 2, the message names `names`, and the report
