@@ -211,9 +211,9 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// One line per sampled GPU, or why none was sampled.
 fn render_gpu(gpu: &report::GpuMonitor) -> String {
     let mut s = String::new();
-    match &gpu.reason {
-        Some(why) if !gpu.available => s += &format!("gpu monitor  {why}\n"),
-        _ => {
+    match gpu.why_unavailable() {
+        Some(why) => s += &format!("gpu monitor  {why}\n"),
+        None => {
             for d in &gpu.devices {
                 s += &format!(
                     "gpu {}        {}: peak memory {:.0} MiB, mean utilization {:.0}%\n",

@@ -37,12 +37,7 @@ pub fn most_confident_mistakes(report: &EvalReport, cap: usize) -> Vec<usize> {
     let mut wrong: Vec<usize> = (0..report.samples.len())
         .filter(|&i| !report.samples[i].correct)
         .collect();
-    let conf = |i: usize| {
-        report.samples[i]
-            .top5
-            .first()
-            .map_or(0.0, |p| p.probability)
-    };
+    let conf = |i: usize| report.samples[i].confidence();
     wrong.sort_by(|&a, &b| conf(b).total_cmp(&conf(a)).then(a.cmp(&b)));
     wrong.truncate(cap);
     wrong

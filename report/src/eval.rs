@@ -194,6 +194,14 @@ pub struct SampleResult {
     pub thumbnail: Option<String>,
 }
 
+impl SampleResult {
+    /// The top-1 probability (0 for a sample without predictions): how
+    /// sure the model was, what mistakes are ranked by.
+    pub fn confidence(&self) -> f64 {
+        self.top5.first().map_or(0.0, |p| p.probability)
+    }
+}
+
 /// An image that could not be evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailedSample {

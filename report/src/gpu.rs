@@ -94,6 +94,15 @@ pub fn summarize(samples: &[GpuSample]) -> GpuSummary {
 }
 
 impl GpuMonitor {
+    /// Why nothing was sampled; None when something was.
+    pub fn why_unavailable(&self) -> Option<&str> {
+        (!self.available).then(|| {
+            self.reason
+                .as_deref()
+                .unwrap_or("GPU usage was not sampled")
+        })
+    }
+
     /// Nothing sampled, and why.
     pub fn unavailable(reason: impl Into<String>) -> GpuMonitor {
         GpuMonitor {

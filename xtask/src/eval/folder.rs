@@ -155,11 +155,6 @@ impl Staging {
         &self.staging
     }
 
-    /// The folder it will become.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Replaces the reserved (empty) target by the staging folder; returns
     /// the target.
     pub fn commit(mut self) -> Result<PathBuf, FolderError> {

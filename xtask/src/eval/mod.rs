@@ -477,16 +477,12 @@ fn host_paths(req: &Request, text: &str) -> String {
     out
 }
 
-/// Whether a run that needs `device` must have GPUs.
-pub fn needs_gpus(device: &str) -> bool {
-    device == "cuda"
-}
-
 /// The resources of an eval's container; `--device cuda` in an
 /// environment that resolves to no GPU is refused before anything runs.
 pub async fn resources(docker: &Docker, env: &Env, device: &str) -> Result<Resources, EvalError> {
     let wanted = format!("eval --device {device}");
-    Ok(Resources::resolve_for_run(docker, env, needs_gpus(device), &wanted, "eval").await?)
+    let needs_gpus = device == "cuda";
+    Ok(Resources::resolve_for_run(docker, env, needs_gpus, &wanted, "eval").await?)
 }
 
 #[cfg(test)]

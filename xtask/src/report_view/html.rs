@@ -67,13 +67,12 @@ pub fn relative_url(path: &str) -> Option<String> {
 /// The samples of the gallery: those with a thumbnail, wrong ones only,
 /// most confident first, at most [`GALLERY_MAX`].
 pub fn gallery_samples(r: &EvalReport) -> Vec<&SampleResult> {
-    let confidence = |s: &SampleResult| s.top5.first().map_or(0.0, |p| p.probability);
     let mut shown: Vec<&SampleResult> = r
         .samples
         .iter()
         .filter(|s| !s.correct && s.thumbnail.is_some())
         .collect();
-    shown.sort_by(|a, b| confidence(b).total_cmp(&confidence(a)));
+    shown.sort_by(|a, b| b.confidence().total_cmp(&a.confidence()));
     shown.truncate(GALLERY_MAX);
     shown
 }
@@ -165,12 +164,7 @@ fn versions(out: &mut String, r: &EvalReport) {
 
 fn gpu(out: &mut String, r: &EvalReport) {
     out.push_str("<h2 id=\"gpu\">GPU</h2>\n");
-    if !r.gpu.available {
-        let why = r
-            .gpu
-            .reason
-            .as_deref()
-            .unwrap_or("GPU usage was not sampled");
+    if let Some(why) = r.gpu.why_unavailable() {
         let _ = writeln!(
             out,
             "<p class=\"unavailable\">GPU monitoring unavailable: {}</p>",

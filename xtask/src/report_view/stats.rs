@@ -24,11 +24,10 @@ pub fn scored(report: &EvalReport) -> Vec<Scored> {
     report
         .samples
         .iter()
-        .filter_map(|s| {
-            s.top5.first().map(|p| Scored {
-                confidence: p.probability.clamp(0.0, 1.0),
-                correct: s.correct,
-            })
+        .filter(|s| !s.top5.is_empty())
+        .map(|s| Scored {
+            confidence: s.confidence().clamp(0.0, 1.0),
+            correct: s.correct,
         })
         .collect()
 }

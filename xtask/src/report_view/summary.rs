@@ -96,8 +96,7 @@ pub fn rows(r: &EvalReport) -> Vec<(&'static str, String)> {
 }
 
 fn gpu_rows(r: &EvalReport) -> Vec<(&'static str, String)> {
-    if !r.gpu.available {
-        let why = r.gpu.reason.as_deref().unwrap_or("not sampled");
+    if let Some(why) = r.gpu.why_unavailable() {
         return vec![("GPU monitoring", format!("unavailable: {why}"))];
     }
     let per_device = |f: &dyn Fn(&report::GpuSummary) -> Option<String>| {

@@ -95,12 +95,7 @@ pub fn gpu_series(
     figure: Figure,
     y_floor: f64,
 ) -> DrawResult {
-    if !r.gpu.available {
-        let why = r
-            .gpu
-            .reason
-            .as_deref()
-            .unwrap_or("GPU usage was not sampled");
+    if let Some(why) = r.gpu.why_unavailable() {
         return no_data(area, title, why);
     }
     let series: Vec<(&GpuSeries, Vec<(f64, f64)>)> = r
