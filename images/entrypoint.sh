@@ -1,19 +1,28 @@
 #!/bin/bash
 # torchenv-entrypoint: the first process under tini in every torchenv
 # container. It runs as root only long enough to
-#   1. map user `dev` to the host user's UID/GID (TORCHENV_UID/TORCHENV_GID),
-#      so files written into bind mounts belong to that user on the host;
-#   2. generate this container's own SSH host keys (none are in the image);
-#   3. install the user's public key (TORCHENV_SSH_PUBKEY, or the file
-#      /run/torchenv/authorized_keys) and start sshd (key-only, no root);
+#   1. map user `dev` to the host user's UID/GID (TORCHENV_UID/TORCHENV_GID;
+#      system ids below 1000, root and ids above 60000 keep dev's own), so
+#      files written into bind mounts belong to that user on the host;
+#   2. generate this container's own SSH host key (none is in the image);
+#   3. install the user's public key (the read-only file
+#      /run/torchenv/authorized_keys) as /etc/ssh/authorized_keys/dev,
+#      root-owned, and start sshd (key-only, no root, no forwarding unless
+#      TORCHENV_SSH_FORWARDING=1);
 #   4. start JupyterLab as `dev` on 0.0.0.0:8888 in /workspace with the token
 #      read from /run/torchenv/jupyter_token (a read-only bind of a 0600 file;
 #      the token never appears in the container's config or the image),
 # or, when a command is given, run that command as `dev` instead (no sshd,
 # no Jupyter: `docker run IMAGE python …` just runs python).
 #
+# As root it never follows a path `dev` controls: nothing under the home is
+# written (the home is re-owned only when the uid changes, on a container's
+# first start, with `chown -h`), keys and environment go to root-owned files.
+# Processes of `dev` run with no-new-privileges and an empty capability
+# bounding set.
+#
 # Switches (set by `cargo xtask up`): TORCHENV_SSH=0|1 / TORCHENV_JUPYTER=0|1
-# (default: 1 without a command, 0 with one).
+# (default: 1 without a command, 0 with one), TORCHENV_SSH_FORWARDING=0|1.
 set -euo pipefail
 
 if [ "$#" -gt 0 ]; then
@@ -33,11 +42,16 @@ home=/home/$user
 uid=${TORCHENV_UID:-$(id -u "$user")}
 gid=${TORCHENV_GID:-$(id -g "$user")}
 
-# A host user of root maps to nothing: `dev` must never be uid 0, or sshd's
-# "no root login" would refuse it and the container user would be root.
-if [ "$uid" = 0 ] || [ "$gid" = 0 ]; then
-    log "host user is root; keeping $user at $(id -u "$user"):$(id -g "$user")"
+# Only ordinary ids are mapped: root would make `dev` root (and sshd's "no
+# root login" refuse it); a system id (< 1000: shadow 42, tty 5, …) or one
+# above 60000 (nobody) would hand `dev` that group's or user's files.
+ordinary() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1000 ] && [ "$1" -le 60000 ]; }
+if ! ordinary "$uid"; then
+    log "host uid $uid is not an ordinary user id (1000-60000); keeping $user's uid $(id -u "$user")"
     uid=$(id -u "$user")
+fi
+if ! ordinary "$gid"; then
+    log "host gid $gid is not an ordinary group id (1000-60000); keeping $user's gid $(id -g "$user")"
     gid=$(id -g "$user")
 fi
 
@@ -57,42 +71,67 @@ if [ "$uid" != "$old_uid" ] || [ "$gid" != "$old_gid" ]; then
 fi
 
 # The environment of the container (PATH with /opt/venv, spec `env:`) for
-# SSH sessions, which sshd starts with a clean environment.
-{
-    env | grep -E '^(PATH|LANG|LC_ALL|VIRTUAL_ENV|NVIDIA_[A-Z_]*|CUDA_[A-Z_]*|TORCHENV_ENV)=' || true
+# SSH sessions, which sshd starts with a clean environment: pam_env reads
+# /etc/environment (NAME=VALUE, no shell), login shells source the profile
+# script, where every value is shell-quoted (`printf %q`). A value with a
+# newline is dropped (the spec refuses them at load time).
+env_names() {
+    env | grep -oE '^(PATH|LANG|LC_ALL|VIRTUAL_ENV|NVIDIA_[A-Z_]*|CUDA_[A-Z_]*|TORCHENV_ENV)=' | tr -d = || true
     for name in ${TORCHENV_USER_ENV:-}; do
-        printf '%s=%s\n' "$name" "${!name-}"
+        [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] && echo "$name"
     done
-} > /etc/environment
+}
 {
     echo '# written by torchenv-entrypoint'
-    sed -e 's/^\([^=]*\)=\(.*\)$/export \1="\2"/' /etc/environment
+    : > /etc/environment
+    for name in $(env_names); do
+        value=${!name-}
+        if [[ "$value" == *$'\n'* || "$value" == *$'\r'* ]]; then
+            log "environment variable $name has a newline; not exported to SSH sessions"
+            continue
+        fi
+        printf '%s=%s\n' "$name" "$value" >> /etc/environment
+        printf 'export %s=%q\n' "$name" "$value"
+    done
 } > /etc/profile.d/torchenv.sh
+chmod 0644 /etc/environment /etc/profile.d/torchenv.sh
 
 if [ "${TORCHENV_SSH:-1}" = 1 ]; then
-    ssh-keygen -A >/dev/null
-    install -d -m 0700 -o "$uid" -g "$gid" "$home/.ssh"
-    keys=$home/.ssh/authorized_keys
-    : > "$keys"
-    if [ -n "${TORCHENV_SSH_PUBKEY:-}" ]; then
-        printf '%s\n' "$TORCHENV_SSH_PUBKEY" >> "$keys"
+    # One ed25519 host key per container (kept across restarts).
+    if [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
+        rm -f /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key.pub
+        ssh-keygen -q -t ed25519 -N '' -C "torchenv-${TORCHENV_ENV:-container}" \
+            -f /etc/ssh/ssh_host_ed25519_key
     fi
+    # The key `up` gave, into a root-owned file outside the home.
+    keys_dir=/etc/ssh/authorized_keys
+    mkdir -p "$keys_dir"
+    chown root:root "$keys_dir"
+    chmod 0755 "$keys_dir"
+    keys=$keys_dir/$user
+    tmp=$(mktemp "$keys_dir/.$user.XXXXXX")
     if [ -r /run/torchenv/authorized_keys ]; then
-        cat /run/torchenv/authorized_keys >> "$keys"
+        grep -E '^[a-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$' /run/torchenv/authorized_keys > "$tmp" || true
     fi
-    chown "$uid:$gid" "$keys"
-    chmod 0600 "$keys"
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$keys"
     if [ ! -s "$keys" ]; then
-        log "no SSH public key given; sshd will accept nobody"
+        log "no SSH public key given; sshd accepts only keys in ~$user/.ssh/authorized_keys"
     fi
     mkdir -p /run/sshd
     chmod 0755 /run/sshd
-    /usr/sbin/sshd -e
+    forwarding=()
+    if [ "${TORCHENV_SSH_FORWARDING:-0}" = 1 ]; then
+        forwarding=(-o AllowTcpForwarding=yes)
+        log "sshd allows TCP forwarding (ssh.forwarding: true)"
+    fi
+    /usr/sbin/sshd -e "${forwarding[@]}"
     log "sshd started"
 fi
 
 as_user() {
     exec setpriv --reuid "$uid" --regid "$gid" --init-groups \
+        --no-new-privs --bounding-set -all --inh-caps -all \
         env HOME="$home" USER="$user" LOGNAME="$user" SHELL=/bin/bash "$@"
 }
 

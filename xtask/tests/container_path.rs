@@ -452,6 +452,8 @@ fn engine_refusals_are_typed_variants() {
         who: who.clone(),
         ports,
         ssh_pubkey: None,
+        keys_file: None,
+        network: "bridge".into(),
         token_file: None,
         hash: "test".into(),
     };

@@ -3,7 +3,7 @@
 //! and the image, container or volume it concerned.
 //!
 //! Capabilities add their calls in their own files (`images.rs`,
-//! `containers.rs`, `run.rs`) as further `impl Docker` blocks; `classify.rs`
+//! `containers.rs`, `networks.rs`, `run.rs`) as further `impl Docker` blocks; `classify.rs`
 //! is the only reader of engine status codes and message text, turning each
 //! failure into a typed variant (conflict, not modified, port taken, GPUs or
 //! a ulimit refused, …) callers match on.
@@ -16,6 +16,7 @@ use bollard::errors::Error as BollardError;
 pub mod classify;
 pub mod containers;
 pub mod images;
+pub mod networks;
 pub mod run;
 
 /// Label on everything torchenv creates; the tool never touches an object

@@ -1,7 +1,8 @@
 //! `cargo xtask down [ENV | --all] [--volumes]`: removes this user's
 //! containers (only torchenv-managed ones); named volumes are kept unless
 //! `--volumes`, and then only the torchenv-labelled ones of those
-//! environments. The workspace is never touched.
+//! environments. The environment's network goes with its container. The
+//! workspace is never touched.
 //!
 //! May use: `docker`, `launch`, `launch::up`, `spec`.
 
@@ -59,6 +60,7 @@ impl Down {
                 }
                 None => println!("{env}: not running (no container {name})"),
             }
+            super::network::remove(docker, &env, &who).await?;
             if self.volumes {
                 for v in docker.list_managed_volumes(&[(LABEL_ENV, &env)]).await? {
                     docker.remove_volume(&v.name).await?;

@@ -4,7 +4,7 @@
 //! One file per capability: [`plan`] turns an environment into the container
 //! torchenv creates — `up`'s service or the gate's one-shot run, sharing
 //! GPUs, shared memory and ulimits — built step by step; [`gpus`] (the only
-//! `gpus:` mapping), [`ports`], [`mounts`], [`ssh`] and [`jupyter`] resolve
+//! `gpus:` mapping), [`ports`], [`mounts`], [`network`], [`ssh`] and [`jupyter`] resolve
 //! their part of it; [`ready`] says when it is usable; [`oneshot`] runs a
 //! one-shot plan; [`up`], [`down`], [`status`] and [`session`] are the
 //! commands.
@@ -23,6 +23,7 @@ pub mod down;
 pub mod gpus;
 pub mod jupyter;
 pub mod mounts;
+pub mod network;
 pub mod oneshot;
 pub mod plan;
 pub mod ports;
@@ -90,9 +91,9 @@ pub fn container_name(env: &str, who: &Identity) -> String {
     format!("torchenv-{env}-{}", who.user)
 }
 
-/// Per-environment state (Jupyter token, known_hosts):
-/// `$XDG_STATE_HOME/torchenv/<env>`, else `~/.local/state/torchenv/<env>`.
-pub fn state_dir(env: &str) -> PathBuf {
+/// torchenv's state (torchenv's own SSH key, one folder per environment):
+/// `$XDG_STATE_HOME/torchenv`, else `~/.local/state/torchenv`.
+pub fn state_root() -> PathBuf {
     let base = match std::env::var_os("XDG_STATE_HOME") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => {
@@ -100,16 +101,24 @@ pub fn state_dir(env: &str) -> PathBuf {
             PathBuf::from(home).join(".local").join("state")
         }
     };
-    base.join("torchenv").join(env)
+    base.join("torchenv")
 }
 
-/// Creates the state dir with mode 0700.
+/// Per-environment state (Jupyter token, SSH key file, known_hosts):
+/// `<state root>/<env>` ([`state_root`]).
+pub fn state_dir(env: &str) -> PathBuf {
+    state_root().join(env)
+}
+
+/// Creates the state root and the environment's state dir, mode 0700.
 pub fn ensure_state_dir(env: &str) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let dir = state_dir(env);
     std::fs::create_dir_all(&dir).map_err(LaunchError::io(format!("create {}", dir.display())))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(LaunchError::io(format!("chmod {}", dir.display())))?;
+    for d in [state_root(), dir.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+            .map_err(LaunchError::io(format!("chmod {}", d.display())))?;
+    }
     Ok(dir)
 }
 

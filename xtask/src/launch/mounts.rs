@@ -16,6 +16,9 @@ use crate::spec::{Env, VolumeSource};
 
 /// Where the Jupyter token file is mounted (read-only).
 pub const TOKEN_TARGET: &str = "/run/torchenv/jupyter_token";
+/// Where the SSH public key file is mounted (read-only); the entrypoint
+/// copies it to a root-owned file sshd reads.
+pub const AUTHORIZED_KEYS_TARGET: &str = "/run/torchenv/authorized_keys";
 
 pub fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
     Mount {
@@ -38,8 +41,9 @@ pub fn volume(name: &str, target: &str, read_only: bool) -> Mount {
 }
 
 /// The mounts of `env`, in order: workspace, `volumes:`, token file (when
-/// Jupyter is on). Pure: checks nothing on disk.
-pub fn mounts(env: &Env, token_file: Option<&Path>) -> Vec<Mount> {
+/// Jupyter is on), SSH public key file (when SSH is on). Pure: checks
+/// nothing on disk.
+pub fn mounts(env: &Env, token_file: Option<&Path>, keys_file: Option<&Path>) -> Vec<Mount> {
     let mut out = vec![bind(&env.workspace, WORKSPACE_TARGET, false)];
     for v in &env.volumes {
         out.push(match &v.source {
@@ -49,6 +53,9 @@ pub fn mounts(env: &Env, token_file: Option<&Path>) -> Vec<Mount> {
     }
     if let Some(t) = token_file {
         out.push(bind(t, TOKEN_TARGET, true));
+    }
+    if let Some(k) = keys_file {
+        out.push(bind(k, AUTHORIZED_KEYS_TARGET, true));
     }
     out
 }

@@ -5,9 +5,11 @@
 //! one output folder read-write, no network). Both share what makes the
 //! container the one users get: the GPUs `gpus:` resolves to against the
 //! daemon ([`Resources::resolve`]), shared memory / IPC and NVIDIA's
-//! ulimits (less those the engine refused before). [`ContainerPlan::body`]
-//! turns a plan into the engine's create body, `HostConfig` built step by
-//! step.
+//! ulimits (less those the engine refused before), and the hardening every
+//! torchenv container gets: no-new-privileges, every capability dropped
+//! but the few the entrypoint and sshd need (none for a one-shot run), a
+//! pids limit. [`ContainerPlan::body`] turns a plan into the engine's
+//! create body, `HostConfig` built step by step.
 //!
 //! May use: `docker`, `spec`, `cache` (the refused-ulimit memory) and the
 //! rest of `launch`.
@@ -28,9 +30,32 @@ use crate::docker::run::{unique_name, LABEL_ONE_SHOT};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::spec::{Env, Gpus, Ipc};
 
+/// What the entrypoint (as root, before it drops to `dev`) and sshd need,
+/// of Docker's default set: re-owning the home and writing root-owned
+/// files (CHOWN, DAC_OVERRIDE, FOWNER), dropping to `dev` (SETUID, SETGID,
+/// SETPCAP for an empty bounding set), sshd's privilege separation
+/// (SYS_CHROOT), port 22 (NET_BIND_SERVICE), its login records
+/// (AUDIT_WRITE), and tini's signals to `dev`'s processes (KILL). Not kept:
+/// FSETID, MKNOD, NET_RAW, SETFCAP.
+pub const SERVICE_CAPABILITIES: [&str; 10] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
 /// NVIDIA's recommended defaults for PyTorch containers: unlimited locked
 /// memory and a 64 MiB stack.
 pub const MEMLOCK: i64 = -1;
+/// Processes and threads per container (DataLoader workers × threads fit
+/// easily; a fork bomb does not).
+pub const PIDS_LIMIT: i64 = 32_768;
 pub const STACK: i64 = 67_108_864;
 
 /// NVIDIA's recommended ulimits: memlock unlimited, stack 64 MiB.
@@ -143,6 +168,12 @@ pub struct Service {
     pub who: Identity,
     pub ports: Vec<Published>,
     pub ssh_pubkey: Option<String>,
+    /// The file holding `ssh_pubkey` on the host (mounted read-only at
+    /// [`super::mounts::AUTHORIZED_KEYS_TARGET`]; the key is never in the container's
+    /// environment).
+    pub keys_file: Option<PathBuf>,
+    /// The environment's own network ([`super::network`]).
+    pub network: String,
     /// The token file on the host, when Jupyter is on.
     pub token_file: Option<PathBuf>,
     /// [`ContainerPlan::spec_hash`], computed before `--auto-ports` changed
@@ -236,7 +267,7 @@ impl ContainerPlan {
             "gid": who.gid,
             "ssh": ssh_pubkey,
             "devices": devices,
-            "entrypoint_contract": 1,
+            "entrypoint_contract": 2,
         });
         crate::cache::sha256_bytes(input.to_string().as_bytes())[..16].to_string()
     }
@@ -303,13 +334,7 @@ impl ContainerPlan {
             "TORCHENV_JUPYTER={}",
             u8::from(s.token_file.is_some())
         ));
-        match &s.ssh_pubkey {
-            Some(k) => {
-                vars.push("TORCHENV_SSH=1".into());
-                vars.push(format!("TORCHENV_SSH_PUBKEY={k}"));
-            }
-            None => vars.push("TORCHENV_SSH=0".into()),
-        }
+        vars.push(format!("TORCHENV_SSH={}", u8::from(s.keys_file.is_some())));
         vars
     }
 
@@ -336,8 +361,16 @@ impl ContainerPlan {
             Mode::Service(s) => {
                 // Ports, on the spec's host address only.
                 hc.port_bindings = Some(self.port_bindings());
-                // Mounts: workspace, volumes, token file.
-                hc.mounts = Some(super::mounts::mounts(&self.env, s.token_file.as_deref()));
+                // Mounts: workspace, volumes, token and key files.
+                hc.mounts = Some(super::mounts::mounts(
+                    &self.env,
+                    s.token_file.as_deref(),
+                    s.keys_file.as_deref(),
+                ));
+                // Its own network: no other container reaches it.
+                hc.network_mode = Some(s.network.clone());
+                // Only what the entrypoint and sshd need.
+                hc.cap_add = Some(SERVICE_CAPABILITIES.map(String::from).to_vec());
             }
             Mode::OneShot(job) => {
                 // Inputs read-only, one output folder read-write.
@@ -375,6 +408,12 @@ impl ContainerPlan {
         }
         // NVIDIA's recommended ulimits.
         hc.ulimits = Some(self.ulimits.clone());
+        // Hardening: nothing gains privileges by exec (setuid files, file
+        // capabilities), every capability not added above is dropped, and
+        // a fork bomb stops at the pids limit.
+        hc.security_opt = Some(vec!["no-new-privileges:true".into()]);
+        hc.cap_drop = Some(vec!["ALL".into()]);
+        hc.pids_limit = Some(PIDS_LIMIT);
         hc
     }
 
@@ -454,6 +493,10 @@ mod tests {
             ports: ports::published(&env, true),
             who: who.clone(),
             ssh_pubkey: Some(key),
+            keys_file: Some(
+                "/home/alice/.local/state/torchenv/pytorch-2.6-cuda12.4/authorized_keys".into(),
+            ),
+            network: "torchenv-pytorch-2.6-cuda12.4-alice".into(),
             token_file: Some(
                 "/home/alice/.local/state/torchenv/pytorch-2.6-cuda12.4/jupyter_token".into(),
             ),
@@ -530,6 +573,41 @@ mod tests {
     fn one_shot_without_gpus_has_no_device_requests() {
         let body = gate_plan(&Gpus::None).body();
         assert_eq!(body.host_config.unwrap().device_requests, None);
+    }
+
+    #[test]
+    fn every_container_is_hardened() {
+        for plan in [default_plan(), gate_plan(&Gpus::All)] {
+            let hc = plan.host_config();
+            assert_eq!(hc.security_opt, Some(vec!["no-new-privileges:true".into()]));
+            assert_eq!(hc.cap_drop, Some(vec!["ALL".into()]));
+            assert_eq!(hc.pids_limit, Some(PIDS_LIMIT));
+        }
+        let up = default_plan().host_config();
+        assert_eq!(
+            up.network_mode.as_deref(),
+            Some("torchenv-pytorch-2.6-cuda12.4-alice")
+        );
+        let caps = up.cap_add.unwrap();
+        for never in ["SYS_ADMIN", "NET_RAW", "MKNOD", "SETFCAP", "FSETID"] {
+            assert!(!caps.iter().any(|c| c == never), "{never} in {caps:?}");
+        }
+        // A one-shot run gets no capability back and no network.
+        let gate = gate_plan(&Gpus::None).host_config();
+        assert_eq!(gate.cap_add, None);
+        assert_eq!(gate.network_mode.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn ssh_key_is_a_mounted_file_not_an_environment_variable() {
+        let body = default_plan().body();
+        let env = body.env.unwrap();
+        assert!(!env.iter().any(|v| v.contains("ssh-ed25519")), "{env:?}");
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        assert!(mounts.iter().any(|m| {
+            m.target.as_deref() == Some(crate::launch::mounts::AUTHORIZED_KEYS_TARGET)
+                && m.read_only == Some(true)
+        }));
     }
 
     #[test]

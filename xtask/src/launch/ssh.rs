@@ -1,5 +1,8 @@
-//! SSH: which public key to install, the private key that goes with it (for
-//! the readiness probe and the printed command), the known_hosts file in
+//! SSH: which public key to install (the spec's, the user's, or — for a
+//! user who has none — torchenv's own ed25519 key, made once in the state
+//! dir), the private key that goes with it (for the readiness probe and the
+//! printed command), the key file the container mounts, the known_hosts
+//! file in
 //! the state dir (filled with the container's own, freshly generated host
 //! keys read through the engine — so the first connection is verified), and
 //! the `ssh` command and `~/.ssh/config` block printed by `up`.
@@ -12,6 +15,11 @@ use super::LaunchError;
 use crate::spec::Ssh;
 
 pub const KNOWN_HOSTS: &str = "known_hosts";
+/// The public key file of an environment, in its state dir (mounted
+/// read-only into the container).
+pub const AUTHORIZED_KEYS: &str = "authorized_keys";
+/// torchenv's own key, in the state root, for users without one.
+pub const OWN_KEY: &str = "id_ed25519";
 
 /// The key `up` installs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +85,77 @@ pub fn find_key(ssh: &Ssh) -> Result<Option<SshKey>, LaunchError> {
         public: public.trim().to_string(),
         identity,
     }))
+}
+
+/// The key `up` installs: [`find_key`]'s, else torchenv's own key in
+/// `state_root` (made on first use: ed25519, no passphrase, 0600), so a
+/// user without any key still gets SSH. Says so when it makes one.
+pub fn key_for_up(ssh: &Ssh, state_root: &Path) -> Result<SshKey, LaunchError> {
+    if let Some(key) = find_key(ssh)? {
+        return Ok(key);
+    }
+    let private = state_root.join(OWN_KEY);
+    let public_path = state_root.join(format!("{OWN_KEY}.pub"));
+    if !private.exists() || !public_path.exists() {
+        make_own_key(&private)?;
+        super::note(format!(
+            "no SSH public key (`ssh.public_key:` or ~/.ssh/*.pub): made torchenv's own key {} (ed25519, no passphrase, readable only by you); the ssh command below uses it",
+            private.display()
+        ));
+    }
+    let own = Ssh {
+        public_key: Some(public_path),
+        ..ssh.clone()
+    };
+    find_key(&own)?.ok_or_else(|| LaunchError::SshKey {
+        path: private,
+        reason: "the key torchenv made is unreadable".into(),
+    })
+}
+
+/// `ssh-keygen` into `private` (and `private.pub`), replacing a half pair.
+fn make_own_key(private: &Path) -> Result<(), LaunchError> {
+    let err = |reason: String| LaunchError::SshKey {
+        path: private.to_path_buf(),
+        reason,
+    };
+    if let Some(dir) = private.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    for stale in [private.to_path_buf(), private.with_extension("pub")] {
+        if let Err(e) = std::fs::remove_file(&stale) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(err(e.to_string()));
+            }
+        }
+    }
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "torchenv", "-f"])
+        .arg(private)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            err(format!(
+                "cannot run ssh-keygen (install openssh-client): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "ssh-keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `public` as the environment's key file in `state_dir` (0644,
+/// replaced atomically); the container mounts it read-only.
+pub fn write_authorized_keys(state_dir: &Path, public: &str) -> std::io::Result<PathBuf> {
+    let path = state_dir.join(AUTHORIZED_KEYS);
+    let tmp = state_dir.join(format!(".{AUTHORIZED_KEYS}.{}", std::process::id()));
+    std::fs::write(&tmp, format!("{public}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
 }
 
 /// `[host]:port` as known_hosts and ssh write it.

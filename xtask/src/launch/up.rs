@@ -203,6 +203,7 @@ impl Up {
         }
         mounts::ensure_workspace(&p.env, &p.service.who)?;
         mounts::ensure_volumes(docker, &p.env).await?;
+        super::network::ensure(docker, &p.env.name, &p.service.who).await?;
         let plan = ContainerPlan::service(
             p.name.clone(),
             p.image.clone(),
@@ -238,13 +239,7 @@ impl Up {
             note(n);
         }
         let key = match &env.ssh {
-            Some(s) => {
-                let key = ssh::find_key(s)?;
-                if key.is_none() {
-                    note("no SSH public key (`ssh.public_key:` or ~/.ssh/*.pub): SSH is skipped; create one with `ssh-keygen -t ed25519`");
-                }
-                key
-            }
+            Some(s) => Some(ssh::key_for_up(s, &super::state_root())?),
             None => None,
         };
         // Taken ports fail fast, before a possibly long image build (unless
@@ -267,6 +262,14 @@ impl Up {
             None => None,
         };
         let ssh_pubkey = key.as_ref().map(|k| k.public.clone());
+        let keys_file =
+            match &ssh_pubkey {
+                Some(k) => Some(ssh::write_authorized_keys(&state_dir, k).map_err(
+                    LaunchError::io(format!("write the SSH key file in {}", state_dir.display())),
+                )?),
+                None => None,
+            };
+        let network = super::network::name(&env.name, &who);
         let hash = ContainerPlan::spec_hash(
             &env,
             &image_id,
@@ -279,6 +282,8 @@ impl Up {
                 ports: ports::published(&env, key.is_some()),
                 who,
                 ssh_pubkey,
+                keys_file,
+                network,
                 token_file: token.as_ref().map(|(p, _)| p.clone()),
                 hash,
             },

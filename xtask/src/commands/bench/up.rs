@@ -127,10 +127,20 @@ impl BenchUp {
             .ssh
             .as_ref()
             .and_then(|s| ssh::find_key(s).ok().flatten());
+        let keys_file = match &key {
+            Some(k) => Some(
+                ssh::write_authorized_keys(&state, &k.public)
+                    .map_err(Error::io("write the SSH key file"))?,
+            ),
+            None => None,
+        };
+        let network = crate::launch::network::ensure(docker, &env.name, &who).await?;
         let service = Service {
             ports: ports::published(env, key.is_some()),
             who,
             ssh_pubkey: key.as_ref().map(|k| k.public.clone()),
+            keys_file,
+            network,
             token_file: Some(state.join(jupyter::TOKEN_FILE)),
             hash: "bench".into(),
         };
