@@ -1,6 +1,8 @@
-//! Helpers shared by the integration tests that look at report folders:
-//! PNG decoding and headless Chromium.
+//! Helpers shared by the integration tests: PNG decoding and headless
+//! Chromium (report folders), temporary environments (`testenv`).
 #![allow(dead_code)]
+
+pub mod testenv;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
