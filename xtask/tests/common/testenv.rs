@@ -139,34 +139,41 @@ impl TestEnv {
         self.run(&["up", "--image", test_image(), "--timeout", "180"])
     }
 
+    /// `ssh` to the environment as `user` with the test key and the
+    /// state dir's known_hosts, `extra` options before the destination; no
+    /// remote command yet.
+    pub fn ssh_command(&self, user: &str, extra: &[&str]) -> Command {
+        let mut c = Command::new("ssh");
+        c.args([
+            "-p",
+            &self.ssh.to_string(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            self.state().join("known_hosts").display()
+        ))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+        ])
+        .arg(self.dir.path().join("id_ed25519"))
+        .args(extra)
+        .arg(format!("{user}@127.0.0.1"))
+        .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// Runs `command` over [`TestEnv::ssh_command`].
     pub fn ssh(&self, user: &str, extra: &[&str], command: &str) -> Output {
-        Command::new("ssh")
-            .args([
-                "-p",
-                &self.ssh.to_string(),
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=10",
-            ])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.state().join("known_hosts").display()
-            ))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-i",
-            ])
-            .arg(self.dir.path().join("id_ed25519"))
-            .args(extra)
-            .arg(format!("{user}@127.0.0.1"))
-            .arg(command)
-            .output()
-            .unwrap()
+        self.ssh_command(user, extra).arg(command).output().unwrap()
     }
 
     pub fn token(&self) -> String {
