@@ -106,3 +106,55 @@ fn malformed_spec_exits_2_with_location_for_every_command() {
         );
     }
 }
+
+/// The shared-server checks are spec errors like the rest: exit 2, the
+/// file:line:col of the offending value, the field and the value named.
+#[test]
+fn hardening_errors_exit_2_with_location() {
+    let cases: [(&str, &str, &str, &str); 4] = [
+        (
+            "  host_ip: 127.0.0.1\n",
+            "  host_ip: 0.0.0.0\n",
+            "host_ip: 0.0.0.0",
+            "`expose: true` is not set",
+        ),
+        (
+            "  volumes: []\n",
+            "  volumes: [{ source: cache, target: /opt/venv }]\n",
+            "volumes: [{ source: cache, target: /opt/venv }]",
+            "volume target `/opt/venv` would shadow /opt/venv",
+        ),
+        (
+            "    pip: [jupyterlab]\n",
+            "    pip: [jupyterlab, \"--no-deps\"]\n",
+            "pip: [jupyterlab, \"--no-deps\"]",
+            "`pip:` entry \"--no-deps\" is an option; options are not allowed",
+        ),
+        (
+            "    cap_add: []\n",
+            "    cap_add: [SYS_ADMIN]\n",
+            "cap_add: [SYS_ADMIN]",
+            "`security.cap_add` entry `SYS_ADMIN` is refused",
+        ),
+    ];
+    for (from, to, line_text, message) in cases {
+        let dir = workdir(|s| {
+            assert!(s.contains(from), "environments.yaml has no {from:?}");
+            s.replacen(from, to, 1)
+        });
+        let out = xtask(dir.path(), &["show"]);
+        let stderr = flat(&out);
+        assert_eq!(out.status.code(), Some(2), "{to:?}: {stderr}");
+        let line = std::fs::read_to_string(dir.path().join("environments.yaml"))
+            .unwrap()
+            .lines()
+            .position(|l| l.trim() == line_text)
+            .unwrap()
+            + 1;
+        assert!(
+            stderr.contains(&format!("environments.yaml:{line}:")),
+            "{to:?}: {stderr}"
+        );
+        assert!(stderr.contains(message), "{to:?}: {stderr}");
+    }
+}

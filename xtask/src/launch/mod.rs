@@ -36,6 +36,8 @@ pub mod up;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where the workspace is mounted (the spec refuses volumes there).
+pub use crate::spec::WORKSPACE_TARGET;
 pub use error::{LaunchError, Result};
 
 /// Label: who started the container (the host user name).
@@ -45,8 +47,6 @@ pub const LABEL_OWNER: &str = "dev.torchenv.owner";
 pub const LABEL_SPEC_HASH: &str = "dev.torchenv.spec-hash";
 /// The user inside the image.
 pub const CONTAINER_USER: &str = "dev";
-/// Where the workspace is mounted.
-pub const WORKSPACE_TARGET: &str = "/workspace";
 
 /// The host user the container's `dev` user stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,9 @@ pub enum WaitFor {
     Ssh {
         host: String,
         port: u16,
+        /// Other names of `host` that known_hosts accepts too: the host the
+        /// printed `ssh` command uses (`Env::display_host`).
+        aliases: Vec<String>,
         identity: Option<PathBuf>,
         state_dir: PathBuf,
     },
@@ -107,6 +110,7 @@ impl WaitFor {
             WaitFor::Ssh {
                 host,
                 port,
+                aliases,
                 identity,
                 state_dir,
             } => {
@@ -122,7 +126,9 @@ impl WaitFor {
                 if keys.exit_code != 0 || keys.stdout.trim().is_empty() {
                     return Err("no SSH host keys yet".into());
                 }
-                let known = ssh::write_known_hosts(state_dir, host, *port, &keys.stdout)
+                let mut hosts = vec![host.as_str()];
+                hosts.extend(aliases.iter().map(String::as_str).filter(|a| a != host));
+                let known = ssh::write_known_hosts(state_dir, &hosts, *port, &keys.stdout)
                     .map_err(|e| e.to_string())?;
                 let identity = identity
                     .as_deref()

@@ -168,15 +168,19 @@ pub fn host_pattern(host: &str, port: u16) -> String {
 }
 
 /// Writes `known_hosts` in the state dir with the container's host keys
-/// (the `*.pub` lines read from /etc/ssh inside it).
+/// (the `*.pub` lines read from /etc/ssh inside it), for each of `hosts`.
 pub fn write_known_hosts(
     state_dir: &Path,
-    host: &str,
+    hosts: &[&str],
     port: u16,
     host_keys: &str,
 ) -> std::io::Result<PathBuf> {
     let path = state_dir.join(KNOWN_HOSTS);
-    let pattern = host_pattern(host, port);
+    let pattern = hosts
+        .iter()
+        .map(|h| host_pattern(h, port))
+        .collect::<Vec<_>>()
+        .join(",");
     let text: String = host_keys
         .lines()
         .filter_map(|l| {

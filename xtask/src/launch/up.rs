@@ -69,6 +69,10 @@ pub struct Ready {
     pub token: Option<String>,
     pub identity: Option<PathBuf>,
     pub state_dir: PathBuf,
+    /// The host printed in `ssh` commands ([`Env::display_host`]).
+    pub ssh_host: String,
+    /// The host printed in URLs ([`Env::url_host`]: IPv6 in brackets).
+    pub url_host: String,
     /// How long readiness took after the container was started/found.
     pub waited: Duration,
     /// What `up` did: "created", "recreated", "started", "already running", "adopted".
@@ -84,7 +88,7 @@ impl Ready {
         let p = self.port(Purpose::Jupyter)?;
         Some(format!(
             "http://{}:{}/lab?token={}",
-            p.connect_ip(),
+            self.url_host,
             p.host_port,
             self.token.as_deref().unwrap_or("")
         ))
@@ -104,7 +108,7 @@ impl Ready {
         }
         if let Some(p) = self.port(Purpose::Ssh) {
             let known = self.state_dir.join(ssh::KNOWN_HOSTS);
-            let host = p.connect_ip().to_string();
+            let host = self.ssh_host.clone();
             s.push_str(&format!(
                 "  SSH:     {}\n  ~/.ssh/config:\n",
                 ssh::command_line(&host, p.host_port, self.identity.as_deref(), &known)
@@ -123,7 +127,7 @@ impl Ready {
         for p in self.ports.iter().filter(|p| p.purpose == Purpose::Extra) {
             s.push_str(&format!(
                 "  Port:    {}:{} -> {}\n",
-                p.host_ip,
+                self.url_host,
                 p.host_port,
                 p.container.key()
             ));
@@ -155,6 +159,8 @@ impl Prepared {
             token: self.token.clone(),
             identity: self.identity.clone(),
             state_dir: self.state_dir.clone(),
+            ssh_host: self.env.display_host(),
+            url_host: self.env.url_host(),
             waited: Duration::ZERO,
             action,
         }
@@ -478,6 +484,7 @@ impl Up {
             waits.push(WaitFor::Ssh {
                 host: p.connect_ip().to_string(),
                 port: p.host_port,
+                aliases: vec![r.ssh_host.clone()],
                 identity: r.identity.clone(),
                 state_dir: r.state_dir.clone(),
             });

@@ -15,13 +15,31 @@ pub enum Step<'a> {
 /// Byte span `(offset, len)` of the value (or key, when the value is a
 /// block) at `path`, or of the deepest ancestor that could be found.
 pub fn locate(source: &str, path: &[Step<'_>]) -> (usize, usize) {
+    walk(source, path).0
+}
+
+/// The span of [`locate`], but only when the whole of `path` is in the text.
+pub fn find(source: &str, path: &[Step<'_>]) -> Option<(usize, usize)> {
+    match walk(source, path) {
+        (span, depth) if depth == path.len() => Some(span),
+        _ => None,
+    }
+}
+
+/// How many leading steps of `path` are in the text.
+pub fn depth(source: &str, path: &[Step<'_>]) -> usize {
+    walk(source, path).1
+}
+
+/// The span of the deepest step of `path` found, and how many steps were.
+fn walk(source: &str, path: &[Step<'_>]) -> ((usize, usize), usize) {
     let lines: Vec<(usize, &str)> = line_offsets(source);
     // The block we search in: a range of line indices and the minimum
     // indentation a child must have.
     let (mut start, mut end) = (0usize, lines.len());
     let mut parent_indent: isize = -1;
     let mut found = (0usize, 0usize);
-    for step in path {
+    for (depth, step) in path.iter().enumerate() {
         let mut hit = None;
         let mut item_no = 0usize;
         for (i, &(offset, text)) in lines.iter().enumerate().take(end).skip(start) {
@@ -62,7 +80,7 @@ pub fn locate(source: &str, path: &[Step<'_>]) -> (usize, usize) {
             }
         }
         let Some((line_idx, indent, col_offset, rest)) = hit else {
-            return found;
+            return (found, depth);
         };
         let line = lines[line_idx].1;
         let line_end = lines[line_idx].0 + line.len();
@@ -99,7 +117,7 @@ pub fn locate(source: &str, path: &[Step<'_>]) -> (usize, usize) {
             end = lines.len();
         }
     }
-    found
+    (found, path.len())
 }
 
 fn line_offsets(source: &str) -> Vec<(usize, &str)> {
@@ -191,6 +209,18 @@ environments:
         );
         // Missing leaf: falls back to the deepest ancestor found.
         assert_eq!(text(&[Key("environments"), Key("b"), Key("cuda")]), "b:");
+        assert_eq!(
+            find(YAML, &[Key("environments"), Key("b"), Key("cuda")]),
+            None
+        );
+        assert_eq!(
+            depth(YAML, &[Key("environments"), Key("b"), Key("cuda")]),
+            2
+        );
+        assert_eq!(
+            find(YAML, &[Key("environments"), Key("b"), Key("torch")]),
+            Some(locate(YAML, &[Key("environments"), Key("b"), Key("torch")]))
+        );
     }
 
     #[test]

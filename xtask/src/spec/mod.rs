@@ -9,6 +9,8 @@
 // add noise to every `?` in this module.
 #![allow(clippy::result_large_err)]
 
+mod container;
+mod exposure;
 mod locate;
 mod raw;
 mod resolve;
@@ -23,6 +25,7 @@ use serde::Serialize;
 use locate::Step;
 use raw::RawSpec;
 
+pub use container::{CAPABILITIES, DEFAULT_PIDS_LIMIT, WORKSPACE_TARGET};
 pub use locate::line_col;
 
 /// The file name torchenv looks for in the repository root.
@@ -72,6 +75,10 @@ pub struct Env {
     pub apt: Vec<String>,
     pub gpus: Gpus,
     pub host_ip: IpAddr,
+    /// `expose: true`: the owner accepts that a non-loopback `host_ip`
+    /// makes the published ports reachable from the network (a
+    /// non-loopback `host_ip` without it is a spec error).
+    pub expose: bool,
     pub jupyter: Option<Jupyter>,
     pub ssh: Option<Ssh>,
     pub ports: Vec<PortMapping>,
@@ -80,6 +87,7 @@ pub struct Env {
     pub shm_size: u64,
     pub ipc: Ipc,
     pub env: BTreeMap<String, String>,
+    pub security: Security,
     pub harness: Harness,
 }
 
@@ -163,6 +171,20 @@ pub struct Ssh {
     pub port: u16,
     /// Public key to install; otherwise `~/.ssh/*.pub` at `up`.
     pub public_key: Option<PathBuf>,
+    /// `ssh.forwarding`: allow `ssh -L/-R` TCP forwarding (e.g. TensorBoard).
+    pub forwarding: bool,
+}
+
+/// `security:`: the container's hardening, with named overrides.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Security {
+    /// The container's process + thread limit (>= 1; default
+    /// [`DEFAULT_PIDS_LIMIT`]).
+    pub pids_limit: u32,
+    /// Extra Linux capabilities, upper-case names without the `CAP_`
+    /// prefix (e.g. `SYS_PTRACE`), each one of [`CAPABILITIES`] and never
+    /// `SYS_ADMIN`; no duplicates.
+    pub cap_add: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

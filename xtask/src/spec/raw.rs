@@ -35,6 +35,7 @@ pub struct RawEnv {
     pub apt: Option<Vec<String>>,
     pub gpus: Option<RawGpus>,
     pub host_ip: Option<String>,
+    pub expose: Option<bool>,
     pub jupyter: Option<RawJupyter>,
     pub ssh: Option<RawSsh>,
     pub ports: Option<Vec<RawPort>>,
@@ -43,6 +44,7 @@ pub struct RawEnv {
     pub shm_size: Option<String>,
     pub ipc: Option<String>,
     pub env: Option<BTreeMap<String, String>>,
+    pub security: Option<RawSecurity>,
     pub harness: Option<RawHarness>,
 }
 
@@ -77,6 +79,14 @@ pub struct RawSsh {
     pub enabled: Option<bool>,
     pub port: Option<u16>,
     pub public_key: Option<String>,
+    pub forwarding: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurity {
+    pub pids_limit: Option<u32>,
+    pub cap_add: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

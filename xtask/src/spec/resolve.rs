@@ -8,17 +8,19 @@
 //! items of its parent `spec` (`super::`) and `crate::compat`, which `spec`
 //! already imports.
 //!
-//! May use: `compat`, `spec`, `spec::locate`, `spec::raw`.
+//! May use: `compat`, `spec`, `spec::container`, `spec::exposure`, `spec::locate`, `spec::raw`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::locate::Step;
+use super::container::{self, Refusal, DEFAULT_PIDS_LIMIT};
+use super::exposure::is_loopback;
+use super::locate::{self, Step};
 use super::raw::{self, RawBase, RawEnv, RawGpus, RawPort, RawVolume};
 use super::{
-    Base, Ctx, Env, Gpus, Harness, Ipc, Jupyter, PortMapping, Protocol, SpecError, Ssh, Tolerances,
-    Volume, VolumeSource, MODELS,
+    Base, Ctx, Env, Gpus, Harness, Ipc, Jupyter, PortMapping, Protocol, Security, SpecError, Ssh,
+    Tolerances, Volume, VolumeSource, MODELS,
 };
 use crate::compat;
 
@@ -54,15 +56,17 @@ impl Ctx<'_> {
         let apt = r.apt()?;
         let gpus = r.gpus()?;
         let host_ip = r.host_ip()?;
+        let expose = r.expose(host_ip)?;
         let jupyter = r.jupyter()?;
         let ssh = r.ssh()?;
         let ports = r.ports()?;
         r.check_host_ports(jupyter.as_ref(), ssh.as_ref(), &ports)?;
         let volumes = r.volumes()?;
-        let workspace = r.workspace();
+        let workspace = r.workspace()?;
         let shm_size = r.shm_size()?;
         let ipc = r.ipc()?;
         let vars = r.env_vars()?;
+        let security = r.security()?;
         let harness = r.harness()?;
         Ok(Env {
             name: name.to_string(),
@@ -76,6 +80,7 @@ impl Ctx<'_> {
             apt,
             gpus,
             host_ip,
+            expose,
             jupyter,
             ssh,
             ports,
@@ -84,6 +89,7 @@ impl Ctx<'_> {
             shm_size,
             ipc,
             env: vars,
+            security,
             harness,
         })
     }
@@ -99,11 +105,41 @@ struct Resolver<'a> {
     dir: &'a Path,
 }
 
-impl Resolver<'_> {
-    /// An error at `field` of this environment (see [`env_path`]).
+impl<'a> Resolver<'a> {
+    /// An error at `field` of this environment (see [`field_steps`]).
     fn err(&self, field: &str, message: String, label: &str, help: Option<String>) -> SpecError {
+        let rest: Vec<Step> = field_steps(field).collect();
+        self.ctx.error(&self.at(&rest), message, label, help)
+    }
+
+    /// Where `rest` (steps below the environment) is written: in
+    /// `defaults:` when more of it is written there than in the environment
+    /// (the value was inherited), else in the environment. The error then
+    /// points at the deepest part of the path found.
+    fn at<'s>(&self, rest: &[Step<'s>]) -> Vec<Step<'s>>
+    where
+        'a: 's,
+    {
+        let own: Vec<Step> = [Step::Key("environments"), Step::Key(self.name)]
+            .into_iter()
+            .chain(rest.iter().copied())
+            .collect();
+        let inherited: Vec<Step> = std::iter::once(Step::Key("defaults"))
+            .chain(rest.iter().copied())
+            .collect();
+        let own_depth = locate::depth(self.ctx.source, &own).saturating_sub(2);
+        let inherited_depth = locate::depth(self.ctx.source, &inherited).saturating_sub(1);
+        if inherited_depth > own_depth {
+            inherited
+        } else {
+            own
+        }
+    }
+
+    /// An error from a [`Refusal`] at `rest` (see [`Resolver::at`]).
+    fn refused(&self, rest: &[Step], why: Refusal) -> SpecError {
         self.ctx
-            .error(&env_path(self.name, field), message, label, help)
+            .error(&self.at(rest), why.message, why.label, why.help)
     }
 
     /// An error at item `i` of the list `key` of this environment.
@@ -115,12 +151,7 @@ impl Resolver<'_> {
         label: &str,
         help: Option<String>,
     ) -> SpecError {
-        let here = [
-            Step::Key("environments"),
-            Step::Key(self.name),
-            Step::Key(key),
-            Step::Item(i),
-        ];
+        let here = self.at(&[Step::Key(key), Step::Item(i)]);
         self.ctx.error(&here, message, label, help)
     }
 
@@ -305,18 +336,7 @@ impl Resolver<'_> {
     fn pip(&self) -> Result<Vec<String>, SpecError> {
         let pip = pick!(self, pip).unwrap_or_default();
         for (i, req) in pip.iter().enumerate() {
-            if req.trim().is_empty()
-                || req.trim_start().starts_with('-')
-                || req.contains(char::is_whitespace) && req.contains(" -")
-            {
-                return Err(self.err_item(
-                    "pip",
-                    i,
-                    format!("`{req}` is not a pip requirement"),
-                    "expected NAME or NAME==VERSION",
-                    Some("pip options cannot be passed here; the index is the host's pip configuration".into()),
-                ));
-            }
+            self.check_list_entry("pip", i, req)?;
         }
         Ok(pip)
     }
@@ -324,6 +344,7 @@ impl Resolver<'_> {
     fn apt(&self) -> Result<Vec<String>, SpecError> {
         let apt = pick!(self, apt).unwrap_or_default();
         for (i, pkg) in apt.iter().enumerate() {
+            self.check_list_entry("apt", i, pkg)?;
             if !valid_debian_package(pkg) {
                 return Err(self.err_item(
                     "apt",
@@ -335,6 +356,48 @@ impl Resolver<'_> {
             }
         }
         Ok(apt)
+    }
+
+    /// Item `i` of `pip:` or `apt:` is one package, not an option or several
+    /// words (each entry becomes one argument of the locking pip / apt).
+    fn check_list_entry(&self, key: &str, i: usize, entry: &str) -> Result<(), SpecError> {
+        let what = if key == "pip" {
+            "NAME or NAME==VERSION"
+        } else {
+            "a Debian package name"
+        };
+        let source = if key == "pip" {
+            "this host's pip index configuration"
+        } else {
+            "this host's Debian mirror"
+        };
+        let help = Some(format!(
+            "list packages only; options are not allowed: the lock controls where packages come from (`cargo xtask lock` resolves them from {source} and pins them in environments.lock)"
+        ));
+        if entry.trim_start().starts_with('-') {
+            return Err(self.err_item(
+                key,
+                i,
+                format!("`{key}:` entry {entry:?} is an option; options are not allowed"),
+                &format!("expected {what}"),
+                help,
+            ));
+        }
+        if entry.trim().is_empty() || entry.contains(char::is_whitespace) {
+            let why = if entry.trim().is_empty() {
+                "is empty"
+            } else {
+                "contains whitespace"
+            };
+            return Err(self.err_item(
+                key,
+                i,
+                format!("`{key}:` entry {entry:?} {why}"),
+                &format!("expected {what}, without spaces"),
+                help,
+            ));
+        }
+        Ok(())
     }
 
     fn gpus(&self) -> Result<Gpus, SpecError> {
@@ -420,6 +483,20 @@ impl Resolver<'_> {
         })
     }
 
+    /// `expose:`, required (true) for a `host_ip` that is not loopback.
+    fn expose(&self, host_ip: IpAddr) -> Result<bool, SpecError> {
+        let expose = pick!(self, expose).unwrap_or(false);
+        if !expose && !is_loopback(host_ip) {
+            return Err(self.err(
+                "host_ip",
+                format!("`host_ip: {host_ip}` publishes the ports to the network, but `expose: true` is not set"),
+                "not a loopback address",
+                Some("Docker's published ports bypass the host firewall: they are reachable from the network regardless of ufw/firewalld INPUT rules. Set `expose: true` next to `host_ip:` if every machine that can reach this address may reach Jupyter and SSH, or keep `host_ip: 127.0.0.1` and connect through an SSH tunnel".into()),
+            ));
+        }
+        Ok(expose)
+    }
+
     fn jupyter(&self) -> Result<Option<Jupyter>, SpecError> {
         let jupyter_raw = merge_jupyter(self.defaults.jupyter.as_ref(), self.env.jupyter.as_ref());
         let jupyter = jupyter_raw.enabled.unwrap_or(true).then(|| Jupyter {
@@ -457,6 +534,7 @@ impl Resolver<'_> {
                 .public_key
                 .as_ref()
                 .map(|p| resolve_path(self.dir, p)),
+            forwarding: ssh_raw.forwarding.unwrap_or(false),
         });
         if ssh.as_ref().is_some_and(|s| s.port == 0) {
             return Err(self.err(
@@ -553,33 +631,33 @@ impl Resolver<'_> {
         Ok(())
     }
 
+    /// `volumes:`, no two with the same target.
     fn volumes(&self) -> Result<Vec<Volume>, SpecError> {
-        let mut volumes = Vec::new();
+        let mut volumes: Vec<Volume> = Vec::new();
         for (i, v) in pick!(self, volumes).unwrap_or_default().iter().enumerate() {
-            volumes.push(self.volume(i, v)?);
+            let volume = self.volume(i, v)?;
+            if let Some(first) = volumes.iter().position(|o| o.target == volume.target) {
+                return Err(self.ctx.error(
+                    &self.at(&[Step::Key("volumes"), Step::Item(i), Step::Key("target")]),
+                    format!(
+                        "volume target `{}` is used twice (volumes[{first}] and volumes[{i}])",
+                        v.target
+                    ),
+                    "duplicate target",
+                    Some("one mount per target; mount the second source elsewhere".into()),
+                ));
+            }
+            volumes.push(volume);
         }
         Ok(volumes)
     }
 
     /// Item `i` of `volumes:`.
     fn volume(&self, i: usize, v: &RawVolume) -> Result<Volume, SpecError> {
-        let here = |k: &'static str| {
-            vec![
-                Step::Key("environments"),
-                Step::Key(self.name),
-                Step::Key("volumes"),
-                Step::Item(i),
-                Step::Key(k),
-            ]
-        };
-        if !v.target.starts_with('/') {
-            return Err(self.ctx.error(
-                &here("target"),
-                format!("volume target `{}` is not an absolute path", v.target),
-                "expected /path inside the container",
-                None,
-            ));
-        }
+        let rest = |k: &'static str| [Step::Key("volumes"), Step::Item(i), Step::Key(k)];
+        let here = |k: &'static str| self.at(&rest(k));
+        let target =
+            container::mount_target(&v.target).map_err(|why| self.refused(&rest("target"), why))?;
         let dir = self.dir;
         let looks_like_path = v.source.starts_with(['/', '.', '~']);
         let source = match v.kind.as_deref() {
@@ -608,17 +686,34 @@ impl Resolver<'_> {
         }
         Ok(Volume {
             source,
-            target: v.target.clone(),
+            target,
             read_only: v.read_only,
         })
     }
 
-    fn workspace(&self) -> PathBuf {
+    /// `workspace:`, which `up` creates when missing: an existing one must
+    /// be a folder.
+    fn workspace(&self) -> Result<PathBuf, SpecError> {
         let name = self.name;
-        resolve_path(
+        let workspace = resolve_path(
             self.dir,
             &pick!(self, workspace).unwrap_or_else(|| format!("./workspace/{name}")),
-        )
+        );
+        match std::fs::metadata(&workspace) {
+            Ok(m) if !m.is_dir() => Err(self.err(
+                "workspace",
+                format!(
+                    "workspace `{}` exists and is not a directory",
+                    workspace.display()
+                ),
+                "not a directory",
+                Some(format!(
+                    "the workspace is a host folder mounted at {}; point `workspace:` at a folder (`up` creates a missing one)",
+                    super::WORKSPACE_TARGET
+                )),
+            )),
+            _ => Ok(workspace),
+        }
     }
 
     fn shm_size(&self) -> Result<u64, SpecError> {
@@ -654,15 +749,99 @@ impl Resolver<'_> {
     fn env_vars(&self) -> Result<BTreeMap<String, String>, SpecError> {
         let mut vars = self.defaults.env.clone().unwrap_or_default();
         vars.extend(self.env.env.clone().unwrap_or_default());
-        if let Some(bad) = vars.keys().find(|k| !valid_env_var(k)) {
-            return Err(self.err(
-                "env",
-                format!("invalid environment variable name `{bad}`"),
-                "expected [A-Za-z_][A-Za-z0-9_]*",
-                None,
-            ));
+        for (key, value) in &vars {
+            let refusal = if !valid_env_var(key) {
+                Some((
+                    format!("`env:` key {key:?} (value {value:?}) is not a valid variable name"),
+                    "expected [A-Za-z_][A-Za-z0-9_]*",
+                    None,
+                ))
+            } else if key.starts_with(RESERVED_ENV_PREFIX) {
+                Some((
+                    format!("`env:` key {key:?} (value {value:?}) uses the reserved prefix {RESERVED_ENV_PREFIX}"),
+                    "reserved for the entrypoint",
+                    Some(format!("{RESERVED_ENV_PREFIX}* variables are set by torchenv's entrypoint; choose another name")),
+                ))
+            } else if value.contains(['\n', '\r', '\0']) {
+                Some((
+                    format!("`env:` value of {key:?} contains a newline, carriage return or NUL: {value:?}"),
+                    "one line without NUL",
+                    Some("each variable is one line of the container's environment; pass longer text through a file in the workspace".into()),
+                ))
+            } else {
+                None
+            };
+            if let Some((message, label, help)) = refusal {
+                return Err(self.ctx.error(&self.env_var_at(key), message, label, help));
+            }
         }
         Ok(vars)
+    }
+
+    /// Where variable `key` of `env:` is written: the environment's `env:`
+    /// when it sets it, else `defaults:`'s (at the key in a block mapping,
+    /// at the `env:` mapping in a flow one).
+    fn env_var_at<'k>(&self, key: &'k str) -> Vec<Step<'k>>
+    where
+        'a: 'k,
+    {
+        let own = self.env.env.as_ref().is_some_and(|e| e.contains_key(key));
+        let base: Vec<Step> = if own {
+            vec![Step::Key("environments"), Step::Key(self.name)]
+        } else {
+            vec![Step::Key("defaults")]
+        };
+        let with_key: Vec<Step> = base
+            .iter()
+            .copied()
+            .chain([Step::Key("env"), Step::Key(key)])
+            .collect();
+        if locate::find(self.ctx.source, &with_key).is_some() {
+            with_key
+        } else {
+            base.into_iter().chain([Step::Key("env")]).collect()
+        }
+    }
+
+    /// `security:` of the environment over `defaults:`'s, key by key.
+    fn security(&self) -> Result<Security, SpecError> {
+        let d = self.defaults.security.clone().unwrap_or_default();
+        let e = self.env.security.clone().unwrap_or_default();
+        let pids_limit = e.pids_limit.or(d.pids_limit).unwrap_or(DEFAULT_PIDS_LIMIT);
+        if pids_limit == 0 {
+            return Err(self.err(
+                "security.pids_limit",
+                "`security.pids_limit: 0` is not a limit".into(),
+                "expected a positive integer",
+                Some(format!(
+                    "the container's process + thread limit; omit it for {DEFAULT_PIDS_LIMIT}"
+                )),
+            ));
+        }
+        let mut cap_add: Vec<String> = Vec::new();
+        for (i, name) in e
+            .cap_add
+            .or(d.cap_add)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let here = [Step::Key("security"), Step::Key("cap_add"), Step::Item(i)];
+            let cap = container::capability(name).map_err(|why| self.refused(&here, why))?;
+            if cap_add.contains(&cap) {
+                return Err(self.ctx.error(
+                    &self.at(&here),
+                    format!("`security.cap_add` lists {cap} twice"),
+                    "duplicate capability",
+                    None,
+                ));
+            }
+            cap_add.push(cap);
+        }
+        Ok(Security {
+            pids_limit,
+            cap_add,
+        })
     }
 
     fn harness(&self) -> Result<Harness, SpecError> {
@@ -738,15 +917,14 @@ fn merge_ssh(d: Option<&raw::RawSsh>, e: Option<&raw::RawSsh>) -> raw::RawSsh {
         enabled: e.enabled.or(d.enabled),
         port: e.port.or(d.port),
         public_key: e.public_key.or(d.public_key),
+        forwarding: e.forwarding.or(d.forwarding),
     }
 }
 
-/// The path of `field` in environment `name`; `field` may be dotted
+/// The steps of `field` below an environment; `field` may be dotted
 /// (`ssh.port`) or empty (the environment itself).
-fn env_path<'a>(name: &'a str, field: &'a str) -> Vec<Step<'a>> {
-    let mut steps = vec![Step::Key("environments"), Step::Key(name)];
-    steps.extend(field.split('.').filter(|f| !f.is_empty()).map(Step::Key));
-    steps
+fn field_steps(field: &str) -> impl Iterator<Item = Step<'_>> {
+    field.split('.').filter(|f| !f.is_empty()).map(Step::Key)
 }
 
 fn resolve_path(dir: &Path, p: &str) -> PathBuf {
@@ -800,6 +978,9 @@ fn valid_debian_package(s: &str) -> bool {
         && chars
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
 }
+
+/// `env:` names with this prefix are the entrypoint's (TORCHENV_UID, …).
+const RESERVED_ENV_PREFIX: &str = "TORCHENV_";
 
 fn valid_env_var(s: &str) -> bool {
     let mut chars = s.chars();

@@ -65,6 +65,79 @@ fn good_spec_resolves_defaults() {
     assert_eq!(spec.environments["b"].jupyter.as_ref().unwrap().port, 8889);
 }
 
+/// The safe defaults: loopback, nothing exposed, no forwarding, the
+/// default process limit, no extra capabilities.
+#[test]
+fn hardening_defaults() {
+    let spec = parse(GOOD).unwrap();
+    for env in spec.environments.values() {
+        assert!(!env.expose && !env.is_exposed());
+        assert_eq!(env.exposure_warning(), None);
+        assert_eq!(env.display_host(), "127.0.0.1");
+        assert!(!env.ssh.as_ref().unwrap().forwarding);
+        assert_eq!(
+            env.security,
+            Security {
+                pids_limit: DEFAULT_PIDS_LIMIT,
+                cap_add: vec![]
+            }
+        );
+    }
+}
+
+/// What the hardening still lets through, and `defaults:` inheritance of
+/// the new keys (an environment's own value wins, key by key).
+#[test]
+fn hardened_specs_that_load() {
+    let text = GOOD
+        .replace(
+            "  jupyter:\n    port: 8888\n",
+            "  jupyter:\n    port: 8888\n  ssh:\n    forwarding: true\n  security:\n    pids_limit: 4096\n    cap_add: [SYS_PTRACE]\n  env:\n    HF_HOME: /workspace/.hf\n",
+        )
+        .replace(
+            "      - source: cache\n        target: /cache",
+            "      - source: cache\n        target: /workspace/data\n      - { source: hf, target: /home/dev/.cache/huggingface }",
+        )
+        .replace(
+            "    torch: 2.11.0\n",
+            "    torch: 2.11.0\n    host_ip: 0.0.0.0\n    expose: true\n    security:\n      cap_add: [cap_perfmon, SYS_PTRACE]\n    env: { _X1: \"a b\\tc\" }\n    pip: [\"numpy>=1.26\", \"torch-tb-profiler==0.4.3\"]\n",
+        );
+    let spec = parse(&text).unwrap();
+    let a = &spec.environments["a"];
+    assert_eq!(a.volumes[1].target, "/workspace/data");
+    assert_eq!(a.volumes[2].target, "/home/dev/.cache/huggingface");
+    assert!(a.ssh.as_ref().unwrap().forwarding);
+    assert_eq!(
+        a.security,
+        Security {
+            pids_limit: 4096,
+            cap_add: vec!["SYS_PTRACE".into()]
+        }
+    );
+    assert!(!a.is_exposed());
+    let b = &spec.environments["b"];
+    assert!(b.expose && b.is_exposed());
+    assert_eq!(b.host_ip.to_string(), "0.0.0.0");
+    assert!(b.ssh.as_ref().unwrap().forwarding, "inherited");
+    assert_eq!(b.security.pids_limit, 4096, "inherited key by key");
+    assert_eq!(b.security.cap_add, ["PERFMON", "SYS_PTRACE"]);
+    assert_eq!(b.env["_X1"], "a b\tc");
+    assert_eq!(b.env["HF_HOME"], "/workspace/.hf");
+    let warning = b.exposure_warning().unwrap();
+    assert!(
+        warning.contains("host ports 8889 (Jupyter) and 2223 (SSH) on 0.0.0.0"),
+        "{warning}"
+    );
+    // Other loopback addresses need no `expose:`.
+    for ip in ["127.0.0.2", "\"::1\""] {
+        let text = GOOD.replace(
+            "    torch: 2.11.0\n",
+            &format!("    torch: 2.11.0\n    host_ip: {ip}\n"),
+        );
+        assert!(!parse(&text).unwrap().environments["b"].expose);
+    }
+}
+
 #[test]
 fn shipped_spec_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments.yaml");
@@ -170,6 +243,48 @@ fn malformed_specs() {
             GOOD.replace("target: /cache", "target: cache"),
         ),
         (
+            "volume target /",
+            GOOD.replace("target: /cache", "target: /"),
+        ),
+        (
+            "volume target with ..",
+            GOOD.replace("target: /cache", "target: /data/../etc"),
+        ),
+        (
+            "volume target /workspace",
+            GOOD.replace("target: /cache", "target: /workspace/"),
+        ),
+        (
+            "volume target in the venv",
+            GOOD.replace("target: /cache", "target: /opt/venv/lib"),
+        ),
+        (
+            "volume target above the home",
+            GOOD.replace("target: /cache", "target: /home"),
+        ),
+        (
+            "volume target /usr",
+            GOOD.replace("target: /data,", "target: /usr,"),
+        ),
+        (
+            "duplicate volume target",
+            GOOD.replace("target: /cache", "target: /data/"),
+        ),
+        (
+            "inherited volume target",
+            GOOD.replace(
+                "  jupyter:\n    port: 8888\n",
+                "  volumes:\n    - { source: cache, target: /run/torchenv }\n",
+            ),
+        ),
+        (
+            "workspace is a file",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    workspace: /dev/null\n",
+            ),
+        ),
+        (
             "bad volume source",
             GOOD.replace("source: cache", "source: \"my cache\""),
         ),
@@ -216,6 +331,87 @@ fn malformed_specs() {
             ),
         ),
         (
+            "exposed host ip",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    host_ip: 0.0.0.0\n",
+            ),
+        ),
+        (
+            "exposed ipv6 host ip",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    host_ip: \"::\"\n    expose: false\n",
+            ),
+        ),
+        (
+            "inherited LAN host ip",
+            GOOD.replace(
+                "defaults:\n",
+                "defaults:\n  host_ip: 192.168.1.20\n",
+            ),
+        ),
+        (
+            "zero pids limit",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    security:\n      pids_limit: 0\n",
+            ),
+        ),
+        (
+            "negative pids limit",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    security: { pids_limit: -1 }\n",
+            ),
+        ),
+        (
+            "cap_add ALL",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    security:\n      cap_add: [ALL]\n",
+            ),
+        ),
+        (
+            "cap_add SYS_ADMIN",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    security:\n      cap_add:\n        - SYS_PTRACE\n        - CAP_SYS_ADMIN\n",
+            ),
+        ),
+        (
+            "unknown capability",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    security:\n      cap_add:\n        - SYS_PTRAC\n",
+            ),
+        ),
+        (
+            "duplicate capability",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    security:\n      cap_add:\n        - SYS_PTRACE\n        - cap_sys_ptrace\n",
+            ),
+        ),
+        (
+            "inherited bad capability",
+            GOOD.replace(
+                "defaults:\n",
+                "defaults:\n  security:\n    cap_add: [SYS_ADMIN]\n",
+            ),
+        ),
+        (
+            "unknown security key",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    security:\n      pid_limit: 100\n",
+            ),
+        ),
+        (
+            "unknown ssh key",
+            GOOD.replace("      port: 2223", "      port: 2223\n      forward: true"),
+        ),
+        (
             "bad shm size",
             GOOD.replace(
                 "    torch: 2.11.0\n",
@@ -230,10 +426,70 @@ fn malformed_specs() {
             ),
         ),
         (
+            "reserved env var",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    env:\n      OK: yes\n      TORCHENV_UID: \"0\"\n",
+            ),
+        ),
+        (
+            "env value with a newline",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    env: { A: \"x\\ny\" }\n",
+            ),
+        ),
+        (
+            "env value with a carriage return",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    env: { A: \"x\\ry\" }\n",
+            ),
+        ),
+        (
+            "env value with NUL",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    env: { A: \"x\\0y\" }\n",
+            ),
+        ),
+        (
+            "inherited bad env var",
+            GOOD.replace("  jupyter:\n    port: 8888\n", "  env:\n    TORCHENV_X: y\n"),
+        ),
+        (
             "pip option injection",
             GOOD.replace(
                 "    torch: 2.11.0\n",
                 "    torch: 2.11.0\n    pip: [\"--index-url=http://x\"]\n",
+            ),
+        ),
+        (
+            "pip editable option",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    pip: [jupyterlab, \"-e .\"]\n",
+            ),
+        ),
+        (
+            "pip entry with spaces",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    pip:\n      - numpy >=1.26\n",
+            ),
+        ),
+        (
+            "pip entry with a newline",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    pip: [\"numpy\\n--extra-index-url=http://x\"]\n",
+            ),
+        ),
+        (
+            "apt option",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    apt: [\"-oAPT::Get::AllowUnauthenticated=1\"]\n",
             ),
         ),
         (

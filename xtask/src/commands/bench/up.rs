@@ -173,6 +173,7 @@ impl BenchUp {
                 Purpose::Ssh => waits.push(WaitFor::Ssh {
                     host: p.connect_ip().to_string(),
                     port: p.host_port,
+                    aliases: Vec::new(),
                     identity: key.as_ref().and_then(|k| k.identity.clone()),
                     state_dir: state.clone(),
                 }),
