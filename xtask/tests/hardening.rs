@@ -384,3 +384,59 @@ fn a_user_without_a_key_gets_one_and_can_log_in() {
         .unwrap();
     assert_eq!(stdout(&login), "logged-in", "{}", stderr(&login));
 }
+
+#[test]
+fn ssh_forwarding_is_a_spec_choice() {
+    let t = TestEnv::new("fwd", "");
+    let spec = std::fs::read_to_string(t.spec()).unwrap().replace(
+        "public_key: ./id_ed25519.pub }",
+        "public_key: ./id_ed25519.pub, forwarding: true }",
+    );
+    std::fs::write(t.spec(), spec).unwrap();
+    up(&t);
+    // `-W` opens the same direct-tcpip channel `ssh -L` uses: to Jupyter.
+    let mut child = t
+        .ssh_command("dev", &["-W", "127.0.0.1:8888"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let request = "GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let response = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        response.starts_with("HTTP/1.1 403"),
+        "{response}{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn exposed_ports_need_expose_and_are_announced() {
+    let t = TestEnv::new("expose", "    host_ip: 0.0.0.0\n");
+    let o = t.up();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("expose: true"), "{}", stderr(&o));
+    assert!(!t.container_exists());
+    let spec = std::fs::read_to_string(t.spec())
+        .unwrap()
+        .replace("host_ip: 0.0.0.0\n", "host_ip: 0.0.0.0\n    expose: true\n");
+    std::fs::write(t.spec(), spec).unwrap();
+    let o = t.up();
+    assert!(o.status.success(), "up: {}", stderr(&o));
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(err.contains("firewall"), "{err}");
+    assert!(err.contains(&t.jupyter.to_string()), "{err}");
+    // The printed URL names this machine, not 127.0.0.1.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let url = format!("http://{}:{}/lab?token=", host.trim(), t.jupyter);
+    assert!(out.contains(&url), "{out}");
+}

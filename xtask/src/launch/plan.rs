@@ -53,9 +53,6 @@ pub const SERVICE_CAPABILITIES: [&str; 10] = [
 /// NVIDIA's recommended defaults for PyTorch containers: unlimited locked
 /// memory and a 64 MiB stack.
 pub const MEMLOCK: i64 = -1;
-/// Processes and threads per container (DataLoader workers × threads fit
-/// easily; a fork bomb does not).
-pub const PIDS_LIMIT: i64 = 32_768;
 pub const STACK: i64 = 67_108_864;
 
 /// NVIDIA's recommended ulimits: memlock unlimited, stack 64 MiB.
@@ -335,6 +332,9 @@ impl ContainerPlan {
             u8::from(s.token_file.is_some())
         ));
         vars.push(format!("TORCHENV_SSH={}", u8::from(s.keys_file.is_some())));
+        if self.env.ssh.as_ref().is_some_and(|ssh| ssh.forwarding) {
+            vars.push("TORCHENV_SSH_FORWARDING=1".into());
+        }
         vars
     }
 
@@ -369,8 +369,13 @@ impl ContainerPlan {
                 ));
                 // Its own network: no other container reaches it.
                 hc.network_mode = Some(s.network.clone());
-                // Only what the entrypoint and sshd need.
-                hc.cap_add = Some(SERVICE_CAPABILITIES.map(String::from).to_vec());
+                // Only what the entrypoint and sshd need, and the spec's
+                // `security.cap_add`.
+                let mut caps: Vec<String> = SERVICE_CAPABILITIES.map(String::from).to_vec();
+                caps.extend(self.env.security.cap_add.iter().cloned());
+                caps.sort();
+                caps.dedup();
+                hc.cap_add = Some(caps);
             }
             Mode::OneShot(job) => {
                 // Inputs read-only, one output folder read-write.
@@ -385,6 +390,10 @@ impl ContainerPlan {
                 // collects the logs first).
                 hc.network_mode = Some("none".into());
                 hc.auto_remove = Some(false);
+                // It runs as the caller, not root: only what the spec adds.
+                if !self.env.security.cap_add.is_empty() {
+                    hc.cap_add = Some(self.env.security.cap_add.clone());
+                }
             }
         }
         // GPUs.
@@ -410,10 +419,10 @@ impl ContainerPlan {
         hc.ulimits = Some(self.ulimits.clone());
         // Hardening: nothing gains privileges by exec (setuid files, file
         // capabilities), every capability not added above is dropped, and
-        // a fork bomb stops at the pids limit.
+        // a fork bomb stops at `security.pids_limit`.
         hc.security_opt = Some(vec!["no-new-privileges:true".into()]);
         hc.cap_drop = Some(vec!["ALL".into()]);
-        hc.pids_limit = Some(PIDS_LIMIT);
+        hc.pids_limit = Some(i64::from(self.env.security.pids_limit));
         hc
     }
 
@@ -581,7 +590,10 @@ mod tests {
             let hc = plan.host_config();
             assert_eq!(hc.security_opt, Some(vec!["no-new-privileges:true".into()]));
             assert_eq!(hc.cap_drop, Some(vec!["ALL".into()]));
-            assert_eq!(hc.pids_limit, Some(PIDS_LIMIT));
+            assert_eq!(
+                hc.pids_limit,
+                Some(i64::from(crate::spec::DEFAULT_PIDS_LIMIT))
+            );
         }
         let up = default_plan().host_config();
         assert_eq!(
@@ -596,6 +608,26 @@ mod tests {
         let gate = gate_plan(&Gpus::None).host_config();
         assert_eq!(gate.cap_add, None);
         assert_eq!(gate.network_mode.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn spec_security_overrides_reach_the_container() {
+        let mut plan = default_plan();
+        plan.env.security.cap_add = vec!["SYS_PTRACE".into()];
+        plan.env.security.pids_limit = 500;
+        if let Some(ssh) = plan.env.ssh.as_mut() {
+            ssh.forwarding = true;
+        }
+        let hc = plan.host_config();
+        assert!(hc.cap_add.unwrap().contains(&"SYS_PTRACE".to_string()));
+        assert_eq!(hc.pids_limit, Some(500));
+        assert!(plan
+            .env_vars()
+            .contains(&"TORCHENV_SSH_FORWARDING=1".to_string()));
+        assert!(!default_plan()
+            .env_vars()
+            .iter()
+            .any(|v| v.starts_with("TORCHENV_SSH_FORWARDING")));
     }
 
     #[test]
