@@ -234,6 +234,7 @@ impl Up {
     async fn prepare(&self, docker: &Docker, spec: &Spec, lock: &Path) -> Result<Prepared> {
         let env = spec.env(self.env.as_deref())?.clone();
         let who = Identity::current();
+        note_unmapped_ids(&who);
         let name = super::container_name(&env.name, &who);
         let existing = docker.inspect_container(&name).await?;
         if let Some(c) = &existing {
@@ -583,6 +584,20 @@ async fn image_for(
     let image =
         crate::build::ensure_env_image(docker, spec, &lock, env, None, &Progress::new()).await?;
     Ok(image.tag)
+}
+
+/// The ids the entrypoint maps `dev` to (`ORDINARY_IDS`); another keeps
+/// `dev`'s own 1000, which files in the workspace then carry. Said here,
+/// where the user sees it (the entrypoint's log says it too).
+fn note_unmapped_ids(who: &Identity) {
+    const ORDINARY_IDS: std::ops::RangeInclusive<u32> = 1000..=60000;
+    for (what, id) in [("uid", who.uid), ("primary gid", who.gid)] {
+        if id != 0 && !ORDINARY_IDS.contains(&id) {
+            note(format!(
+                "your {what} {id} is a system id (not 1000-60000); the container's `dev` keeps its own {what} 1000, so files it writes in the workspace carry 1000"
+            ));
+        }
+    }
 }
 
 /// True for the errors a concurrent `up` of the same environment causes.
