@@ -11,6 +11,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use xtask::launch::ready::http_status;
+
 mod common;
 use common::testenv::{free_port, stderr, test_image, TestEnv, UID};
 
@@ -262,8 +264,10 @@ fn ssh_audit_finds_no_failure() {
         .unwrap();
     let report = stdout(&o);
     eprintln!("{report}");
-    // 0: good, 1: warnings only, 2: failures, 3/4: could not audit.
-    assert!(matches!(o.status.code(), Some(0 | 1)), "{report}");
+    // ssh-audit 3.9's exit codes: 0 good, 2 warnings only (curve25519 is
+    // kept beside sntrup761 for clients before OpenSSH 8.5: "no protection
+    // against post-quantum attacks"), 3 failures, 1 could not connect.
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{report}");
     assert!(!report.contains("[fail]"), "{report}");
     assert!(report.contains("ssh-ed25519"), "{report}");
 }
@@ -313,7 +317,7 @@ fn env_values_are_data_not_shell() {
     let o = t.ssh(
         "dev",
         &[],
-        "bash -lc 'printf %s \"$FOO\"'; test -e /tmp/pwned && echo PWNED",
+        "bash -lc 'printf %s \"$FOO\"'; if test -e /tmp/pwned; then echo PWNED; fi",
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), value);
@@ -394,29 +398,30 @@ fn ssh_forwarding_is_a_spec_choice() {
     );
     std::fs::write(t.spec(), spec).unwrap();
     up(&t);
-    // `-W` opens the same direct-tcpip channel `ssh -L` uses: to Jupyter.
-    let mut child = t
-        .ssh_command("dev", &["-W", "127.0.0.1:8888"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+    // `ssh -L` to Jupyter, as for TensorBoard: it answers through the tunnel.
+    let local = free_port();
+    let forward = format!("{local}:127.0.0.1:8888");
+    let mut tunnel = t
+        .ssh_command(
+            "dev",
+            &["-N", "-o", "ExitOnForwardFailure=yes", "-L", &forward],
+        )
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
-    let request = "GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let response = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        response.starts_with("HTTP/1.1 403"),
-        "{response}{}",
-        stderr(&out)
-    );
+    let mut status = None;
+    for _ in 0..50 {
+        let probe =
+            common::testenv::rt().block_on(http_status("127.0.0.1", local, "/api/status", None));
+        if let Ok(code) = probe {
+            status = Some(code);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = tunnel.kill();
+    let out = tunnel.wait_with_output().unwrap();
+    assert_eq!(status, Some(403), "{}", stderr(&out));
 }
 
 #[test]
