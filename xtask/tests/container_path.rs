@@ -147,6 +147,10 @@ impl TestEnv {
             .arg(self.spec_path())
             .args(args)
             .env("USER", USER)
+            // The name comes from USER only for a uid without a passwd
+            // entry (root's is `root`), as in the launch tests.
+            .env("TORCHENV_UID", "1234")
+            .env("TORCHENV_GID", "1234")
             .env("XDG_STATE_HOME", self.state())
             .env_remove("TORCHENV_IMAGE")
             .env_remove("TORCHENV_HOST_HARNESS");
@@ -172,6 +176,8 @@ impl Drop for TestEnv {
                     let _ = d.remove_container(&id).await;
                 }
             }
+            // `up`'s own network (named like its container).
+            let _ = d.remove_network(&format!("torchenv-{name}-{USER}")).await;
         });
     }
 }

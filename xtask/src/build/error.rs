@@ -60,6 +60,21 @@ pub enum BuildError {
         help("on a machine with registry access: `docker pull {reference}` then `docker save {reference} | docker load` here; or use `base: debian: SUITE`")
     )]
     BaseImageMissing { reference: String },
+    /// An image under an environment's tag that is not what spec + lock
+    /// build (`build::provenance`): refused, never used or built over.
+    #[error("image {image} is not what `cargo xtask build` makes from this spec and lock: {field} is `{found}`, expected `{expected}`")]
+    #[diagnostic(
+        code(torchenv::image::mismatch),
+        help("someone tagged other content under that name, or it was built from other inputs; remove the tag (`docker image rm {image}`) and run `cargo xtask build {env}`, or start another image explicitly with `cargo xtask up --image REF`")
+    )]
+    ImageMismatch {
+        image: String,
+        env: String,
+        /// The label (`label dev.torchenv.torch`) or field (`RootFS.Layers …`).
+        field: String,
+        expected: String,
+        found: String,
+    },
     #[error("no apt source of this host can serve Debian {suite}")]
     #[diagnostic(
         code(torchenv::base::sources),

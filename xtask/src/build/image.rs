@@ -15,7 +15,9 @@
 //!
 //! The tag is a hash of every input ([`plan`]), computed from the lock's
 //! hashes without reading any wheel, so an up-to-date image is found with
-//! one `inspect` and nothing else. Builds run with `--network none`; the
+//! one `inspect` and nothing else; that inspect also checks it is what the
+//! build would make ([`super::provenance`]: labels and base layers), so an
+//! image someone else tagged under that name is refused. Builds run with `--network none`; the
 //! engine tags an image only when every step succeeded.
 //!
 //! May use: the other `build` modules, `docker`, `lock` (data model,
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::base_image::{self, count_bytes, BASE_REPO};
+use super::provenance::{self, BaseLayers};
 use super::{harness, wheels, BuildError};
 use crate::cache;
 use crate::docker::images::{tar_stream, BuildEvent};
@@ -115,6 +118,8 @@ pub struct Plan {
     pub inputs: String,
     /// The image to build `FROM`: `torchenv/base:<key>` or `REF@sha256:…`.
     pub base_image: String,
+    /// The layers `base_image` contributes (the image's first ones).
+    pub base_layers: BaseLayers,
     /// `torchenv/venv:<16 hex>`
     pub venv_tag: String,
     /// Build arguments of the final image.
@@ -155,8 +160,12 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         })?,
         None => HARNESS_ABSENT.to_string(),
     };
-    let (base_image, base_entry) = if locked.base.contains("@sha256:") {
-        (locked.base.clone(), serde_json::json!(locked.base))
+    let (base_image, base_entry, base_layers) = if locked.base.contains("@sha256:") {
+        (
+            locked.base.clone(),
+            serde_json::json!(locked.base),
+            BaseLayers::Image(locked.base.clone()),
+        )
     } else {
         let b = lock
             .bases
@@ -170,6 +179,7 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         (
             format!("{BASE_REPO}:{}", b.key()),
             serde_json::to_value(b).expect("lock serializes"),
+            BaseLayers::Known(vec![format!("sha256:{}", b.rootfs_sha256)]),
         )
     };
     let image_spec = ImageSpec::of(env);
@@ -218,6 +228,7 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         tag,
         inputs,
         base_image,
+        base_layers,
         venv_tag,
         build_args,
         labels,
@@ -332,7 +343,7 @@ pub async fn ensure_image_with(
     progress: &Progress,
 ) -> Result<ImageRef> {
     let plan = plan(spec, lock, env, harness)?;
-    if let Some(found) = existing(docker, &plan.tag).await? {
+    if let Some(found) = existing(docker, &plan).await? {
         return Ok(found);
     }
     progress.println(format!("{}: building {}", plan.env, plan.tag));
@@ -342,7 +353,7 @@ pub async fn ensure_image_with(
         build_venv(docker, &plan, progress).await?;
     }
     build_final(docker, &plan, progress).await?;
-    let mut built = existing(docker, &plan.tag).await?.ok_or_else(|| {
+    let mut built = existing(docker, &plan).await?.ok_or_else(|| {
         BuildError::failed(format!(
             "the build of {} ended but the tag is missing",
             plan.tag
@@ -352,8 +363,15 @@ pub async fn ensure_image_with(
     Ok(built)
 }
 
-async fn existing(docker: &Docker, tag: &str) -> Result<Option<ImageRef>> {
-    Ok(docker.image_inspect(tag).await?.map(|i| ImageRef {
+/// The image under `plan.tag`, checked to be what `plan` builds
+/// ([`provenance::verify`]); `None` when there is none.
+async fn existing(docker: &Docker, plan: &Plan) -> Result<Option<ImageRef>> {
+    let tag = &plan.tag;
+    let Some(i) = docker.image_inspect(tag).await? else {
+        return Ok(None);
+    };
+    provenance::verify(docker, tag, &i, &plan.labels, &plan.base_layers).await?;
+    Ok(Some(ImageRef {
         tag: tag.to_string(),
         id: i.id.unwrap_or_default(),
         labels: i

@@ -11,6 +11,8 @@
 //! - [`host_tools`]: host programs installed on first use (mmdebstrap, cmake, nasm);
 //! - [`image`]: the build plan (tag = hash of every input), Dockerfile
 //!   contexts and the hermetic engine build; `cargo xtask build`;
+//! - [`provenance`]: an existing image is used only when its labels and
+//!   base layers are what spec + lock give;
 //! - [`lock`]: `cargo xtask lock`, resolving the spec into the lock (the
 //!   first build step: it bootstraps the base and asks pip).
 //!
@@ -25,6 +27,7 @@ pub mod host_tools;
 pub mod image;
 pub mod lock;
 pub mod pip;
+pub mod provenance;
 pub mod weights;
 pub mod wheels;
 

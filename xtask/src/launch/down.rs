@@ -1,15 +1,17 @@
 //! `cargo xtask down [ENV | --all] [--volumes]`: removes this user's
-//! containers (only torchenv-managed ones); named volumes are kept unless
-//! `--volumes`, and then only the torchenv-labelled ones of those
-//! environments. The environment's network goes with its container. The
+//! containers (only torchenv-managed ones of this uid, [`super::owner`];
+//! another user's is refused); named volumes are kept unless `--volumes`,
+//! and then only the torchenv-labelled ones of those environments that
+//! carry this uid. The environment's network goes with its container. The
 //! workspace is never touched.
 //!
-//! May use: `docker`, `launch`, `launch::up`, `spec`.
+//! May use: `docker`, `launch`, `launch::owner`, `launch::up`, `spec`.
 
 use std::path::Path;
 
+use super::owner::{self, Kind, LABEL_OWNER_UID};
 use super::Result;
-use super::{container_name, note, Identity, LABEL_OWNER};
+use super::{container_name, note, Identity};
 use crate::docker::{Docker, LABEL_ENV};
 use crate::spec::Spec;
 
@@ -29,15 +31,13 @@ pub struct Down {
 
 impl Down {
     pub async fn down(&self, docker: &Docker, spec_path: &Path) -> Result<()> {
-        let who = Identity::current();
+        let who = Identity::current()?;
         let envs: Vec<String> = if self.all {
-            let mut envs: Vec<String> = docker
-                .list_managed_containers(&[(LABEL_OWNER, &who.user)])
+            let mut envs: Vec<String> = owner::own_containers(docker, &who)
                 .await?
                 .into_iter()
-                .filter_map(|c| c.labels?.get(LABEL_ENV).cloned())
+                .map(|c| c.env)
                 .collect();
-            envs.sort();
             envs.dedup();
             envs
         } else {
@@ -51,21 +51,41 @@ impl Down {
             note("no torchenv containers to remove");
         }
         for env in envs {
-            let name = container_name(&env, &who);
-            match docker.inspect_container(&name).await? {
-                Some(c) => {
-                    super::up::ensure_managed(&name, &c)?;
-                    docker.remove_container(&name).await?;
-                    println!("removed {name}");
-                }
-                None => println!("{env}: not running (no container {name})"),
+            self.down_env(docker, &env, &who).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes `who`'s container and network of `env` (and with
+    /// `--volumes` the volumes of `env` carrying `who`'s uid), after
+    /// checking both are `who`'s: another user's is refused before
+    /// anything is removed.
+    async fn down_env(&self, docker: &Docker, env: &str, who: &Identity) -> Result<()> {
+        let name = container_name(env, who);
+        let container = docker.inspect_container(&name).await?;
+        if let Some(c) = &container {
+            super::up::ensure_owned(&name, c, who)?;
+        }
+        if let Some(labels) = docker
+            .network_labels(&super::network::name(env, who))
+            .await?
+        {
+            owner::check(Kind::Network, &name, &labels, who)?;
+        }
+        match container {
+            Some(_) => {
+                docker.remove_container(&name).await?;
+                println!("removed {name}");
             }
-            super::network::remove(docker, &env, &who).await?;
-            if self.volumes {
-                for v in docker.list_managed_volumes(&[(LABEL_ENV, &env)]).await? {
-                    docker.remove_volume(&v.name).await?;
-                    println!("removed volume {}", v.name);
-                }
+            None => println!("{env}: not running (no container {name})"),
+        }
+        super::network::remove(docker, env, who).await?;
+        if self.volumes {
+            let uid = who.uid.to_string();
+            let filter = [(LABEL_ENV, env), (LABEL_OWNER_UID, uid.as_str())];
+            for v in docker.list_managed_volumes(&filter).await? {
+                docker.remove_volume(&v.name).await?;
+                println!("removed volume {}", v.name);
             }
         }
         Ok(())

@@ -1,13 +1,14 @@
 //! [`LaunchError`]: why an environment could not be started, reached or
 //! checked, each with its documented exit code (README "Exit codes").
 //!
-//! May use: `build`, `docker`, `exit`, `lock`, `spec`.
+//! May use: `build`, `docker`, `exit`, `lock`, `spec`, `launch::owner`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use miette::Diagnostic;
 
+use super::owner::Kind;
 use crate::build::BuildError;
 use crate::docker::DockerError;
 use crate::exit;
@@ -75,6 +76,32 @@ pub enum LaunchError {
         help("torchenv never touches containers it did not create; rename or remove it yourself (`docker rm {name}`)")
     )]
     ForeignContainer { name: String, label: &'static str },
+    /// A container, volume or network torchenv made for another user
+    /// (`launch::owner::check`): no command acts on it.
+    #[error("{kind} {name} is not yours: it belongs to {owner}; you are {you}")]
+    #[diagnostic(
+        code(torchenv::not_yours),
+        help("torchenv acts only on your own containers, volumes and networks; its owner can remove it (`cargo xtask down`), or an administrator: `{remove}`")
+    )]
+    NotYours {
+        kind: Kind,
+        name: String,
+        /// `alice (uid 1001)`, or why the owner is unknown.
+        owner: String,
+        /// `bob (uid 1002)`.
+        you: String,
+        /// The docker command that removes it.
+        remove: String,
+    },
+    /// `TORCHENV_UID` names another uid and this process is not root.
+    #[error(
+        "TORCHENV_UID={asked} asks to act as another user, but this process runs as uid {uid}"
+    )]
+    #[diagnostic(
+        code(torchenv::uid_override),
+        help("only root may act on behalf of another uid; unset TORCHENV_UID")
+    )]
+    UidOverride { asked: u32, uid: u32 },
     #[error("environment `{env}` is not running (no container {container})")]
     #[diagnostic(
         code(torchenv::not_running),
@@ -143,7 +170,7 @@ impl LaunchError {
             LaunchError::NoGpus { gpus, .. } if gpus == "none" => exit::BAD_INPUT,
             LaunchError::NoGpus { .. } => exit::GPU_UNAVAILABLE,
             LaunchError::NotReady { .. } => exit::NOT_READY,
-            LaunchError::SshKey { .. } => exit::BAD_INPUT,
+            LaunchError::SshKey { .. } | LaunchError::UidOverride { .. } => exit::BAD_INPUT,
             LaunchError::Spec(_) | LaunchError::UnknownEnv(_) => exit::BAD_INPUT,
             LaunchError::Docker(e) if matches!(**e, DockerError::Unreachable { .. }) => {
                 exit::DOCKER_UNREACHABLE
@@ -151,6 +178,7 @@ impl LaunchError {
             LaunchError::Build(e) => e.exit_code(),
             LaunchError::Lock(e) => e.exit_code(),
             LaunchError::ForeignContainer { .. }
+            | LaunchError::NotYours { .. }
             | LaunchError::NotRunning { .. }
             | LaunchError::Raced { .. }
             | LaunchError::ImageMissing { .. }

@@ -10,9 +10,12 @@
 //! commands.
 //!
 //! Containers of `up` are named `torchenv-<env>-<user>` and carry the
-//! managed-by, env, owner and spec-hash labels; one-shot containers carry
-//! the managed-by, env and one-shot labels. Nothing without the managed-by
-//! label is ever touched.
+//! managed-by, env, owner (name), owner-uid and spec-hash labels; one-shot
+//! containers carry the managed-by, env, owner, owner-uid and one-shot
+//! labels; volumes and networks the managed-by, env, owner and owner-uid
+//! labels. Nothing without the managed-by label is ever touched, and
+//! nothing of another user ([`owner`]: decided on the uid, `<user>` being
+//! the uid's passwd name) is acted on.
 //!
 //! May use: `docker`, `spec`, `build` (the environment's image, for `up`),
 //! `lock`, `cache`, `progress`, `exit`; never `gate`, `commands` or `error`.
@@ -25,6 +28,7 @@ pub mod jupyter;
 pub mod mounts;
 pub mod network;
 pub mod oneshot;
+pub mod owner;
 pub mod plan;
 pub mod ports;
 pub mod ready;
@@ -40,7 +44,8 @@ use std::time::Duration;
 pub use crate::spec::WORKSPACE_TARGET;
 pub use error::{LaunchError, Result};
 
-/// Label: who started the container (the host user name).
+/// Label: who started the container (the host user name; ownership is
+/// decided on [`owner::LABEL_OWNER_UID`]).
 pub const LABEL_OWNER: &str = "dev.torchenv.owner";
 /// Label: hash of everything the container was created from; a different
 /// hash at `up` means the spec changed and the container is recreated.
@@ -51,31 +56,41 @@ pub const CONTAINER_USER: &str = "dev";
 /// The host user the container's `dev` user stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// Name used in container names and the owner label.
+    /// Name used in container names and the owner label: the uid's passwd
+    /// name ([`owner::user_name`]).
     pub user: String,
     pub uid: u32,
     pub gid: u32,
 }
 
 impl Identity {
-    /// The current user: uid/gid of this process (overridable with
-    /// `TORCHENV_UID` / `TORCHENV_GID`), name from `$USER` else `uid<N>`.
-    pub fn current() -> Identity {
+    /// The current user: uid/gid of this process, name from the uid's
+    /// passwd entry (else `$USER`, else `uid<N>`: [`owner::user_name`]).
+    /// `TORCHENV_UID` / `TORCHENV_GID` override uid and gid; another uid
+    /// than the process's own only for root (torchenv run as root on a
+    /// user's behalf, as the test suite does), else
+    /// [`LaunchError::UidOverride`].
+    pub fn current() -> Result<Identity> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata("/proc/self").ok();
         let from_env = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
-        let uid = from_env("TORCHENV_UID")
-            .or(meta.as_ref().map(|m| m.uid()))
-            .unwrap_or(1000);
+        let own_uid = meta.as_ref().map(|m| m.uid()).unwrap_or(1000);
+        let uid = match from_env("TORCHENV_UID") {
+            Some(asked) if asked != own_uid && own_uid != 0 => {
+                return Err(LaunchError::UidOverride {
+                    asked,
+                    uid: own_uid,
+                })
+            }
+            Some(asked) => asked,
+            None => own_uid,
+        };
         let gid = from_env("TORCHENV_GID")
             .or(meta.as_ref().map(|m| m.gid()))
             .unwrap_or(1000);
-        let user = std::env::var("USER")
-            .ok()
-            .map(|u| sanitize(&u))
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| format!("uid{uid}"));
-        Identity { user, uid, gid }
+        let env_user = std::env::var("USER").ok();
+        let user = owner::user_name(uid, env_user.as_deref(), &owner::passwd);
+        Ok(Identity { user, uid, gid })
     }
 }
 

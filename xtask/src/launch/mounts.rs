@@ -1,14 +1,17 @@
-//! Mounts: the workspace (read-write, created by torchenv — it is its own),
-//! `volumes:` (a host path must exist; a named volume is created with
-//! torchenv's labels when missing), and the run-state files.
+//! Mounts: the workspace (read-write, created by torchenv — it is its own —
+//! mode 0700), `volumes:` (a host path must exist; a named volume is the
+//! user's own, [`volume_name`], created with torchenv's and the owner's
+//! labels when missing and refused when another user's), and the run-state
+//! files.
 //!
-//! May use: `docker`, `launch`, `spec`.
+//! May use: `docker`, `launch`, `launch::owner`, `spec`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::models::{Mount, MountType};
 
+use super::owner::{self, Kind};
 use super::Result;
 use super::{Identity, LaunchError, WORKSPACE_TARGET};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
@@ -40,15 +43,29 @@ pub fn volume(name: &str, target: &str, read_only: bool) -> Mount {
     }
 }
 
-/// The mounts of `env`, in order: workspace, `volumes:`, token file (when
-/// Jupyter is on), SSH public key file (when SSH is on). Pure: checks
-/// nothing on disk.
-pub fn mounts(env: &Env, token_file: Option<&Path>, keys_file: Option<&Path>) -> Vec<Mount> {
+/// The Docker volume a spec's named volume `source` is for `who`:
+/// `torchenv-<uid>-<source>`. Per uid, so users of one engine never share
+/// (or delete) each other's volumes, and no `$USER` makes it another's.
+pub fn volume_name(source: &str, who: &Identity) -> String {
+    format!("torchenv-{}-{source}", who.uid)
+}
+
+/// The mounts of `env` for `who`, in order: workspace, `volumes:` (named
+/// ones by [`volume_name`]), token file (when Jupyter is on), SSH public
+/// key file (when SSH is on). Pure: checks nothing on disk.
+pub fn mounts(
+    env: &Env,
+    who: &Identity,
+    token_file: Option<&Path>,
+    keys_file: Option<&Path>,
+) -> Vec<Mount> {
     let mut out = vec![bind(&env.workspace, WORKSPACE_TARGET, false)];
     for v in &env.volumes {
         out.push(match &v.source {
             VolumeSource::Bind(path) => bind(path, &v.target, v.read_only),
-            VolumeSource::Named(name) => volume(name, &v.target, v.read_only),
+            VolumeSource::Named(source) => {
+                volume(&volume_name(source, who), &v.target, v.read_only)
+            }
         });
     }
     if let Some(t) = token_file {
@@ -76,44 +93,144 @@ pub fn check_sources(env: &Env) -> Result<(), LaunchError> {
     Ok(())
 }
 
-/// Creates the workspace folder when missing (it is torchenv's own), owned
-/// by the user the container maps `dev` to (matters when torchenv runs as
-/// root on behalf of `TORCHENV_UID`).
+/// Creates the workspace folder when missing (it is torchenv's own), mode
+/// 0700, owned by the user the container maps `dev` to (matters when
+/// torchenv runs as root on behalf of `TORCHENV_UID`). An existing one is
+/// left as it is (a note says when it is another uid's).
 pub fn ensure_workspace(env: &Env, who: &Identity) -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let ws = &env.workspace;
-    if !ws.exists() {
-        std::fs::create_dir_all(ws).map_err(LaunchError::io(format!(
-            "create workspace {}",
-            ws.display()
-        )))?;
-        use std::os::unix::fs::MetadataExt;
-        let owner = std::fs::metadata(ws).map(|m| m.uid()).unwrap_or(who.uid);
-        if who.uid != 0 && owner != who.uid {
-            if let Err(e) = std::os::unix::fs::chown(ws, Some(who.uid), Some(who.gid)) {
+    let io = |what: &str| LaunchError::io(format!("{what} workspace {}", ws.display()));
+    if let Some(parent) = ws.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create the folder of the"))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(ws) {
+        Ok(()) => {
+            // The umask cannot widen 0700, but one like 0400 would narrow it.
+            std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o700))
+                .map_err(io("chmod"))?;
+            let owner = std::fs::metadata(ws).map(|m| m.uid()).unwrap_or(who.uid);
+            if who.uid != 0 && owner != who.uid {
+                if let Err(e) = std::os::unix::fs::chown(ws, Some(who.uid), Some(who.gid)) {
+                    super::note(format!(
+                        "cannot give {} to uid {}: {e}",
+                        ws.display(),
+                        who.uid
+                    ));
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let owner = std::fs::metadata(ws)
+                .map(|m| m.uid())
+                .map_err(io("inspect"))?;
+            if owner != who.uid {
                 super::note(format!(
-                    "cannot give {} to uid {}: {e}",
+                    "workspace {} belongs to uid {owner}, not to you (uid {}): the container may not be able to use it",
                     ws.display(),
                     who.uid
                 ));
             }
         }
+        Err(e) => return Err(io("create")(e)),
     }
     Ok(ws.clone())
 }
 
-/// Creates the missing named volumes of `env`, labelled as torchenv's.
-pub async fn ensure_volumes(docker: &Docker, env: &Env) -> Result<()> {
+/// Creates the missing named volumes of `env` for `who` ([`volume_name`]),
+/// labelled as torchenv's and `who`'s; an existing one must be `who`'s
+/// ([`owner::check`]: another uid's, or one torchenv did not make, is
+/// [`LaunchError::NotYours`]).
+pub async fn ensure_volumes(docker: &Docker, env: &Env, who: &Identity) -> Result<()> {
     for v in &env.volumes {
-        if let VolumeSource::Named(name) = &v.source {
-            if docker.inspect_volume(name).await?.is_none() {
-                let labels = HashMap::from([
+        let VolumeSource::Named(source) = &v.source else {
+            continue;
+        };
+        let name = volume_name(source, who);
+        let found = match docker.inspect_volume(&name).await? {
+            Some(found) => found,
+            None => {
+                let mut labels = HashMap::from([
                     (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
                     (LABEL_ENV.to_string(), env.name.clone()),
                 ]);
-                docker.create_volume(name, labels).await?;
-                super::note(format!("created volume {name}"));
+                labels.extend(owner::labels(who));
+                // Creating an existing volume returns it as it is: a
+                // concurrent creator's labels are checked below.
+                let made = docker.create_volume(&name, labels).await?;
+                super::note(format!("created volume {name} (`{source}`)"));
+                made
             }
-        }
+        };
+        owner::check(Kind::Volume, &name, &found.labels, who)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+    use crate::spec::Spec;
+
+    fn who() -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::fs::metadata("/proc/self").unwrap();
+        Identity {
+            user: "alice".into(),
+            uid: me.uid(),
+            gid: me.gid(),
+        }
+    }
+
+    fn env_in(dir: &Path, volumes: &str) -> Env {
+        let spec = format!(
+            "version: 1\ndefault: e\nenvironments:\n  e:\n    torch: 2.6.0\n    torchvision: 0.21.0\n    workspace: ./deep/ws\n{volumes}"
+        );
+        let path = dir.join("environments.yaml");
+        std::fs::write(&path, spec).unwrap();
+        Spec::load(&path).unwrap().env(None).unwrap().clone()
+    }
+
+    #[test]
+    fn a_new_workspace_is_0700_and_an_existing_one_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_in(dir.path(), "");
+        let ws = ensure_workspace(&env, &who()).unwrap();
+        let meta = std::fs::metadata(&ws).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        assert_eq!(meta.uid(), who().uid);
+        // Its parent is an ordinary folder, not 0700.
+        let parent = std::fs::metadata(ws.parent().unwrap()).unwrap();
+        assert_ne!(parent.permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&ws, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_workspace(&env, &who()).unwrap();
+        let again = std::fs::metadata(&ws).unwrap().permissions().mode() & 0o777;
+        assert_eq!(again, 0o755);
+    }
+
+    #[test]
+    fn named_volumes_are_per_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_in(
+            dir.path(),
+            "    volumes:\n      - { source: cache, target: /cache }\n",
+        );
+        let alice = who();
+        let bob = Identity {
+            uid: alice.uid + 1,
+            ..alice.clone()
+        };
+        let source = |w: &Identity| {
+            mounts(&env, w, None, None)
+                .into_iter()
+                .find(|m| m.target.as_deref() == Some("/cache"))
+                .and_then(|m| m.source)
+                .unwrap()
+        };
+        assert_eq!(source(&alice), format!("torchenv-{}-cache", alice.uid));
+        assert_eq!(source(&bob), format!("torchenv-{}-cache", bob.uid));
+        assert_eq!(volume_name("cache", &alice), source(&alice));
+    }
 }

@@ -24,7 +24,7 @@ use bollard::models::{
 use super::gpus::{self, GpuPlan};
 use super::ports::Published;
 use super::Result;
-use super::{Identity, LABEL_OWNER, LABEL_SPEC_HASH};
+use super::{owner, Identity, LABEL_SPEC_HASH};
 use crate::docker::containers::GpuSupport;
 use crate::docker::run::{unique_name, LABEL_ONE_SHOT};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
@@ -289,6 +289,11 @@ impl ContainerPlan {
         true
     }
 
+    /// Managed-by and env; the owner's name and uid ([`super::owner`]):
+    /// the service's user, for a one-shot run the current user (left out
+    /// when it cannot be told, e.g. a refused `TORCHENV_UID`: nothing acts
+    /// on a one-shot container but the run that made it); then the
+    /// spec hash or the one-shot label.
     pub fn labels(&self) -> HashMap<String, String> {
         let mut labels = HashMap::from([
             (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
@@ -296,10 +301,13 @@ impl ContainerPlan {
         ]);
         match &self.mode {
             Mode::Service(s) => {
-                labels.insert(LABEL_OWNER.to_string(), s.who.user.clone());
+                labels.extend(owner::labels(&s.who));
                 labels.insert(LABEL_SPEC_HASH.to_string(), s.hash.clone());
             }
             Mode::OneShot(job) => {
+                if let Ok(who) = Identity::current() {
+                    labels.extend(owner::labels(&who));
+                }
                 labels.insert(LABEL_ONE_SHOT.to_string(), job.purpose.clone());
             }
         }
@@ -364,6 +372,7 @@ impl ContainerPlan {
                 // Mounts: workspace, volumes, token and key files.
                 hc.mounts = Some(super::mounts::mounts(
                     &self.env,
+                    &s.who,
                     s.token_file.as_deref(),
                     s.keys_file.as_deref(),
                 ));
@@ -561,7 +570,10 @@ mod tests {
         let plan = gate_plan(&Gpus::All);
         assert!(plan.name.starts_with("torchenv-gate-pytorch-2.6-cuda12.4-"));
         insta::with_settings!({sort_maps => true}, {
-            insta::assert_json_snapshot!(plan.body());
+            insta::assert_json_snapshot!(plan.body(), {
+                ".Labels[\"dev.torchenv.owner\"]" => "[current user]",
+                ".Labels[\"dev.torchenv.owner-uid\"]" => "[current uid]",
+            });
         });
     }
 

@@ -1,7 +1,9 @@
 //! `cargo xtask shell ENV`, `exec ENV -- CMD…` and `logs ENV [-f]`: talk to
 //! a running environment through the engine's exec and log APIs (no
 //! `docker` CLI needed). Commands run as the container user in /workspace;
-//! `exec` propagates the command's exit code.
+//! `exec` propagates the command's exit code. Only the user's own
+//! container is reached: another user's under that name is refused
+//! ([`super::owner`]).
 //!
 //! May use: `docker`, `launch`, `launch::up`, `spec`.
 
@@ -25,14 +27,15 @@ async fn running_container(docker: &Docker, spec_path: &Path, env: Option<&str>)
         Some(e) => e.to_string(),
         None => Spec::load(spec_path)?.default,
     };
-    let name = container_name(&env, &Identity::current());
+    let who = Identity::current()?;
+    let name = container_name(&env, &who);
     let c = docker.inspect_container(&name).await?;
     let not_running = || LaunchError::NotRunning {
         env: env.clone(),
         container: name.clone(),
     };
     let c = c.ok_or_else(not_running)?;
-    super::up::ensure_managed(&name, &c)?;
+    super::up::ensure_owned(&name, &c, &who)?;
     if !c.state.and_then(|s| s.running).unwrap_or(false) {
         return Err(not_running());
     }
@@ -203,7 +206,8 @@ pub async fn logs(
         Some(e) => e.to_string(),
         None => Spec::load(spec_path)?.default,
     };
-    let name = container_name(&env_name, &Identity::current());
+    let who = Identity::current()?;
+    let name = container_name(&env_name, &who);
     let c = docker
         .inspect_container(&name)
         .await?
@@ -211,7 +215,7 @@ pub async fn logs(
             env: env_name.clone(),
             container: name.clone(),
         })?;
-    super::up::ensure_managed(&name, &c)?;
+    super::up::ensure_owned(&name, &c, &who)?;
     let tail = tail.map_or("all".to_string(), |n| n.to_string());
     let mut stream = Box::pin(docker.container_logs(&name, follow, &tail));
     while let Some(chunk) = stream.next().await {

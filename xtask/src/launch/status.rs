@@ -1,14 +1,15 @@
-//! `cargo xtask status [--json] [--gpu]`: this user's torchenv containers:
+//! `cargo xtask status [--json] [--gpu]`: this user's torchenv containers
+//! (those of this uid, [`super::owner::own_containers`]; no other user's):
 //! env, state, image, ports, GPUs, uptime; with `--gpu`, the host's GPUs as
 //! NVML reads them now (`gpumon`) and which running environment has each.
 //!
-//! May use: `clock`, `docker`, `launch`, `launch::up`, `spec` (tests); the `gpumon` crate.
+//! May use: `clock`, `docker`, `launch`, `launch::owner`, `launch::up`, `spec` (tests); the `gpumon` crate.
 
 use bollard::models::DeviceRequest;
 use serde::Serialize;
 
 use super::Result;
-use super::{Identity, LABEL_OWNER};
+use super::{owner, Identity};
 use crate::docker::{Docker, LABEL_ENV};
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,18 +31,10 @@ pub struct EnvStatus {
 
 /// The status of every torchenv container of the current user.
 pub async fn collect(docker: &Docker) -> Result<Vec<EnvStatus>> {
-    let who = Identity::current();
+    let who = Identity::current()?;
     let mut out = Vec::new();
-    for summary in docker
-        .list_managed_containers(&[(LABEL_OWNER, &who.user)])
-        .await?
-    {
-        let Some(name) = summary
-            .names
-            .and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_string()))
-        else {
-            continue;
-        };
+    for own in owner::own_containers(docker, &who).await? {
+        let name = own.name;
         let Some(c) = docker.inspect_container(&name).await? else {
             continue;
         };

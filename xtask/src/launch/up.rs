@@ -3,7 +3,10 @@
 //!
 //! Idempotent: the same spec already running is reported and left alone; a
 //! changed spec (the spec-hash label differs) recreates the container,
-//! keeping volumes and the workspace. Two concurrent `up`s of one
+//! keeping volumes and the workspace, and so does a container of an older
+//! torchenv without the owner-uid label. A container under the user's name
+//! that is another user's ([`super::owner`]) is never started, adopted,
+//! recreated or removed: `up` refuses it. Two concurrent `up`s of one
 //! environment leave one container: on one host they take turns (a lock in
 //! the environment's state dir); across hosts sharing an engine, the loser
 //! of the name race (409) adopts the winner's container.
@@ -16,13 +19,14 @@
 //! modified, port taken, GPUs or a ulimit refused); nothing here reads
 //! status codes or engine messages.
 //!
-//! May use: `build`, `docker`, `launch`, `launch::jupyter`, `launch::mounts`, `launch::plan`, `launch::ports`, `launch::ready`, `launch::ssh`, `lock`, `progress`, `spec`.
+//! May use: `build`, `docker`, `launch`, `launch::jupyter`, `launch::mounts`, `launch::owner`, `launch::plan`, `launch::ports`, `launch::ready`, `launch::ssh`, `lock`, `progress`, `spec`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::models::ContainerInspectResponse;
 
+use super::owner::{self, Kind, LABEL_OWNER_UID};
 use super::plan::{ContainerPlan, Resources, Service};
 use super::ports::{self, ContainerPort, Published, Purpose};
 use super::ready::{self, WaitFor};
@@ -191,16 +195,24 @@ impl Up {
         let mut p = self.prepare(docker, spec, lock).await?;
         let mut action = "created";
         if let Some(c) = p.existing.take() {
-            if label(&c, LABEL_SPEC_HASH) == Some(p.service.hash.as_str()) {
+            let same_spec = label(&c, LABEL_SPEC_HASH) == Some(p.service.hash.as_str());
+            if same_spec && label(&c, LABEL_OWNER_UID).is_some() {
                 return self.resume(docker, &p, &c).await;
             }
-            note(format!(
-                "the spec of `{}` changed (spec hash {} → {}): recreating {}; volumes and the workspace are kept",
-                p.env.name,
-                label(&c, LABEL_SPEC_HASH).unwrap_or("none"),
-                p.service.hash,
-                p.name,
-            ));
+            if same_spec {
+                note(format!(
+                    "{} was made by an older torchenv (no {LABEL_OWNER_UID} label): recreating it; the workspace is kept, named volumes are now per user (`torchenv-<uid>-<name>`)",
+                    p.name
+                ));
+            } else {
+                note(format!(
+                    "the spec of `{}` changed (spec hash {} → {}): recreating {}; volumes and the workspace are kept",
+                    p.env.name,
+                    label(&c, LABEL_SPEC_HASH).unwrap_or("none"),
+                    p.service.hash,
+                    p.name,
+                ));
+            }
             docker.remove_container(&p.name).await?;
             action = "recreated";
         }
@@ -208,7 +220,7 @@ impl Up {
             return self.wait(docker, r).await;
         }
         mounts::ensure_workspace(&p.env, &p.service.who)?;
-        mounts::ensure_volumes(docker, &p.env).await?;
+        mounts::ensure_volumes(docker, &p.env, &p.service.who).await?;
         super::network::ensure(docker, &p.env.name, &p.service.who).await?;
         let plan = ContainerPlan::service(
             p.name.clone(),
@@ -233,12 +245,12 @@ impl Up {
     /// image, the state dir and the token.
     async fn prepare(&self, docker: &Docker, spec: &Spec, lock: &Path) -> Result<Prepared> {
         let env = spec.env(self.env.as_deref())?.clone();
-        let who = Identity::current();
+        let who = Identity::current()?;
         note_unmapped_ids(&who);
         let name = super::container_name(&env.name, &who);
         let existing = docker.inspect_container(&name).await?;
         if let Some(c) = &existing {
-            ensure_managed(&name, c)?;
+            ensure_owned(&name, c, &who)?;
         }
         mounts::check_sources(&env)?;
         let resources = Resources::resolve(docker, &env).await?;
@@ -396,7 +408,7 @@ impl Up {
     async fn lost_name_race(&self, docker: &Docker, p: &Prepared, conflicts: u32) -> Result<()> {
         let name = &p.name;
         if let Some(c) = docker.inspect_container(name).await? {
-            ensure_managed(name, &c)?;
+            ensure_owned(name, &c, &p.service.who)?;
             if label(&c, LABEL_SPEC_HASH) != Some(p.service.hash.as_str()) {
                 return Err(LaunchError::failed(format!(
                     "container {name} was created concurrently from a different spec; run `cargo xtask up` again"
@@ -459,7 +471,7 @@ impl Up {
         let Some(c) = docker.inspect_container(name).await? else {
             return Ok(None);
         };
-        ensure_managed(name, &c)?;
+        ensure_owned(name, &c, &p.service.who)?;
         if label(&c, LABEL_SPEC_HASH) != Some(p.service.hash.as_str()) {
             return Ok(None);
         }
@@ -495,16 +507,22 @@ impl Up {
     }
 }
 
-/// Refuses containers without torchenv's managed-by label.
-pub fn ensure_managed(name: &str, c: &ContainerInspectResponse) -> Result<(), LaunchError> {
-    if label(c, LABEL_MANAGED_BY) == Some(MANAGED_BY) {
-        Ok(())
-    } else {
-        Err(LaunchError::ForeignContainer {
+/// Refuses containers without torchenv's managed-by label
+/// ([`LaunchError::ForeignContainer`]) and those of another user
+/// ([`owner::check`]: [`LaunchError::NotYours`]).
+pub fn ensure_owned(
+    name: &str,
+    c: &ContainerInspectResponse,
+    who: &Identity,
+) -> Result<(), LaunchError> {
+    if label(c, LABEL_MANAGED_BY) != Some(MANAGED_BY) {
+        return Err(LaunchError::ForeignContainer {
             name: name.to_string(),
             label: LABEL_MANAGED_BY,
-        })
+        });
     }
+    let labels = c.config.as_ref().and_then(|c| c.labels.clone());
+    owner::check(Kind::Container, name, &labels.unwrap_or_default(), who)
 }
 
 pub fn label<'a>(c: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {

@@ -179,3 +179,24 @@ fn generated_text() {
         include_str!("../../../../images/venv.Dockerfile")
     );
 }
+
+#[test]
+fn the_base_layers_of_a_locked_debian_base_are_its_rootfs() {
+    let f = fixture(SPEC);
+    let p = f.plan(None);
+    assert_eq!(
+        p.base_layers,
+        BaseLayers::Known(vec![format!("sha256:{}", "ab".repeat(32))])
+    );
+    // An image the build made has exactly the plan's labels over that base.
+    let labels: std::collections::HashMap<_, _> = p.labels.clone().into_iter().collect();
+    let BaseLayers::Known(base) = &p.base_layers else {
+        unreachable!()
+    };
+    let mut layers = base.clone();
+    layers.push("sha256:system".into());
+    assert_eq!(
+        provenance::difference(&p.labels, base, &labels, &layers),
+        None
+    );
+}

@@ -119,7 +119,7 @@ impl BenchUp {
         image: &str,
         ulimits: &[bollard::models::ResourcesUlimits],
     ) -> Result<Duration> {
-        let who = Identity::current();
+        let who = Identity::current()?;
         let name = format!("{}-rawbench", container_name(&env.name, &who));
         let state = crate::launch::ensure_state_dir(&env.name)?;
         let token = jupyter::read_token(&state).ok_or_else(|| Error::failed("no token file"))?;
