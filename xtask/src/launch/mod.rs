@@ -92,7 +92,27 @@ impl Identity {
         let user = owner::user_name(uid, env_user.as_deref(), &owner::passwd);
         Ok(Identity { user, uid, gid })
     }
+
+    /// The uid and gid the container's `dev` gets: these, when ordinary
+    /// ([`ORDINARY_IDS`]); else `dev`'s own [`DEV_ID`] (root, a system id
+    /// such as group 42 `shadow`, `nobody`). The entrypoint applies the
+    /// same rule (images/entrypoint.sh).
+    pub fn container_ids(&self) -> (u32, u32) {
+        let map = |id: u32| {
+            if ORDINARY_IDS.contains(&id) {
+                id
+            } else {
+                DEV_ID
+            }
+        };
+        (map(self.uid), map(self.gid))
+    }
 }
+
+/// Host ids the entrypoint maps `dev` to.
+pub const ORDINARY_IDS: std::ops::RangeInclusive<u32> = 1000..=60000;
+/// `dev`'s uid and gid in the image.
+pub const DEV_ID: u32 = 1000;
 
 /// Keeps the characters Docker allows in names: `[a-zA-Z0-9_.-]`.
 fn sanitize(s: &str) -> String {
@@ -181,4 +201,25 @@ impl EnvLock {
 /// Prints what torchenv is doing, on stderr (stdout carries results).
 pub(crate) fn note(msg: impl std::fmt::Display) {
     eprintln!("torchenv: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ordinary_ids_reach_the_container() {
+        let id = |uid, gid| Identity {
+            user: "u".into(),
+            uid,
+            gid,
+        };
+        assert_eq!(id(1234, 1234).container_ids(), (1234, 1234));
+        assert_eq!(id(60000, 1000).container_ids(), (60000, 1000));
+        // Root, group 42 (shadow), tty 5, nobody: dev keeps 1000.
+        assert_eq!(id(0, 0).container_ids(), (DEV_ID, DEV_ID));
+        assert_eq!(id(1234, 42).container_ids(), (1234, DEV_ID));
+        assert_eq!(id(999, 5).container_ids(), (DEV_ID, DEV_ID));
+        assert_eq!(id(65534, 65534).container_ids(), (DEV_ID, DEV_ID));
+    }
 }

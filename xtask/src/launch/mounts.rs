@@ -109,14 +109,14 @@ pub fn ensure_workspace(env: &Env, who: &Identity) -> Result<PathBuf> {
             // The umask cannot widen 0700, but one like 0400 would narrow it.
             std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o700))
                 .map_err(io("chmod"))?;
-            let owner = std::fs::metadata(ws).map(|m| m.uid()).unwrap_or(who.uid);
-            if who.uid != 0 && owner != who.uid {
-                if let Err(e) = std::os::unix::fs::chown(ws, Some(who.uid), Some(who.gid)) {
-                    super::note(format!(
-                        "cannot give {} to uid {}: {e}",
-                        ws.display(),
-                        who.uid
-                    ));
+            // It belongs to whom `dev` is in the container: the user, or
+            // `dev`'s own ids when the user's are not mapped (root, system
+            // ids), so the container can use its 0700 workspace.
+            let (uid, gid) = who.container_ids();
+            let meta = std::fs::metadata(ws).map_err(io("inspect"))?;
+            if (meta.uid(), meta.gid()) != (uid, gid) {
+                if let Err(e) = std::os::unix::fs::chown(ws, Some(uid), Some(gid)) {
+                    super::note(format!("cannot give {} to uid {uid}: {e}", ws.display()));
                 }
             }
         }
@@ -200,7 +200,8 @@ mod tests {
         let ws = ensure_workspace(&env, &who()).unwrap();
         let meta = std::fs::metadata(&ws).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o700);
-        assert_eq!(meta.uid(), who().uid);
+        // Owned by whom `dev` is in the container (for root: dev's 1000).
+        assert_eq!((meta.uid(), meta.gid()), who().container_ids());
         // Its parent is an ordinary folder, not 0700.
         let parent = std::fs::metadata(ws.parent().unwrap()).unwrap();
         assert_ne!(parent.permissions().mode() & 0o777, 0o700);

@@ -604,15 +604,16 @@ async fn image_for(
     Ok(image.tag)
 }
 
-/// The ids the entrypoint maps `dev` to (`ORDINARY_IDS`); another keeps
-/// `dev`'s own 1000, which files in the workspace then carry. Said here,
-/// where the user sees it (the entrypoint's log says it too).
+/// Says on the host, where the user sees it, when `dev` keeps its own ids
+/// ([`Identity::container_ids`]; the entrypoint's log says it too).
 fn note_unmapped_ids(who: &Identity) {
-    const ORDINARY_IDS: std::ops::RangeInclusive<u32> = 1000..=60000;
-    for (what, id) in [("uid", who.uid), ("primary gid", who.gid)] {
-        if id != 0 && !ORDINARY_IDS.contains(&id) {
+    let (uid, gid) = who.container_ids();
+    for (what, id, mapped) in [("uid", who.uid, uid), ("primary gid", who.gid, gid)] {
+        if id != mapped && id != 0 {
             note(format!(
-                "your {what} {id} is a system id (not 1000-60000); the container's `dev` keeps its own {what} 1000, so files it writes in the workspace carry 1000"
+                "your {what} {id} is a system id (not {}-{}); the container's `dev` keeps its own {what} {mapped}, so files it writes in the workspace carry {mapped}",
+                super::ORDINARY_IDS.start(),
+                super::ORDINARY_IDS.end()
             ));
         }
     }
