@@ -169,7 +169,8 @@ pub struct Jupyter {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Ssh {
     pub port: u16,
-    /// Public key to install; otherwise `~/.ssh/*.pub` at `up`.
+    /// Public key to install; otherwise `~/.ssh/*.pub`, else torchenv's own
+    /// key, at `up`.
     pub public_key: Option<PathBuf>,
     /// `ssh.forwarding`: allow `ssh -L/-R` TCP forwarding (e.g. TensorBoard).
     pub forwarding: bool,
