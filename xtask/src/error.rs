@@ -87,9 +87,7 @@ impl Error {
         match self {
             Error::Spec(_) | Error::UnknownEnv(_) | Error::Usage { .. } => exit::BAD_INPUT,
             Error::Eval(e) => e.exit_code(),
-            Error::Docker(e) if matches!(**e, DockerError::Unreachable { .. }) => {
-                exit::DOCKER_UNREACHABLE
-            }
+            Error::Docker(e) if e.is_unreachable() => exit::DOCKER_UNREACHABLE,
             Error::Regression { .. } => exit::REGRESSION,
             Error::Exited(code) => *code,
             Error::Lock(e) => e.exit_code(),

@@ -151,9 +151,7 @@ impl BuildError {
             | BuildError::BasePackagesUnavailable { .. }
             | BuildError::Spec(_)
             | BuildError::UnknownEnv(_) => exit::BAD_INPUT,
-            BuildError::Docker(e) if matches!(**e, DockerError::Unreachable { .. }) => {
-                exit::DOCKER_UNREACHABLE
-            }
+            BuildError::Docker(e) if e.is_unreachable() => exit::DOCKER_UNREACHABLE,
             BuildError::Lock(e) => e.exit_code(),
             _ => exit::FAILED,
         }

@@ -50,6 +50,57 @@ pub fn classify(op: &'static str, target: String, source: BollardError) -> Docke
     }
 }
 
+/// Classifies the failure of `op` on `target` on the engine at `host`: a
+/// broken connection (or no answer in time) is [`DockerError::Lost`],
+/// naming the engine; anything else as [`classify`] does.
+pub fn classify_at(
+    host: &str,
+    op: &'static str,
+    target: String,
+    source: BollardError,
+) -> DockerError {
+    if is_transport(&source) {
+        return DockerError::Lost {
+            host: host.to_string(),
+            op,
+            target,
+            source: Box::new(source),
+        };
+    }
+    classify(op, target, source)
+}
+
+/// True when `e` says nothing about the request but that the engine could
+/// not be talked to: the connection could not be made, broke, or no answer
+/// came in time.
+pub fn is_transport(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::HyperLegacyError { .. }
+            | BollardError::HyperResponseError { .. }
+            | BollardError::IOError { .. }
+            | BollardError::RequestTimeoutError
+            | BollardError::SocketNotFoundError(_)
+    )
+}
+
+/// Why the engine could not be reached, in words: the innermost cause
+/// ("Connection refused (os error 111)", not the HTTP client's "client
+/// error (Connect)"); a timeout says how long it waited, when known.
+pub fn transport_reason(e: &BollardError, waited: Option<std::time::Duration>) -> String {
+    if let BollardError::RequestTimeoutError = e {
+        return match waited {
+            Some(d) => format!("no answer within {} s (is the daemon hung?)", d.as_secs()),
+            None => "no answer in time (is the daemon hung?)".to_string(),
+        };
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
+}
+
 fn conflict(message: &str) -> Conflict {
     if message.contains("removal") {
         Conflict::BeingRemoved
@@ -188,5 +239,26 @@ mod tests {
     fn transport_errors_stay_api() {
         let e = classify("info", "h".into(), BollardError::RequestTimeoutError);
         assert!(matches!(e, DockerError::Api { .. }));
+    }
+
+    #[test]
+    fn transport_errors_on_an_engine_are_lost_connections() {
+        let e = classify_at(
+            "unix:///x.sock",
+            "create container",
+            "c".into(),
+            BollardError::RequestTimeoutError,
+        );
+        assert!(matches!(e, DockerError::Lost { .. }), "{e:?}");
+        assert!(e.is_unreachable());
+        assert!(e.to_string().contains("unix:///x.sock"), "{e}");
+        // An answer of the engine is never a lost connection.
+        let e = classify_at(
+            "unix:///x.sock",
+            "start container",
+            "c".into(),
+            server(404, "gone"),
+        );
+        assert!(matches!(e, DockerError::NotFound { .. }));
     }
 }

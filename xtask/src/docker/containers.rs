@@ -69,10 +69,7 @@ pub struct ExecOutput {
 impl Docker {
     /// `docker info`.
     pub async fn info(&self) -> Result<SystemInfo, DockerError> {
-        self.api
-            .info()
-            .await
-            .map_err(DockerError::api("info", &self.host))
+        self.api.info().await.map_err(self.fail("info", &self.host))
     }
 
     pub async fn gpu_support(&self) -> Result<GpuSupport, DockerError> {
@@ -86,7 +83,7 @@ impl Docker {
     ) -> Result<Option<ContainerInspectResponse>, DockerError> {
         match self.api.inspect_container(name, None).await {
             Ok(c) => Ok(Some(c)),
-            Err(e) => match DockerError::api("inspect container", name)(e) {
+            Err(e) => match self.fail("inspect container", name)(e) {
                 e if e.is_not_found() => Ok(None),
                 e => Err(e),
             },
@@ -106,7 +103,7 @@ impl Docker {
             .api
             .create_container(Some(options), body)
             .await
-            .map_err(DockerError::api("create container", name))?
+            .map_err(self.fail("create container", name))?
             .id)
     }
 
@@ -117,7 +114,7 @@ impl Docker {
         self.api
             .start_container(name, None)
             .await
-            .map_err(DockerError::api("start container", name))
+            .map_err(self.fail("start container", name))
     }
 
     /// Removes the container (running or not) and its anonymous volumes.
@@ -130,7 +127,7 @@ impl Docker {
         let Err(e) = self.api.remove_container(name, Some(options)).await else {
             return Ok(());
         };
-        match DockerError::api("remove container", name)(e) {
+        match self.fail("remove container", name)(e) {
             DockerError::NotFound { .. }
             // A concurrent `down` is removing it already.
             | DockerError::Conflict {
@@ -157,7 +154,7 @@ impl Docker {
         self.api
             .list_containers(Some(options))
             .await
-            .map_err(DockerError::api("list containers", "managed by torchenv"))
+            .map_err(self.fail("list containers", "managed by torchenv"))
     }
 
     /// The last `tail` log lines (stdout and stderr), or all with `None`.
@@ -177,7 +174,7 @@ impl Docker {
             .logs(name, Some(options))
             .try_collect()
             .await
-            .map_err(DockerError::api("logs", name))?;
+            .map_err(self.fail("logs", name))?;
         Ok(chunks
             .iter()
             .map(|c| String::from_utf8_lossy(&c.clone().into_bytes()).into_owned())
@@ -221,7 +218,7 @@ impl Docker {
                 },
             )
             .await
-            .map_err(DockerError::api("exec create", name))?;
+            .map_err(self.fail("exec create", name))?;
         let mut out = ExecOutput {
             exit_code: -1,
             stdout: String::new(),
@@ -231,10 +228,10 @@ impl Docker {
             .api
             .start_exec(&exec.id, None)
             .await
-            .map_err(DockerError::api("exec start", name))?
+            .map_err(self.fail("exec start", name))?
         {
             while let Some(chunk) = output.next().await {
-                match chunk.map_err(DockerError::api("exec", name))? {
+                match chunk.map_err(self.fail("exec", name))? {
                     LogOutput::StdErr { message } => {
                         out.stderr.push_str(&String::from_utf8_lossy(&message))
                     }
@@ -258,7 +255,7 @@ impl Docker {
             .api
             .create_exec(name, options)
             .await
-            .map_err(DockerError::api("exec create", name))?
+            .map_err(self.fail("exec create", name))?
             .id)
     }
 
@@ -279,7 +276,7 @@ impl Docker {
                 }),
             )
             .await
-            .map_err(DockerError::api("exec start", name))
+            .map_err(self.fail("exec start", name))
     }
 
     pub async fn exec_resize(
@@ -292,7 +289,7 @@ impl Docker {
         self.api
             .resize_exec(id, bollard::exec::ResizeExecOptions { height, width })
             .await
-            .map_err(DockerError::api("exec resize", name))
+            .map_err(self.fail("exec resize", name))
     }
 
     /// The exit code of a finished exec.
@@ -303,7 +300,7 @@ impl Docker {
                 .api
                 .inspect_exec(id)
                 .await
-                .map_err(DockerError::api("exec inspect", name))?;
+                .map_err(self.fail("exec inspect", name))?;
             if info.running != Some(true) {
                 if let Some(code) = info.exit_code {
                     return Ok(code);
@@ -318,7 +315,7 @@ impl Docker {
     pub async fn inspect_volume(&self, name: &str) -> Result<Option<Volume>, DockerError> {
         match self.api.inspect_volume(name).await {
             Ok(v) => Ok(Some(v)),
-            Err(e) => match DockerError::api("inspect volume", name)(e) {
+            Err(e) => match self.fail("inspect volume", name)(e) {
                 e if e.is_not_found() => Ok(None),
                 e => Err(e),
             },
@@ -339,7 +336,7 @@ impl Docker {
                 ..Default::default()
             })
             .await
-            .map_err(DockerError::api("create volume", name))
+            .map_err(self.fail("create volume", name))
     }
 
     /// Named volumes carrying torchenv's managed-by label and `labels`.
@@ -357,7 +354,7 @@ impl Docker {
             .api
             .list_volumes(Some(options))
             .await
-            .map_err(DockerError::api("list volumes", "managed by torchenv"))?
+            .map_err(self.fail("list volumes", "managed by torchenv"))?
             .volumes
             .unwrap_or_default())
     }
@@ -366,7 +363,7 @@ impl Docker {
         let options = RemoveVolumeOptionsBuilder::default().force(false).build();
         match self.api.remove_volume(name, Some(options)).await {
             Ok(()) => Ok(()),
-            Err(e) => match DockerError::api("remove volume", name)(e) {
+            Err(e) => match self.fail("remove volume", name)(e) {
                 e if e.is_not_found() => Ok(()),
                 e => Err(e),
             },
@@ -377,7 +374,7 @@ impl Docker {
     pub async fn image_size(&self, reference: &str) -> Result<Option<i64>, DockerError> {
         match self.api.inspect_image(reference).await {
             Ok(i) => Ok(i.size),
-            Err(e) => match DockerError::api("inspect image", reference)(e) {
+            Err(e) => match self.fail("inspect image", reference)(e) {
                 e if e.is_not_found() => Ok(None),
                 e => Err(e),
             },
@@ -388,7 +385,7 @@ impl Docker {
     pub async fn image_id(&self, reference: &str) -> Result<Option<String>, DockerError> {
         match self.api.inspect_image(reference).await {
             Ok(i) => Ok(i.id),
-            Err(e) => match DockerError::api("inspect image", reference)(e) {
+            Err(e) => match self.fail("inspect image", reference)(e) {
                 e if e.is_not_found() => Ok(None),
                 e => Err(e),
             },
@@ -405,7 +402,7 @@ impl Docker {
             .api
             .list_images(Some(options))
             .await
-            .map_err(DockerError::api("list images", env))?;
+            .map_err(self.fail("list images", env))?;
         images.sort_by_key(|i| std::cmp::Reverse(i.created));
         Ok(images.into_iter().find_map(|i| {
             i.repo_tags

@@ -65,7 +65,7 @@ impl Docker {
         match self.api.inspect_image(reference).await {
             Ok(i) => Ok(Some(i)),
             Err(e) => {
-                let e = DockerError::api("image inspect", reference)(e);
+                let e = self.fail("image inspect", reference)(e);
                 if e.is_not_found() {
                     Ok(None)
                 } else {
@@ -84,7 +84,7 @@ impl Docker {
         let options = ImportImageOptionsBuilder::new().quiet(true).build();
         let mut stream = self.api.import_image_stream(options, archive, None);
         while let Some(item) = stream.next().await {
-            item.map_err(DockerError::api("image load", target))?;
+            item.map_err(self.fail("image load", target))?;
         }
         Ok(())
     }
@@ -129,9 +129,15 @@ impl Docker {
                     failure.get_or_insert(error);
                     continue;
                 }
+                Err(e) if super::classify::is_transport(&e) => {
+                    // The connection broke: no step failed, and whether
+                    // the engine goes on is not ours to know (it cancels a
+                    // build whose client is gone; nothing is tagged).
+                    return Err(self.fail("build", format!("{tag} (at `{step}`)"))(e).into());
+                }
                 Err(e) => {
                     // The engine said no before building (bad Dockerfile,
-                    // missing base) or the connection broke.
+                    // missing base).
                     let message = e.to_string();
                     failure.get_or_insert(message);
                     break;
@@ -187,10 +193,7 @@ impl Docker {
         self.api
             .tag_image(source, Some(options))
             .await
-            .map_err(DockerError::api(
-                "image tag",
-                format!("{source} as {repo}:{tag}"),
-            ))
+            .map_err(self.fail("image tag", format!("{source} as {repo}:{tag}")))
     }
 
     /// Removes one tag (or an untagged image by id); never forces, so an
@@ -204,7 +207,7 @@ impl Docker {
             .remove_image(reference, Some(options), None)
             .await
             .map(|_| ())
-            .map_err(DockerError::api("image remove", reference))
+            .map_err(self.fail("image remove", reference))
     }
 
     /// Every image with `dev.torchenv.managed-by=torchenv`.
@@ -216,7 +219,7 @@ impl Docker {
             .api
             .list_images(Some(options))
             .await
-            .map_err(DockerError::api("image list", "label=managed-by"))?;
+            .map_err(self.fail("image list", "label=managed-by"))?;
         Ok(list
             .into_iter()
             .map(|i| ManagedImage {
@@ -245,7 +248,7 @@ impl Docker {
             .api
             .list_containers(Some(options))
             .await
-            .map_err(DockerError::api("container list", image_id))?;
+            .map_err(self.fail("container list", image_id))?;
         Ok(list
             .into_iter()
             .map(|c| {

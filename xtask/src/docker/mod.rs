@@ -49,7 +49,7 @@ pub enum Conflict {
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum DockerError {
-    #[error("cannot reach the Docker engine at {host}: {source}")]
+    #[error("cannot reach the Docker engine at {host}: {}", classify::transport_reason(.source, Some(HANDSHAKE_TIMEOUT)))]
     #[diagnostic(
         code(torchenv::docker::unreachable),
         help("is the daemon running and DOCKER_HOST right? `cargo xtask doctor` checks the setup")
@@ -112,6 +112,21 @@ pub enum DockerError {
         #[source]
         source: BollardError,
     },
+    /// The connection to the engine broke, or the engine stopped answering,
+    /// in the middle of `op`: whether `op` took effect is unknown (the next
+    /// run finds out from what exists).
+    #[error("lost the connection to the Docker engine at {host} during docker {op} {target}: {}", classify::transport_reason(.source, None))]
+    #[diagnostic(
+        code(torchenv::docker::lost),
+        help("is the daemon still running (`cargo xtask doctor` checks the setup)? Run the command again: it picks up what the interrupted run left")
+    )]
+    Lost {
+        host: String,
+        op: &'static str,
+        target: String,
+        #[source]
+        source: Box<BollardError>,
+    },
     /// Any other failed engine call: `op` says what we were doing, `target`
     /// to what.
     #[error("docker {op} {target}: {source}")]
@@ -132,11 +147,26 @@ impl DockerError {
         move |source| classify::classify(op, target, source)
     }
 
+    /// True when the engine could not be reached at all, or the connection
+    /// to it was lost half-way (exit code 3).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            DockerError::Unreachable { .. } | DockerError::Lost { .. }
+        )
+    }
+
     /// True when the engine answered 404 (no such image/container/volume).
     pub fn is_not_found(&self) -> bool {
         matches!(self, DockerError::NotFound { .. })
     }
 }
+
+/// How long the engine may take to answer the first requests (version
+/// negotiation and ping) before it counts as unreachable: a hung daemon,
+/// or a socket something accepts on but never answers, fails the command
+/// instead of stalling it for bollard's two-minute request timeout.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Docker {
     /// Connects and negotiates the API version with the engine, so an older
@@ -149,9 +179,35 @@ impl Docker {
             source,
         };
         let api = bollard::Docker::connect_with_defaults().map_err(unreachable)?;
-        let api = api.negotiate_version().await.map_err(unreachable)?;
-        api.ping().await.map_err(unreachable)?;
-        Ok(Docker { api, host })
+        let request_timeout = api.timeout();
+        let handshake = async {
+            let api = api
+                .with_timeout(HANDSHAKE_TIMEOUT)
+                .negotiate_version()
+                .await?;
+            api.ping().await?;
+            Ok(api)
+        };
+        let api = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .unwrap_or(Err(BollardError::RequestTimeoutError))
+            .map_err(unreachable)?;
+        Ok(Docker {
+            api: api.with_timeout(request_timeout),
+            host,
+        })
+    }
+
+    /// The error of a failed `op` on `target` on this engine: classified
+    /// ([`classify::classify_at`]); a broken connection names the engine.
+    pub(crate) fn fail(
+        &self,
+        op: &'static str,
+        target: impl Into<String>,
+    ) -> impl FnOnce(BollardError) -> DockerError {
+        let host = self.host.clone();
+        let target = target.into();
+        move |source| classify::classify_at(&host, op, target, source)
     }
 
     /// The engine's version string and API version.
@@ -160,7 +216,7 @@ impl Docker {
             .api
             .version()
             .await
-            .map_err(DockerError::api("version", &self.host))?;
+            .map_err(self.fail("version", &self.host))?;
         Ok((
             v.version.unwrap_or_default(),
             v.api_version.unwrap_or_default(),

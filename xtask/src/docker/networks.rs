@@ -22,7 +22,7 @@ impl Docker {
     ) -> Result<Option<HashMap<String, String>>, DockerError> {
         match self.api.inspect_network(name, None).await {
             Ok(n) => Ok(Some(n.labels.unwrap_or_default())),
-            Err(e) => match DockerError::api("inspect network", name)(e) {
+            Err(e) => match self.fail("inspect network", name)(e) {
                 e if e.is_not_found() => Ok(None),
                 e => Err(e),
             },
@@ -46,7 +46,7 @@ impl Docker {
                 ..Default::default()
             })
             .await
-            .map_err(DockerError::api("create network", name))?;
+            .map_err(self.fail("create network", name))?;
         Ok(())
     }
 
@@ -54,7 +54,7 @@ impl Docker {
     pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
         match self.api.remove_network(name).await {
             Ok(()) => Ok(()),
-            Err(e) => match DockerError::api("remove network", name)(e) {
+            Err(e) => match self.fail("remove network", name)(e) {
                 e if e.is_not_found() => Ok(()),
                 e => Err(e),
             },

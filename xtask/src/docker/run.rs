@@ -143,7 +143,7 @@ impl Docker {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut line = Vec::new();
         while let Some(chunk) = logs.next().await {
-            match chunk.map_err(DockerError::api("logs", name))? {
+            match chunk.map_err(self.fail("logs", name))? {
                 LogOutput::StdErr { message } => {
                     stderr.extend_from_slice(&message);
                     for &b in message.iter() {
@@ -168,7 +168,7 @@ impl Docker {
                 Ok(r) => exit_code = Some(r.status_code),
                 // bollard reports a non-zero exit as an error.
                 Err(BollardError::DockerContainerWaitError { code, .. }) => exit_code = Some(code),
-                Err(e) => return Err(DockerError::api("wait container", name)(e)),
+                Err(e) => return Err(self.fail("wait container", name)(e)),
             }
         }
         Ok(RunOutput {

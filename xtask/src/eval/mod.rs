@@ -99,6 +99,7 @@ impl EvalError {
             | EvalError::View(ReportViewError::Write { .. }) => exit::BAD_INPUT,
             EvalError::View(ReportViewError::Draw { .. }) => exit::FAILED,
             EvalError::Harness { code: 2, .. } => exit::BAD_INPUT,
+            EvalError::Run(RunError::Docker(e)) if e.is_unreachable() => exit::DOCKER_UNREACHABLE,
             EvalError::Harness { .. } | EvalError::Report { .. } | EvalError::Run(_) => {
                 exit::FAILED
             }

@@ -172,9 +172,7 @@ impl LaunchError {
             LaunchError::NotReady { .. } => exit::NOT_READY,
             LaunchError::SshKey { .. } | LaunchError::UidOverride { .. } => exit::BAD_INPUT,
             LaunchError::Spec(_) | LaunchError::UnknownEnv(_) => exit::BAD_INPUT,
-            LaunchError::Docker(e) if matches!(**e, DockerError::Unreachable { .. }) => {
-                exit::DOCKER_UNREACHABLE
-            }
+            LaunchError::Docker(e) if e.is_unreachable() => exit::DOCKER_UNREACHABLE,
             LaunchError::Build(e) => e.exit_code(),
             LaunchError::Lock(e) => e.exit_code(),
             LaunchError::ForeignContainer { .. }

@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::Result;
 use super::{container_name, Identity, LaunchError, CONTAINER_USER, WORKSPACE_TARGET};
-use crate::docker::{Docker, DockerError};
+use crate::docker::Docker;
 use crate::spec::Spec;
 
 /// The running container of `env` (by name; an env no longer in the spec
@@ -188,7 +188,7 @@ async fn run(docker: &Docker, name: &str, cmd: Vec<String>, tty: bool) -> Result
         });
     }
     while let Some(chunk) = output.next().await {
-        write_chunk(chunk.map_err(DockerError::api("exec", name))?);
+        write_chunk(chunk.map_err(docker.fail("exec", name))?);
     }
     drop(_raw);
     Ok(docker.exec_exit_code(name, &id).await?)
@@ -219,7 +219,7 @@ pub async fn logs(
     let tail = tail.map_or("all".to_string(), |n| n.to_string());
     let mut stream = Box::pin(docker.container_logs(&name, follow, &tail));
     while let Some(chunk) = stream.next().await {
-        write_chunk(chunk.map_err(DockerError::api("logs", &name))?);
+        write_chunk(chunk.map_err(docker.fail("logs", &name))?);
     }
     Ok(())
 }
