@@ -411,7 +411,11 @@ fn harness_failed(req: &Request, code: i64, stderr: &str) -> EvalError {
         .rev()
         .find_map(|l| l.strip_prefix("error: "))
         .map_or_else(
-            || format!("the harness exited with code {code}"),
+            || match code {
+                137 => "the harness was killed (exit 137, SIGKILL: `docker kill` or out of memory)"
+                    .to_string(),
+                code => format!("the harness exited with code {code}"),
+            },
             |m| host_paths(req, m),
         );
     let tail = lines[lines.len().saturating_sub(15)..].join("\n");

@@ -217,7 +217,7 @@ impl Runner {
                 Ok(Ran {
                     exit_code: out.exit_code,
                     stdout: out.stdout,
-                    stderr: out.stderr,
+                    stderr: host_paths(&out.stderr, args),
                 })
             }
         }
@@ -240,10 +240,7 @@ fn one_shot_plan(
             Arg::Lit(s) => s.clone(),
             Arg::Data => DATA.into(),
             Arg::Weights(p) => {
-                let name = p
-                    .file_name()
-                    .map_or("weights".into(), |n| n.to_string_lossy().into_owned());
-                let target = format!("{WEIGHTS}/{name}");
+                let target = weights_target(p);
                 inputs.push((p.clone(), target.clone()));
                 target
             }
@@ -258,6 +255,33 @@ fn one_shot_plan(
         purpose: "gate".into(),
     };
     ContainerPlan::one_shot(image.to_string(), env, resources, job)
+}
+
+/// Where the weights file `p` is mounted in the container.
+fn weights_target(p: &Path) -> String {
+    let name = p
+        .file_name()
+        .map_or("weights".into(), |n| n.to_string_lossy().into_owned());
+    format!("{WEIGHTS}/{name}")
+}
+
+/// `text` (the harness's messages) naming the weights files by their host
+/// paths instead of their mount points, so an error names the file the
+/// user gave.
+fn host_paths(text: &str, args: &[Arg]) -> String {
+    args.iter().fold(text.to_string(), |text, a| match a {
+        Arg::Weights(p) => text.replace(&weights_target(p), &p.display().to_string()),
+        _ => text,
+    })
+}
+
+/// How a harness run ended, in words: exit 137 is a SIGKILL from outside
+/// (`docker kill`, the out-of-memory killer), not a harness failure.
+fn ended(code: i64) -> String {
+    match code {
+        137 => "was killed (exit 137, SIGKILL: `docker kill` or out of memory)".into(),
+        code => format!("exited {code}"),
+    }
 }
 
 fn show(args: &[Arg]) -> String {
@@ -394,8 +418,8 @@ async fn cuda_case(
             return error_case(
                 "cuda",
                 format!(
-                    "harness cuda exited {} without a report ({e})\n{}",
-                    ran.exit_code,
+                    "harness cuda {} without a report ({e})\n{}",
+                    ended(ran.exit_code),
                     tail(&ran.stderr, 30)
                 ),
                 started,
@@ -558,9 +582,17 @@ async fn eval_model(
         Err(e) => return errored(e),
     };
     if ran.exit_code != 0 {
+        // The harness's own `error: …` line says what was wrong (a bad
+        // weights file, by the path the user gave).
+        let why = ran
+            .stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("error: "))
+            .map_or(String::new(), |e| format!(": {e}"));
         return errored(format!(
-            "harness eval exited {}\n{}",
-            ran.exit_code,
+            "harness eval {}{why}\n{}",
+            ended(ran.exit_code),
             tail(&ran.stderr, 30)
         ));
     }
