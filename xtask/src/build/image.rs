@@ -32,7 +32,7 @@ use super::base_image::{self, count_bytes, BASE_REPO};
 use super::provenance::{self, BaseLayers};
 use super::{harness, wheels, BuildError};
 use crate::cache;
-use crate::docker::images::{tar_stream, BuildEvent};
+use crate::docker::images::{tar_stream, BuildError as EngineBuildError, BuildEvent};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::lock::{self, Lock, LockedEnv};
 use crate::progress::{Progress, Task};
@@ -442,7 +442,14 @@ pub async fn build_context(
             Ok(id)
         }
         Err(e) => {
-            steps.fail();
+            // A step that failed, or the engine that went away mid-step.
+            let why = match &e {
+                EngineBuildError::Docker(d) if d.is_unreachable() => {
+                    "interrupted: lost the connection to the engine"
+                }
+                _ => "step failed",
+            };
+            steps.fail(why);
             Err(e.into())
         }
     }
@@ -557,12 +564,12 @@ impl StepDisplay<'_> {
         }
     }
 
-    fn fail(&mut self) {
+    fn fail(&mut self, why: &str) {
         if let Some(u) = self.upload.take() {
             u.fail("context");
         }
         if let Some(prev) = self.step.take() {
-            prev.fail("step failed");
+            prev.fail(why);
         }
     }
 }
