@@ -4,7 +4,7 @@
 //! labels when missing and refused when another user's), and the run-state
 //! files.
 //!
-//! May use: `docker`, `launch`, `launch::owner`, `spec`.
+//! May use: `docker`, `launch`, `launch::owner`, `progress`, `spec`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,10 +93,13 @@ pub fn check_sources(env: &Env) -> Result<(), LaunchError> {
     Ok(())
 }
 
+/// Below this much free space in the workspace, `up` says so.
+const LOW_SPACE: u64 = 64 << 20;
+
 /// Creates the workspace folder when missing (it is torchenv's own), mode
 /// 0700, owned by the user the container maps `dev` to (matters when
 /// torchenv runs as root on behalf of `TORCHENV_UID`). An existing one is
-/// left as it is (a note says when it is another uid's).
+/// left as it is (a note says when it is another uid's, or full).
 pub fn ensure_workspace(env: &Env, who: &Identity) -> Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let ws = &env.workspace;
@@ -134,7 +137,31 @@ pub fn ensure_workspace(env: &Env, who: &Identity) -> Result<PathBuf> {
         }
         Err(e) => return Err(io("create")(e)),
     }
+    // A full workspace is no reason not to start (nothing torchenv writes
+    // goes there), but every write to /workspace will fail: say so.
+    if let Some(free) = free_space(ws).filter(|f| *f < LOW_SPACE) {
+        super::note(low_space(ws, free));
+    }
     Ok(ws.clone())
+}
+
+/// Bytes an unprivileged user may still write in the file system of `dir`.
+fn free_space(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The note about a workspace with `free` bytes left.
+fn low_space(ws: &Path, free: u64) -> String {
+    let state = if free == 0 {
+        "is full".to_string()
+    } else {
+        format!("has only {} free", crate::progress::bytes(free))
+    };
+    format!(
+        "workspace {} {state}: the environment starts, but writes to {WORKSPACE_TARGET} (notebooks, `eval` reports) fail once it is full; free some space there",
+        ws.display()
+    )
 }
 
 /// Creates the missing named volumes of `env` for `who` ([`volume_name`]),
@@ -233,5 +260,15 @@ mod tests {
         assert_eq!(source(&alice), format!("torchenv-{}-cache", alice.uid));
         assert_eq!(source(&bob), format!("torchenv-{}-cache", bob.uid));
         assert_eq!(volume_name("cache", &alice), source(&alice));
+    }
+
+    #[test]
+    fn a_full_workspace_is_named_with_what_fails() {
+        let ws = Path::new("/home/u/ws");
+        let full = low_space(ws, 0);
+        assert!(full.starts_with("workspace /home/u/ws is full:"), "{full}");
+        assert!(full.contains("/workspace"), "{full}");
+        let low = low_space(ws, 5 << 20);
+        assert!(low.contains("has only 5.00 MiB free"), "{low}");
     }
 }
