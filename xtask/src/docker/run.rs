@@ -1,16 +1,23 @@
 //! One-shot containers: create from a given body, start, wait, collect
-//! stdout and stderr, and always remove — on success, on error, on ctrl-c,
-//! and when the caller drops the run (a timeout). What the container is
-//! (mounts, GPUs, limits) is decided elsewhere (`launch::plan`); this file
-//! only runs it.
+//! stdout and stderr, and always remove — on success, on error, when the
+//! process is asked to stop (ctrl-c, SIGTERM from `kill`, `timeout` or a
+//! cancelled CI job, SIGHUP from a closed terminal), and when the caller
+//! drops the run (a timeout). After such a stop no further one-shot run
+//! starts, so a gate of several runs ends instead of going on. What the
+//! container is (mounts, GPUs, limits) is decided elsewhere
+//! (`launch::plan`); this file only runs it.
 //!
 //! May use: `docker`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
+use tokio::sync::Notify;
 
 use super::{Docker, DockerError};
 
@@ -52,9 +59,112 @@ pub enum RunError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Docker(#[from] DockerError),
-    #[error("interrupted; container {name} removed")]
+    #[error("interrupted by {signal}; container {name} removed")]
     #[diagnostic(code(torchenv::interrupted))]
-    Interrupted { name: String },
+    Interrupted { name: String, signal: &'static str },
+    /// Asked to stop earlier in this process: `name` was not started.
+    #[error("interrupted by {signal}; container {name} not started")]
+    #[diagnostic(code(torchenv::interrupted))]
+    NotStarted { name: String, signal: &'static str },
+}
+
+/// Whether, and by which signal, the process was asked to stop; see
+/// [`watch_stop`].
+struct Stop {
+    by: OnceLock<&'static str>,
+    /// Wakes the runs in progress when `by` is set.
+    notify: Notify,
+    /// One-shot runs in progress (each removes its container, and its
+    /// caller ends the process).
+    active: AtomicUsize,
+}
+
+static STOP: Stop = Stop {
+    by: OnceLock::new(),
+    notify: Notify::const_new(),
+    active: AtomicUsize::new(0),
+};
+
+/// From the first one-shot run on, listens for the signals that ask the
+/// process to stop — SIGINT (ctrl-c), SIGTERM (`kill`, `timeout`, a
+/// cancelled CI job), SIGHUP (its terminal closed) — on a thread of its
+/// own (it outlives any one runtime). Once listened for, they no longer end
+/// the process by themselves: a run in progress removes its container and
+/// fails (its caller returns, no run starts after it); with none in
+/// progress, the process exits as the signal would have ended it.
+fn watch_stop() {
+    static WATCH: Once = Once::new();
+    WATCH.call_once(|| {
+        let (ready, listening) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("torchenv-stop".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    let _ = ready.send(());
+                    return;
+                };
+                rt.block_on(async move {
+                    let (name, code) = stop_signal(ready).await;
+                    let _ = STOP.by.set(name);
+                    STOP.notify.notify_waiters();
+                    if STOP.active.load(Ordering::SeqCst) == 0 {
+                        std::process::exit(code);
+                    }
+                });
+            });
+        if spawned.is_ok() {
+            // Listening before the first container exists.
+            let _ = listening.recv();
+        }
+    });
+}
+
+/// The first of SIGINT, SIGTERM, SIGHUP to arrive: its name and the exit
+/// status of a process it ends (128 + its number). `ready` is told once
+/// they are listened for.
+async fn stop_signal(ready: std::sync::mpsc::Sender<()>) -> (&'static str, i32) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut streams = Vec::new();
+    for (kind, name, code) in [
+        (SignalKind::interrupt(), "SIGINT", 130),
+        (SignalKind::terminate(), "SIGTERM", 143),
+        (SignalKind::hangup(), "SIGHUP", 129),
+    ] {
+        if let Ok(s) = signal(kind) {
+            streams.push((s, name, code));
+        }
+    }
+    let _ = ready.send(());
+    if streams.is_empty() {
+        return std::future::pending().await;
+    }
+    let arrivals = streams.iter_mut().map(|(s, name, code)| {
+        Box::pin(async move {
+            s.recv().await;
+            (*name, *code)
+        })
+    });
+    let (first, _, _) = futures_util::future::select_all(arrivals).await;
+    first
+}
+
+/// Counts a run as in progress while it lives.
+struct Active;
+
+impl Active {
+    fn enter() -> Active {
+        STOP.active.fetch_add(1, Ordering::SeqCst);
+        Active
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        STOP.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Removes the container when dropped before [`Removal::done`]: a run
@@ -87,8 +197,9 @@ impl Drop for Removal {
 
 impl Docker {
     /// Creates the container `name` from `body`, runs it to completion and
-    /// removes it whatever happens (also when ctrl-c arrives while it runs,
-    /// or when this future is dropped). Create and start failures are the
+    /// removes it whatever happens (also when the process is asked to stop
+    /// while it runs, or when this future is dropped); after such a stop,
+    /// [`RunError::NotStarted`] without creating anything. Create and start failures are the
     /// classified [`DockerError`]s (GPU or ulimit refused, …).
     pub async fn run_once(
         &self,
@@ -107,6 +218,18 @@ impl Docker {
         body: ContainerCreateBody,
         on_stderr_line: &mut dyn FnMut(&str),
     ) -> Result<RunOutput, RunError> {
+        watch_stop();
+        let _active = Active::enter();
+        // Interested in a stop from here on, before looking whether one came.
+        let stopped = STOP.notify.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        if let Some(&signal) = STOP.by.get() {
+            return Err(RunError::NotStarted {
+                name: name.to_string(),
+                signal,
+            });
+        }
         self.create_container(name, body).await?;
         let guard = Removal {
             docker: self.clone(),
@@ -115,7 +238,10 @@ impl Docker {
         };
         let result = tokio::select! {
             r = self.start_follow_wait(name, on_stderr_line) => r.map_err(RunError::from),
-            _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted { name: name.to_string() }),
+            _ = &mut stopped => Err(RunError::Interrupted {
+                name: name.to_string(),
+                signal: STOP.by.get().copied().unwrap_or("a signal"),
+            }),
         };
         let removed = self.remove_container(name).await;
         guard.done();
