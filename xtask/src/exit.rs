@@ -5,7 +5,8 @@
 pub const FAILED: u8 = 1;
 /// Bad input: spec, lock, arguments (the message names file:line:column).
 pub const BAD_INPUT: u8 = 2;
-/// The Docker engine is unreachable.
+/// The Docker engine is unreachable, or the connection to it was lost in
+/// the middle of a command.
 pub const DOCKER_UNREACHABLE: u8 = 3;
 /// A host port is taken.
 pub const PORT_TAKEN: u8 = 4;
