@@ -6,10 +6,11 @@
 //!    torch and run the harness crate's tests (Python parity references);
 //! 3. image — build (or find cached) the default environment's image with
 //!    that harness;
-//! 4. xtask tests — unit, spec/lock, build, launch and gate tests against the
-//!    real Docker engine, told where the image, harness, weights and host
-//!    Python are;
-//! 5. gate — `cargo xtask check` of the default environment on CPU, in its
+//! 4. xtask tests — unit, spec/lock, build, launch, hardening, isolation
+//!    and gate tests against the real Docker engine, told where the image,
+//!    harness, weights and host Python are;
+//! 5. faults ×3 — the fault-injection tests, three times in a row;
+//! 6. gate — `cargo xtask check` of the default environment on CPU, in its
 //!    container, against the committed baseline.
 //!
 //! May use: every capability module and `error` (this is the command layer).
@@ -64,21 +65,26 @@ impl Run for Test {
             eprintln!("image: {}", built.tag);
             Ok(built.tag)
         })?;
-        stages.run("xtask tests", || {
-            let lock_path = std::path::absolute(ctx.lock_path()).map_err(Error::io(format!(
-                "resolving {}",
-                ctx.lock_path().display()
-            )))?;
-            let mut test = cargo();
-            test.current_dir(&root)
-                .args(["test", "--workspace", "--", "--test-threads=2"])
-                .env("TORCHENV_TEST_IMAGE", &tag)
-                .env("TORCHENV_TEST_HARNESS", &harness.binary)
-                .env("TORCHENV_TEST_PYTHON", harness::venv_python(&harness.venv))
-                .env("TORCHENV_TEST_WEIGHTS", &weights)
-                .env("TORCHENV_LITE0_WEIGHTS", &weights)
-                .env("TORCHENV_LOCK", &lock_path);
-            Ok(run_logged(test, "cargo test --workspace")?)
+        let lock_path = std::path::absolute(ctx.lock_path()).map_err(Error::io(format!(
+            "resolving {}",
+            ctx.lock_path().display()
+        )))?;
+        let suite = Suite {
+            root: &root,
+            tag: &tag,
+            harness: &harness,
+            weights: &weights,
+            lock: &lock_path,
+        };
+        stages.run("xtask tests", || suite.run_all_but_faults())?;
+        stages.run("faults x3", || {
+            for round in 1..=FAULT_ROUNDS {
+                suite.run(
+                    &["-p", "xtask", "--test", FAULTS],
+                    &format!("faults, round {round} of {FAULT_ROUNDS}"),
+                )?;
+            }
+            Ok(())
         })?;
         stages.run("gate", || {
             let sources = Sources {
@@ -89,6 +95,65 @@ impl Run for Test {
         })?;
         stages.report();
         Ok(())
+    }
+}
+
+/// The fault-injection tests (`xtask/tests/faults.rs`): run on their own,
+/// [`FAULT_ROUNDS`] times in a row, so a fault that leaves something behind
+/// (a container, a network, a half-tagged image) fails the next round.
+const FAULTS: &str = "faults";
+const FAULT_ROUNDS: u32 = 3;
+
+/// The `cargo test` runs against the real engine, told where the image,
+/// harness, weights, host Python and lock are.
+struct Suite<'a> {
+    root: &'a Path,
+    tag: &'a str,
+    harness: &'a harness::HarnessBuild,
+    weights: &'a Path,
+    lock: &'a Path,
+}
+
+impl Suite<'_> {
+    /// `cargo test ARGS -- --test-threads=2` with the suite's environment.
+    fn run(&self, args: &[&str], what: &str) -> Result<()> {
+        let mut test = cargo();
+        test.current_dir(self.root)
+            .arg("test")
+            .args(args)
+            .args(["--", "--test-threads=2"])
+            .env("TORCHENV_TEST_IMAGE", self.tag)
+            .env("TORCHENV_TEST_HARNESS", &self.harness.binary)
+            .env(
+                "TORCHENV_TEST_PYTHON",
+                harness::venv_python(&self.harness.venv),
+            )
+            .env("TORCHENV_TEST_WEIGHTS", self.weights)
+            .env("TORCHENV_LITE0_WEIGHTS", self.weights)
+            .env("TORCHENV_LOCK", self.lock);
+        Ok(run_logged(test, what)?)
+    }
+
+    /// Every test of the workspace except [`FAULTS`]: the other crates,
+    /// then xtask's unit tests and each of its test files but that one.
+    fn run_all_but_faults(&self) -> Result<()> {
+        self.run(
+            &["--workspace", "--exclude", "xtask"],
+            "cargo test (report, gpumon)",
+        )?;
+        let dir = self.root.join("xtask").join("tests");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(Error::io(format!("listing {}", dir.display())))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_suffix(".rs").map(String::from))
+            .filter(|name| name != FAULTS)
+            .collect();
+        files.sort();
+        let mut args = vec!["-p", "xtask", "--lib", "--bins"];
+        for f in &files {
+            args.extend(["--test", f.as_str()]);
+        }
+        self.run(&args, "cargo test -p xtask (all but the fault tests)")
     }
 }
 
