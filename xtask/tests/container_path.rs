@@ -18,7 +18,6 @@
 //! labelled as torchenv's, tagged uniquely and removed by a Drop guard, like
 //! the containers, state dirs and temp specs of the test. Never skipped.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,6 +28,9 @@ use xtask::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
 use xtask::gate::check::{container_resources, Device};
 use xtask::launch::plan::{ContainerPlan, OneShot, Resources};
 use xtask::spec::Spec;
+
+mod common;
+use common::tiny_image::TinyImage;
 
 const USER: &str = "tcpath";
 
@@ -50,62 +52,18 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
 }
 
-/// A tiny image with a shell; removed on drop.
-struct ShellImage {
-    tag: String,
-}
-
-impl ShellImage {
-    fn new() -> ShellImage {
-        let tag = format!("torchenv-test/shell:{}", unique("img"));
-        let mut archive = tar::Builder::new(Vec::new());
-        let mut add = |path: &str, data: &[u8], mode: u32| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(mode);
-            h.set_cksum();
-            archive.append_data(&mut h, path, data).unwrap();
-        };
-        for (inside, host) in [
-            ("bin/sh", "/bin/sh"),
-            ("bin/sleep", "/bin/sleep"),
-            (
-                "lib/x86_64-linux-gnu/libc.so.6",
-                "/lib/x86_64-linux-gnu/libc.so.6",
-            ),
-            ("lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"),
-        ] {
-            let data = std::fs::read(host).unwrap_or_else(|e| panic!("{host}: {e}"));
-            add(inside, &data, 0o755);
-        }
-        add(
+/// A tiny image labelled as torchenv's, whose `harness` sleeps 4 s and
+/// writes no report.
+fn shell_image() -> TinyImage {
+    TinyImage::new(
+        format!("torchenv-test/shell:{}", unique("img")),
+        &[(
             "usr/local/bin/harness",
             b"#!/bin/sh\nsleep 4\necho 'fake harness: no report'\n",
             0o755,
-        );
-        let archive = archive.into_inner().unwrap();
-        let mut child = Command::new("docker")
-            .args(["import", "-c"])
-            .arg(format!("LABEL {LABEL_MANAGED_BY}={MANAGED_BY}"))
-            .args(["-c", "ENTRYPOINT [\"/bin/sleep\", \"3600\"]", "-"])
-            .arg(&tag)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the docker CLI");
-        child.stdin.take().unwrap().write_all(&archive).unwrap();
-        assert!(child.wait().unwrap().success(), "docker import {tag}");
-        ShellImage { tag }
-    }
-}
-
-impl Drop for ShellImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["image", "rm", "-f", &self.tag])
-            .stdout(Stdio::null())
-            .status();
-    }
+        )],
+        &[format!("LABEL {LABEL_MANAGED_BY}={MANAGED_BY}")],
+    )
 }
 
 /// A temporary spec with one environment (no Jupyter, no SSH, so any image
@@ -206,7 +164,7 @@ fn is_empty<T>(v: &Option<Vec<T>>) -> bool {
 #[test]
 fn check_with_gpus_none_runs_ups_container_without_device_requests() {
     let d = docker();
-    let image = ShellImage::new();
+    let image = shell_image();
     let env = TestEnv::new("none", "none");
 
     // `up`'s container.
@@ -347,7 +305,7 @@ fn cuda_check_without_gpus_is_a_typed_error() {
 #[test]
 fn failed_one_shot_start_leaves_no_container() {
     let d = docker();
-    let image = ShellImage::new();
+    let image = shell_image();
     let env = TestEnv::new("nostart", "none");
     let spec = env.spec();
     let e = spec.env(None).unwrap();
@@ -384,7 +342,7 @@ fn failed_one_shot_start_leaves_no_container() {
 #[test]
 fn one_shot_runs_without_a_ulimit_the_engine_refuses() {
     let d = docker();
-    let image = ShellImage::new();
+    let image = shell_image();
     let env = TestEnv::new("ulimit", "none");
     let spec = env.spec();
     let e = spec.env(None).unwrap();
@@ -439,7 +397,7 @@ fn engine_refusals_are_typed_variants() {
     use xtask::launch::ports::{ContainerPort, Published, Purpose};
 
     let d = docker();
-    let image = ShellImage::new();
+    let image = shell_image();
     let env = TestEnv::new("refusals", "none");
     let spec = env.spec();
     let e = spec.env(None).unwrap().clone();

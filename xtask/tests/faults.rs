@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::testenv::{free_port, rt, test_image, UID, USER};
+use common::testenv::{lock_path, rt, test_image, who, Opts, TestEnv};
 
 const MODEL: &str = "efficientnet_lite0";
 /// How long an `up` may take (the readiness wait is 120 s at most).
@@ -47,12 +47,6 @@ const UP_LIMIT: Duration = Duration::from_secs(240);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn lock_path() -> PathBuf {
-    std::env::var_os("TORCHENV_LOCK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(xtask::lock::LOCK_FILE))
 }
 
 /// The Lite0 weights: `TORCHENV_TEST_WEIGHTS`, else the locked ones.
@@ -247,94 +241,13 @@ fn engine_socket() -> PathBuf {
     }
 }
 
-/// What a [`TestEnv`]'s environment has besides the basics.
-#[derive(Default)]
-struct Opts {
-    /// The workspace (default: `<dir>/ws`).
-    workspace: Option<PathBuf>,
-    /// A named volume `<env>-data` at /data.
-    volume: bool,
-    /// More YAML of the environment.
-    extra: String,
-}
-
-/// One temporary spec with one environment; on drop: `down --volumes`,
-/// then whatever of the environment is left (one-shot containers, its
-/// named volume), by label and name.
-struct TestEnv {
-    dir: tempfile::TempDir,
-    name: String,
-    jupyter: u16,
-    ssh: u16,
-    workspace: PathBuf,
-}
-
+/// What the fault tests add to the shared [`TestEnv`].
 impl TestEnv {
-    fn new(tag: &str, opts: Opts) -> TestEnv {
-        let dir = tempfile::tempdir().unwrap();
-        let name = unique(tag);
-        let key = dir.path().join("id_ed25519");
-        let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "torchenv-test", "-f"])
-            .arg(&key)
-            .status()
-            .expect("ssh-keygen (openssh-client) is needed");
-        assert!(st.success());
-        let workspace = opts.workspace.unwrap_or_else(|| dir.path().join("ws"));
-        let (jupyter, ssh) = (free_port(), free_port());
-        let mut spec = format!(
-            "version: 1\ndefault: {name}\nenvironments:\n  {name}:\n    torch: 2.6.0\n    torchvision: 0.21.0\n    workspace: {}\n    shm_size: 1g\n    jupyter: {{ port: {jupyter} }}\n    ssh: {{ port: {ssh}, public_key: ./id_ed25519.pub }}\n{}",
-            workspace.display(),
-            opts.extra
-        );
-        if opts.volume {
-            spec += &format!("    volumes:\n      - {{ source: {name}-data, target: /data }}\n");
-        }
-        std::fs::write(dir.path().join("environments.yaml"), spec).unwrap();
-        TestEnv {
-            dir,
-            name,
-            jupyter,
-            ssh,
-            workspace,
-        }
-    }
-
-    /// The Docker volume of the named volume `<env>-data` of an
-    /// environment made with [`Opts::volume`] (per uid).
-    fn volume(&self) -> String {
-        xtask::launch::mounts::volume_name(&format!("{}-data", self.name), &who())
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir
-            .path()
-            .join("state")
-            .join("torchenv")
-            .join(&self.name)
-    }
-
-    fn container(&self) -> String {
-        format!("torchenv-{}-{USER}", self.name)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = xtask();
-        c.arg("--spec")
-            .arg(self.dir.path().join("environments.yaml"))
-            .args(args)
-            .env("USER", USER)
-            .env("TORCHENV_UID", UID.to_string())
-            .env("TORCHENV_GID", UID.to_string())
-            .env("XDG_STATE_HOME", self.dir.path().join("state"));
-        c
-    }
-
     fn up_cmd(&self) -> Command {
         self.cmd(&["up", "--image", test_image(), "--timeout", "120"])
     }
 
-    fn up(&self) -> Ran {
+    fn up_within_limit(&self) -> Ran {
         run(self.up_cmd(), UP_LIMIT)
     }
 
@@ -351,13 +264,6 @@ impl TestEnv {
         assert_eq!(name.trim_start_matches('/'), self.container());
     }
 
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.state().join("jupyter_token"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
     /// `exec ENV -- sh -c SCRIPT`, as the container user; its stdout.
     fn exec(&self, script: &str) -> String {
         let ran = run(
@@ -366,36 +272,6 @@ impl TestEnv {
         );
         assert_eq!(ran.code, Some(0), "{}", ran.text());
         ran.stdout
-    }
-}
-
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["down", &self.name, "--volumes"]).output();
-        let label = format!("label=dev.torchenv.env={}", self.name);
-        if let Ok(o) = Command::new("docker")
-            .args(["ps", "-a", "-q", "--filter", &label])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rm", "-f", id]).output();
-            }
-        }
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "-f", &self.volume()])
-            .output();
-        let _ = Command::new("docker")
-            .args(["network", "rm", &self.container()])
-            .output();
-    }
-}
-
-/// The test user as torchenv sees it.
-fn who() -> xtask::launch::Identity {
-    xtask::launch::Identity {
-        user: USER.into(),
-        uid: UID,
-        gid: UID,
     }
 }
 
@@ -661,7 +537,7 @@ impl Drop for Silent {
 /// a message naming the address, in seconds, having created nothing.
 #[test]
 fn unreachable_daemon_fails_fast_naming_the_address() {
-    let t = TestEnv::new("unreach", Opts::default());
+    let t = TestEnv::with("unreach", Opts::default());
     let dead = t.dir.path().join("dead.sock");
     drop(UnixListener::bind(&dead).unwrap()); // the file stays; nobody listens
     let hung = t.dir.path().join("hung.sock");
@@ -710,7 +586,7 @@ fn unreachable_daemon_fails_fast_naming_the_address() {
 /// at the container listing, `status` exits 3 naming the proxy's address.
 #[test]
 fn proxy_forwards_and_a_cut_mid_status_is_a_clear_error() {
-    let t = TestEnv::new("proxy", Opts::default());
+    let t = TestEnv::with("proxy", Opts::default());
     let is_list = |l: &str| l.starts_with("GET ") && l.contains("/containers/json");
     let never = |_: &str| false;
     let proxy = Proxy::start(&t.dir.path().join("open.sock"), Cut::Request(never));
@@ -740,7 +616,7 @@ fn proxy_forwards_and_a_cut_mid_status_is_a_clear_error() {
 /// then `up` against the engine itself succeeds with `action`, leaving
 /// exactly one container, and the workspace and volume data are intact.
 fn cut_mid_up(tag: &str, cut: Cut, after_cut: usize, action: &str) {
-    let t = TestEnv::new(
+    let t = TestEnv::with(
         tag,
         Opts {
             volume: true,
@@ -766,7 +642,7 @@ fn cut_mid_up(tag: &str, cut: Cut, after_cut: usize, action: &str) {
     let left = t.containers();
     assert_eq!(left.len(), after_cut, "after the cut: {left:?}");
 
-    let ran = t.up();
+    let ran = t.up_within_limit();
     assert_eq!(ran.code, Some(0), "rerun: {}", ran.text());
     assert!(
         ran.stdout.contains(&format!("is ready ({action},")),
@@ -1034,7 +910,7 @@ fn eval_container(env: &str, check: &mut Running) -> String {
 /// An environment whose harness dataset is the fixture photos, and a
 /// baselines folder for `check` (empty: nothing from the repository).
 fn check_env(tag: &str) -> (TestEnv, PathBuf) {
-    let t = TestEnv::new(
+    let t = TestEnv::with(
         tag,
         Opts {
             extra: format!("    harness: {{ dataset: {} }}\n", fixtures().display()),
@@ -1132,7 +1008,7 @@ fn terminated_check_removes_its_container() {
 /// port.
 #[test]
 fn racing_ups_leave_one_container_and_both_print_how_to_connect() {
-    let t = TestEnv::new("race", Opts::default());
+    let t = TestEnv::with("race", Opts::default());
     let both = [start(t.up_cmd()), start(t.up_cmd())];
     let ran: Vec<Ran> = both.into_iter().map(|r| r.wait(UP_LIMIT)).collect();
     let token = t.token();
@@ -1220,14 +1096,14 @@ fn a_full_workspace_still_comes_up_and_keeps_its_files() {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(ws.join("keep.bin"), &data).unwrap();
     fill(&ws);
-    let t = TestEnv::new(
+    let t = TestEnv::with(
         "full",
         Opts {
             workspace: Some(ws.clone()),
             ..Opts::default()
         },
     );
-    let ran = t.up();
+    let ran = t.up_within_limit();
     assert_eq!(ran.code, Some(0), "{}", ran.text());
     assert!(ran.stdout.contains("is ready (created,"), "{}", ran.text());
     let warned = format!("workspace {} is full", ws.display());

@@ -112,6 +112,9 @@ fn dev_processes_cannot_gain_privileges() {
     ));
     assert_eq!(status_field(&jupyter, "CapBnd"), "0000000000000000");
     assert_eq!(status_field(&jupyter, "NoNewPrivs"), "1");
+    // GPUs only through device requests or CDI: none here (no runtime).
+    let visible = exec_as(&t, "dev", "printf %s \"$NVIDIA_VISIBLE_DEVICES\"");
+    assert_eq!(stdout(&visible), "void");
     // No setuid/setgid file anywhere in the image.
     let suid = exec_as(&t, "root", "find / -xdev -type f -perm /6000");
     assert!(suid.status.success(), "{}", stderr(&suid));

@@ -30,7 +30,6 @@
 //! Needs root (to create users) and the docker CLI. Never skipped.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -38,6 +37,9 @@ use std::process::{Command, Output, Stdio};
 use xtask::build::provenance::{verify, BaseLayers};
 use xtask::build::BuildError;
 use xtask::docker::Docker;
+
+mod common;
+use common::tiny_image::TinyImage;
 
 const OWNER: &str = "dev.torchenv.owner";
 const OWNER_UID: &str = "dev.torchenv.owner-uid";
@@ -77,64 +79,21 @@ fn docker_cli(args: &[&str], may_fail: bool) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A tiny image made of this host's `/bin/sh`, `/bin/sleep` and libc, with
-/// a `dev` user (what `exec` runs as); `extra` adds `docker import -c`
-/// changes. Removed on drop.
-struct TinyImage {
-    tag: String,
-}
-
-impl TinyImage {
-    fn new(repo: &str, extra: &[String]) -> TinyImage {
-        let tag = format!("{repo}:{}", unique("img"));
-        let mut archive = tar::Builder::new(Vec::new());
-        let mut add = |path: &str, data: &[u8], mode: u32| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(mode);
-            h.set_cksum();
-            archive.append_data(&mut h, path, data).unwrap();
-        };
-        for (inside, host) in [
-            ("bin/sh", "/bin/sh"),
-            ("bin/sleep", "/bin/sleep"),
+/// A tiny image with a `dev` user (what `exec` runs as); `extra` adds
+/// `docker import -c` changes.
+fn tiny_image(repo: &str, extra: &[String]) -> TinyImage {
+    TinyImage::new(
+        format!("{repo}:{}", unique("img")),
+        &[
             (
-                "lib/x86_64-linux-gnu/libc.so.6",
-                "/lib/x86_64-linux-gnu/libc.so.6",
+                "etc/passwd",
+                b"root:x:0:0:root:/root:/bin/sh\ndev:x:1000:1000::/workspace:/bin/sh\n",
+                0o644,
             ),
-            ("lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"),
-        ] {
-            let data = std::fs::read(host).unwrap_or_else(|e| panic!("{host}: {e}"));
-            add(inside, &data, 0o755);
-        }
-        add(
-            "etc/passwd",
-            b"root:x:0:0:root:/root:/bin/sh\ndev:x:1000:1000::/workspace:/bin/sh\n",
-            0o644,
-        );
-        add("etc/group", b"root:x:0:\ndev:x:1000:\n", 0o644);
-        let archive = archive.into_inner().unwrap();
-        let mut cmd = Command::new("docker");
-        cmd.args(["import", "-c", "ENTRYPOINT [\"/bin/sleep\", \"3600\"]"]);
-        for change in extra {
-            cmd.args(["-c", change]);
-        }
-        let mut child = cmd
-            .args(["-", &tag])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the docker CLI");
-        child.stdin.take().unwrap().write_all(&archive).unwrap();
-        assert!(child.wait().unwrap().success(), "docker import {tag}");
-        TinyImage { tag }
-    }
-}
-
-impl Drop for TinyImage {
-    fn drop(&mut self) {
-        docker_cli(&["image", "rm", "-f", &self.tag], true);
-    }
+            ("etc/group", b"root:x:0:\ndev:x:1000:\n", 0o644),
+        ],
+        extra,
+    )
 }
 
 /// A Unix user in the `docker` group, with a home; `userdel -r` on drop.
@@ -523,7 +482,7 @@ fn two_users_on_one_engine_never_touch_each_others_objects() {
     let image = match std::env::var("TORCHENV_TEST_IMAGE") {
         Ok(tag) => tag,
         Err(_) => {
-            tiny = TinyImage::new("torchenv-test/isolation", &[]);
+            tiny = tiny_image("torchenv-test/isolation", &[]);
             tiny.tag.clone()
         }
     };
@@ -585,8 +544,8 @@ fn an_image_is_used_only_with_the_locks_labels_over_the_locked_base() {
             format!("LABEL dev.torchenv.torch={torch}"),
         ]
     };
-    let other = TinyImage::new("torchenv-test/provenance", &labels("2.5.1"));
-    let base = TinyImage::new("torchenv-test/provenance", &labels("2.6.0"));
+    let other = tiny_image("torchenv-test/provenance", &labels("2.5.1"));
+    let base = tiny_image("torchenv-test/provenance", &labels("2.6.0"));
     let base_layers = BaseLayers::Known(vec![first_layer(&inspect(&d, &base.tag))]);
     // Another label value, whatever the layers.
     let field = mismatch(check(&d, &other.tag, &expected, &base_layers));

@@ -41,7 +41,10 @@ use crate::spec::{Env, Spec};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Start an environment (building its image if needed) and wait until
-/// Jupyter and SSH answer; prints how to connect. Idempotent.
+/// Jupyter and SSH answer; prints how to connect. Idempotent. The container
+/// is hardened (no-new-privileges, few capabilities, its own network) and
+/// only yours; without an SSH key, torchenv makes its own once
+/// (`~/.local/state/torchenv/id_ed25519`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Up {
     /// Environment name (default: the spec's `default:`).

@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: PNG decoding and headless
-//! Chromium (report folders), temporary environments (`testenv`).
+//! Chromium (report folders), temporary environments (`testenv`), a tiny
+//! image (`tiny_image`).
 #![allow(dead_code)]
 
 pub mod testenv;
+pub mod tiny_image;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

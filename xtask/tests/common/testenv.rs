@@ -61,14 +61,45 @@ pub struct TestEnv {
     pub name: String,
     pub jupyter: u16,
     pub ssh: u16,
+    pub workspace: PathBuf,
+}
+
+/// What a [`TestEnv`]'s environment has besides the basics.
+#[derive(Default)]
+pub struct Opts {
+    /// The workspace (default: `<dir>/ws`).
+    pub workspace: Option<PathBuf>,
+    /// A named volume `<env>-data` at /data ([`TestEnv::volume`]).
+    pub volume: bool,
+    /// More YAML of the environment (indented by four spaces).
+    pub extra: String,
+    /// Jupyter and SSH host ports (default: free ones).
+    pub ports: Option<(u16, u16)>,
 }
 
 impl TestEnv {
     pub fn new(tag: &str, extra: &str) -> TestEnv {
-        Self::with_ports(tag, extra, free_port(), free_port())
+        Self::with(
+            tag,
+            Opts {
+                extra: extra.into(),
+                ..Opts::default()
+            },
+        )
     }
 
     pub fn with_ports(tag: &str, extra: &str, jupyter: u16, ssh: u16) -> TestEnv {
+        Self::with(
+            tag,
+            Opts {
+                extra: extra.into(),
+                ports: Some((jupyter, ssh)),
+                ..Opts::default()
+            },
+        )
+    }
+
+    pub fn with(tag: &str, opts: Opts) -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
         let name = unique(tag);
         let key = dir.path().join("id_ed25519");
@@ -78,16 +109,30 @@ impl TestEnv {
             .status()
             .expect("ssh-keygen (openssh-client) is needed");
         assert!(st.success());
-        let spec = format!(
-            "version: 1\ndefault: {name}\nenvironments:\n  {name}:\n    torch: 2.6.0\n    torchvision: 0.21.0\n    workspace: ./ws\n    shm_size: 1g\n    jupyter: {{ port: {jupyter} }}\n    ssh: {{ port: {ssh}, public_key: ./id_ed25519.pub }}\n{extra}"
+        let workspace = opts.workspace.unwrap_or_else(|| dir.path().join("ws"));
+        let (jupyter, ssh) = opts.ports.unwrap_or_else(|| (free_port(), free_port()));
+        let mut spec = format!(
+            "version: 1\ndefault: {name}\nenvironments:\n  {name}:\n    torch: 2.6.0\n    torchvision: 0.21.0\n    workspace: {}\n    shm_size: 1g\n    jupyter: {{ port: {jupyter} }}\n    ssh: {{ port: {ssh}, public_key: ./id_ed25519.pub }}\n{}",
+            workspace.display(),
+            opts.extra
         );
+        if opts.volume {
+            spec += &format!("    volumes:\n      - {{ source: {name}-data, target: /data }}\n");
+        }
         std::fs::write(dir.path().join("environments.yaml"), spec).unwrap();
         TestEnv {
             dir,
             name,
             jupyter,
             ssh,
+            workspace,
         }
+    }
+
+    /// The Docker volume of the named volume `<env>-data` of an environment
+    /// made with [`Opts::volume`] (per uid).
+    pub fn volume(&self) -> String {
+        xtask::launch::mounts::volume_name(&format!("{}-data", self.name), &who())
     }
 
     pub fn spec(&self) -> PathBuf {
@@ -103,7 +148,7 @@ impl TestEnv {
     }
 
     pub fn workspace(&self) -> PathBuf {
-        self.dir.path().join("ws")
+        self.workspace.clone()
     }
 
     pub fn container(&self) -> String {
@@ -119,7 +164,9 @@ impl TestEnv {
             .env("TORCHENV_UID", UID.to_string())
             .env("TORCHENV_GID", UID.to_string())
             .env("XDG_STATE_HOME", self.dir.path().join("state"))
-            .env_remove("TORCHENV_IMAGE");
+            .env("TORCHENV_LOCK", lock_path())
+            .env_remove("TORCHENV_IMAGE")
+            .env_remove("TORCHENV_HOST_HARNESS");
         c
     }
 
@@ -192,9 +239,43 @@ impl TestEnv {
     }
 }
 
+/// `down --volumes`, then whatever of the environment is left (one-shot
+/// containers, its named volume, its network), by label and name.
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let _ = self.cmd(&["down", &self.name, "--volumes"]).output();
+        let label = format!("label=dev.torchenv.env={}", self.name);
+        if let Ok(o) = Command::new("docker")
+            .args(["ps", "-a", "-q", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.volume()])
+            .output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.container()])
+            .output();
+    }
+}
+
+/// The repository's lock (`TORCHENV_LOCK` when set), for commands that
+/// build or check: the temporary spec has none beside it.
+pub fn lock_path() -> PathBuf {
+    std::env::var_os("TORCHENV_LOCK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments.lock"))
+}
+
+/// The test user as torchenv sees it.
+pub fn who() -> xtask::launch::Identity {
+    xtask::launch::Identity {
+        user: USER.into(),
+        uid: UID,
+        gid: UID,
     }
 }
 
