@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/bin/bash -p
 # torchenv-entrypoint: the first process under tini in every torchenv
 # container. It runs as root only long enough to
 #   1. map user `dev` to the host user's UID/GID (TORCHENV_UID/TORCHENV_GID;
@@ -20,6 +20,9 @@
 # first start, with `chown -h`), keys and environment go to root-owned files.
 # Processes of `dev` run with no-new-privileges and an empty capability
 # bounding set.
+#
+# `bash -p`: no $BASH_ENV/$ENV, no functions or SHELLOPTS from the
+# environment (the spec refuses such variables too).
 #
 # Switches (set by `cargo xtask up`): TORCHENV_SSH=0|1 / TORCHENV_JUPYTER=0|1
 # (default: 1 without a command, 0 with one), TORCHENV_SSH_FORWARDING=0|1.
@@ -61,8 +64,13 @@ if [ "$gid" != "$old_gid" ]; then
     groupmod -o -g "$gid" "$user"
 fi
 if [ "$uid" != "$old_uid" ]; then
+    # Not `usermod -u` with the home set: it would re-own every file of the
+    # old uid below the home, also in mounts below it (a host folder of the
+    # host's uid 1000). The home alone is re-owned below, with -xdev.
     # -o: the host UID may already name an image user (e.g. 1000 vs 1001).
-    usermod -o -u "$uid" "$user" 2>/dev/null || usermod -o -u "$uid" "$user"
+    usermod -d /nonexistent "$user"
+    usermod -o -u "$uid" "$user"
+    usermod -d "$home" "$user"
 fi
 if [ "$uid" != "$old_uid" ] || [ "$gid" != "$old_gid" ]; then
     # The home only; -xdev keeps out of anything mounted below it.
@@ -90,8 +98,14 @@ env_names() {
             log "environment variable $name has a newline; not exported to SSH sessions"
             continue
         fi
-        printf '%s=%s\n' "$name" "$value" >> /etc/environment
         printf 'export %s=%q\n' "$name" "$value"
+        # pam_env reads `#` as a comment, strips quotes, joins lines at `\`:
+        # such a value reaches login shells only.
+        if [[ "$value" == *['#\\$']* || "$value" == [\"\']* ]]; then
+            log "environment variable $name reaches login shells only (pam_env cannot hold its value)"
+            continue
+        fi
+        printf '%s=%s\n' "$name" "$value" >> /etc/environment
     done
 } > /etc/profile.d/torchenv.sh
 chmod 0644 /etc/environment /etc/profile.d/torchenv.sh
@@ -125,7 +139,10 @@ if [ "${TORCHENV_SSH:-1}" = 1 ]; then
         forwarding=(-o AllowTcpForwarding=yes)
         log "sshd allows TCP forwarding (ssh.forwarding: true)"
     fi
-    /usr/sbin/sshd -e "${forwarding[@]}"
+    # A clean environment: nothing of the container's reaches sshd (it
+    # re-executes itself as root for every connection).
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+        /usr/sbin/sshd -e "${forwarding[@]}"
     log "sshd started"
 fi
 

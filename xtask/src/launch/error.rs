@@ -102,6 +102,13 @@ pub enum LaunchError {
         help("only root may act on behalf of another uid; unset TORCHENV_UID")
     )]
     UidOverride { asked: u32, uid: u32 },
+    /// `TORCHENV_GID` names a group this (non-root) process is not in.
+    #[error("TORCHENV_GID={asked} names a group you are not in (your groups: {groups})")]
+    #[diagnostic(
+        code(torchenv::gid_override),
+        help("the container's files would carry that group's id; unset TORCHENV_GID or name one of your groups")
+    )]
+    GidOverride { asked: u32, groups: String },
     #[error("environment `{env}` is not running (no container {container})")]
     #[diagnostic(
         code(torchenv::not_running),
@@ -170,7 +177,9 @@ impl LaunchError {
             LaunchError::NoGpus { gpus, .. } if gpus == "none" => exit::BAD_INPUT,
             LaunchError::NoGpus { .. } => exit::GPU_UNAVAILABLE,
             LaunchError::NotReady { .. } => exit::NOT_READY,
-            LaunchError::SshKey { .. } | LaunchError::UidOverride { .. } => exit::BAD_INPUT,
+            LaunchError::SshKey { .. }
+            | LaunchError::UidOverride { .. }
+            | LaunchError::GidOverride { .. } => exit::BAD_INPUT,
             LaunchError::Spec(_) | LaunchError::UnknownEnv(_) => exit::BAD_INPUT,
             LaunchError::Docker(e) if e.is_unreachable() => exit::DOCKER_UNREACHABLE,
             LaunchError::Build(e) => e.exit_code(),

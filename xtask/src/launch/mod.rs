@@ -69,7 +69,8 @@ impl Identity {
     /// `TORCHENV_UID` / `TORCHENV_GID` override uid and gid; another uid
     /// than the process's own only for root (torchenv run as root on a
     /// user's behalf, as the test suite does), else
-    /// [`LaunchError::UidOverride`].
+    /// [`LaunchError::UidOverride`]; another gid only for root or one of the
+    /// process's groups, else [`LaunchError::GidOverride`].
     pub fn current() -> Result<Identity> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata("/proc/self").ok();
@@ -85,9 +86,22 @@ impl Identity {
             Some(asked) => asked,
             None => own_uid,
         };
-        let gid = from_env("TORCHENV_GID")
-            .or(meta.as_ref().map(|m| m.gid()))
-            .unwrap_or(1000);
+        let own_gid = meta.as_ref().map(|m| m.gid()).unwrap_or(1000);
+        let gid = match from_env("TORCHENV_GID") {
+            Some(asked) if asked != own_gid && own_uid != 0 => {
+                let groups = own_groups();
+                if !groups.contains(&asked) {
+                    let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+                    return Err(LaunchError::GidOverride {
+                        asked,
+                        groups: groups.join(" "),
+                    });
+                }
+                asked
+            }
+            Some(asked) => asked,
+            None => own_gid,
+        };
         let env_user = std::env::var("USER").ok();
         let user = owner::user_name(uid, env_user.as_deref(), &owner::passwd);
         Ok(Identity { user, uid, gid })
@@ -107,6 +121,18 @@ impl Identity {
         };
         (map(self.uid), map(self.gid))
     }
+}
+
+/// This process's group ids (primary and supplementary, `Groups:` of
+/// /proc/self/status).
+fn own_groups() -> Vec<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("Groups:") || l.starts_with("Gid:"))
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .filter_map(|g| g.parse().ok())
+        .collect()
 }
 
 /// Host ids the entrypoint maps `dev` to.

@@ -114,12 +114,13 @@ impl WaitFor {
                 identity,
                 state_dir,
             } => {
-                // The host keys the entrypoint generated, read through the engine.
+                // The host key the entrypoint generated, read through the
+                // engine as `dev` (it is 0644; nothing here runs as root).
                 let keys = docker
                     .exec_output(
                         container,
-                        "root",
-                        &["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"],
+                        super::CONTAINER_USER,
+                        &["/bin/cat", "/etc/ssh/ssh_host_ed25519_key.pub"],
                     )
                     .await
                     .map_err(|e| e.to_string())?;

@@ -120,7 +120,14 @@ fn make_own_key(private: &Path) -> Result<(), LaunchError> {
         reason,
     };
     if let Some(dir) = private.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        // 0700 from the start: the private key is never in a folder others
+        // can list, not even for a moment.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| err(e.to_string()))?;
     }
     for stale in [private.to_path_buf(), private.with_extension("pub")] {
         if let Err(e) = std::fs::remove_file(&stale) {

@@ -69,7 +69,9 @@ struct ImagePath {
 }
 
 /// The paths the image needs. A mount at one of them, or at a folder above
-/// one (`/home` hides `/home/dev`), replaces what the image put there.
+/// one (`/home` hides `/home/dev`), replaces what the image put there; one
+/// below a system folder (`/etc/profile.d`, `/usr/bin`) would let what is
+/// mounted there change what root runs.
 const IMAGE_PATHS: &[ImagePath] = &[
     ImagePath {
         path: "/opt/venv",
@@ -79,32 +81,32 @@ const IMAGE_PATHS: &[ImagePath] = &[
     ImagePath {
         path: "/usr",
         what: "the system's programs and libraries",
-        below: false,
+        below: true,
     },
     ImagePath {
         path: "/etc",
         what: "the system configuration (users, sshd)",
-        below: false,
+        below: true,
     },
     ImagePath {
         path: "/bin",
         what: "the system's programs",
-        below: false,
+        below: true,
     },
     ImagePath {
         path: "/sbin",
         what: "the system's programs",
-        below: false,
+        below: true,
     },
     ImagePath {
         path: "/lib",
         what: "the system's libraries",
-        below: false,
+        below: true,
     },
     ImagePath {
         path: "/lib64",
         what: "the system's libraries",
-        below: false,
+        below: true,
     },
     ImagePath {
         path: "/proc",
@@ -122,8 +124,18 @@ const IMAGE_PATHS: &[ImagePath] = &[
         below: true,
     },
     ImagePath {
-        path: "/run/torchenv",
-        what: "torchenv's own mounts (Jupyter token, SSH keys)",
+        path: "/run",
+        what: "run-time state (sshd, torchenv's own mounts: Jupyter token, SSH keys)",
+        below: true,
+    },
+    ImagePath {
+        path: "/var/run",
+        what: "run-time state (a link to /run)",
+        below: true,
+    },
+    ImagePath {
+        path: "/root",
+        what: "root's home",
         below: true,
     },
     ImagePath {
@@ -209,9 +221,15 @@ fn is_below(path: &str, dir: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// What `security.cap_add` may add: capabilities whose system calls a
+/// profiler, debugger or NUMA tool needs and that cannot reach the host
+/// (not SYS_MODULE, SYS_RAWIO, BPF, NET_ADMIN, DAC_READ_SEARCH, …).
+pub const ADDABLE_CAPABILITIES: [&str; 5] =
+    ["IPC_LOCK", "NET_RAW", "PERFMON", "SYS_NICE", "SYS_PTRACE"];
+
 /// The capability `name` of `security.cap_add` (`SYS_PTRACE`, also
 /// `CAP_SYS_PTRACE` or lower case, as Docker takes them) in its canonical
-/// form, or why it is refused.
+/// form, or why it is refused: one of [`ADDABLE_CAPABILITIES`] only.
 pub fn capability(name: &str) -> Result<String, Refusal> {
     let upper = name.to_ascii_uppercase();
     let canonical = upper.strip_prefix("CAP_").unwrap_or(&upper);
@@ -232,7 +250,15 @@ pub fn capability(name: &str) -> Result<String, Refusal> {
                     .into(),
             ),
         }),
-        c if CAPABILITIES.contains(&c) => Ok(c.to_string()),
+        c if ADDABLE_CAPABILITIES.contains(&c) => Ok(c.to_string()),
+        c if CAPABILITIES.contains(&c) => Err(Refusal {
+            message: format!("`security.cap_add` entry `{name}` is refused"),
+            label: "not an addable capability",
+            help: Some(format!(
+                "on a shared server an environment may add only {}; {c} could reach the host or other users",
+                ADDABLE_CAPABILITIES.join(", ")
+            )),
+        }),
         _ => Err(Refusal {
             message: format!("`security.cap_add` entry `{name}` is not a Linux capability"),
             label: "unknown capability",
@@ -250,12 +276,11 @@ mod tests {
         assert_eq!(mount_target("/data").unwrap(), "/data");
         assert_eq!(mount_target("/data//x/./").unwrap(), "/data/x");
         assert_eq!(mount_target("/workspace/data").unwrap(), "/workspace/data");
-        // Below the home and the system folders (a cache, certificates).
+        // Below the home (a cache).
         assert_eq!(
             mount_target("/home/dev/.cache/huggingface").unwrap(),
             "/home/dev/.cache/huggingface"
         );
-        assert_eq!(mount_target("/usr/local/data").unwrap(), "/usr/local/data");
         // Beside a protected path, not above it.
         assert_eq!(mount_target("/opt/venvs").unwrap(), "/opt/venvs");
         assert_eq!(mount_target("/devices").unwrap(), "/devices");
@@ -286,6 +311,13 @@ mod tests {
             "/home",
             "/home/dev",
             "/home/dev/",
+            // Below a system folder: what is mounted there would run as root.
+            "/usr/local/data",
+            "/usr/bin",
+            "/etc/profile.d",
+            "/etc/ssh",
+            "/var/run/torchenv",
+            "/root/.ssh",
         ] {
             assert!(mount_target(bad).is_err(), "`{bad}` was allowed");
         }
@@ -304,6 +336,19 @@ mod tests {
             .unwrap()
             .contains("SYS_ADMIN"));
         assert!(capability("CAP_SYS_ADMIN").is_err());
+        for host_reaching in [
+            "SYS_MODULE",
+            "SYS_RAWIO",
+            "BPF",
+            "NET_ADMIN",
+            "DAC_READ_SEARCH",
+            "SYS_BOOT",
+        ] {
+            assert!(
+                capability(host_reaching).is_err(),
+                "{host_reaching} was allowed"
+            );
+        }
         assert!(capability("SYS_PTRAC").is_err());
         assert!(capability("").is_err());
     }

@@ -762,6 +762,12 @@ impl<'a> Resolver<'a> {
                     "reserved for the entrypoint",
                     Some(format!("{RESERVED_ENV_PREFIX}* variables are set by torchenv's entrypoint; choose another name")),
                 ))
+            } else if let Some(why) = privileged_env_var(key) {
+                Some((
+                    format!("`env:` key {key:?} (value {value:?}) is not allowed: {why}"),
+                    "changes what the container's root processes run",
+                    Some("the container's environment also reaches its root processes (the entrypoint, sshd); set this one for yourself in ~/.bashrc, a notebook or the command you run".into()),
+                ))
             } else if value.contains(['\n', '\r', '\0']) {
                 Some((
                     format!("`env:` value of {key:?} contains a newline, carriage return or NUL: {value:?}"),
@@ -981,6 +987,43 @@ fn valid_debian_package(s: &str) -> bool {
 
 /// `env:` names with this prefix are the entrypoint's (TORCHENV_UID, …).
 const RESERVED_ENV_PREFIX: &str = "TORCHENV_";
+
+/// Why `key` may not be set by the spec: variables that change which code
+/// the container's root processes load or run (the dynamic loader, shell
+/// start-up, `PATH`), or which GPUs the NVIDIA runtime hands out behind
+/// `gpus:`'s back. `None` for any other name.
+fn privileged_env_var(key: &str) -> Option<&'static str> {
+    const SHELL: [&str; 8] = [
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+    ];
+    const LOADER: [&str; 7] = [
+        "GCONV_PATH",
+        "GLIBC_TUNABLES",
+        "LOCPATH",
+        "NLSPATH",
+        "HOSTALIASES",
+        "RESOLV_HOST_CONF",
+        "MALLOC_ARENA_MAX",
+    ];
+    if key.starts_with("LD_") || LOADER.contains(&key) || key.starts_with("MALLOC_") {
+        Some("it changes what the dynamic loader or the C library loads")
+    } else if SHELL.contains(&key) || key.starts_with("BASH_FUNC_") {
+        Some("it changes what shells run at start")
+    } else if matches!(key, "PATH" | "HOME" | "USER" | "LOGNAME" | "SHELL") {
+        Some("the image sets it (PATH starts with /opt/venv/bin)")
+    } else if key.starts_with("NVIDIA_") {
+        Some("NVIDIA_* variables are set by the image and by `gpus:` (a GPU grant outside `gpus:` is not allowed)")
+    } else {
+        None
+    }
+}
 
 fn valid_env_var(s: &str) -> bool {
     let mut chars = s.chars();

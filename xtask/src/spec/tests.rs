@@ -373,6 +373,13 @@ fn malformed_specs() {
             ),
         ),
         (
+            "cap_add SYS_MODULE",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    security:\n      cap_add: [SYS_MODULE]\n",
+            ),
+        ),
+        (
             "cap_add SYS_ADMIN",
             GOOD.replace(
                 "    torch: 2.11.0\n",
@@ -431,6 +438,38 @@ fn malformed_specs() {
                 "    torch: 2.11.0\n",
                 "    torch: 2.11.0\n    env:\n      OK: yes\n      TORCHENV_UID: \"0\"\n",
             ),
+        ),
+        (
+            "env var for the dynamic loader",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    env: { LD_LIBRARY_PATH: /workspace/lib }\n",
+            ),
+        ),
+        (
+            "env var for shell start-up",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    env: { BASH_ENV: /workspace/x.sh }\n",
+            ),
+        ),
+        (
+            "env var granting GPUs",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    env: { NVIDIA_VISIBLE_DEVICES: all }\n",
+            ),
+        ),
+        (
+            "env PATH",
+            GOOD.replace(
+                "    torch: 2.11.0\n",
+                "    torch: 2.11.0\n    env: { PATH: /workspace/bin }\n",
+            ),
+        ),
+        (
+            "volume target below /etc",
+            GOOD.replace("target: /cache", "target: /etc/profile.d"),
         ),
         (
             "env value with a newline",
