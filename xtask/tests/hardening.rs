@@ -324,6 +324,45 @@ fn env_values_are_data_not_shell() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), value);
+    // sshd (root, re-executed per connection) runs without the container's
+    // environment.
+    let sshd_env = exec_as(
+        &t,
+        "root",
+        "tr '\\0' '\\n' < /proc/$(pgrep -o -x sshd)/environ",
+    );
+    assert!(sshd_env.status.success(), "{}", stderr(&sshd_env));
+    assert!(!stdout(&sshd_env).contains("FOO="), "{}", stdout(&sshd_env));
+    assert!(stdout(&sshd_env).contains("PATH="));
+}
+
+#[test]
+fn a_host_folder_below_the_home_keeps_its_owner() {
+    use std::os::unix::fs::MetadataExt;
+    // A host folder of uid 1000 (the image's `dev` before mapping), mounted
+    // below the home of a container whose `dev` becomes uid 1234.
+    let host = tempfile::tempdir().unwrap();
+    let file = host.path().join("notes.txt");
+    std::fs::write(&file, "theirs").unwrap();
+    for p in [host.path(), file.as_path()] {
+        std::os::unix::fs::chown(p, Some(1000), Some(1000)).unwrap();
+    }
+    let extra = format!(
+        "    volumes:\n      - {{ source: {}, target: /home/dev/shared }}\n",
+        host.path().display()
+    );
+    let t = TestEnv::new("homemount", &extra);
+    up(&t);
+    assert_eq!(stdout(&exec_as(&t, "root", "id -u dev")), UID.to_string());
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (1000, 1000),
+        "re-owned on the host"
+    );
+    // The home itself did move to the mapped uid.
+    let home = exec_as(&t, "root", "stat -c %u /home/dev /home/dev/.bashrc");
+    assert_eq!(stdout(&home), format!("{UID}\n{UID}"));
 }
 
 #[test]
