@@ -61,6 +61,9 @@ fn labels(tag: &str) -> BTreeMap<String, String> {
 async fn a_failing_step_leaves_no_tag_and_names_the_step() {
     let docker = Docker::connect().await.expect("a Docker engine");
     let tag = format!("torchenv/test-broken:{}", unique("t"));
+    // The engine keeps the steps before the failing one as untagged cache
+    // images; this label finds them for removal at the end.
+    let marker = format!("dev.torchenv.test={}", unique("broken"));
     let build = ContextBuild {
         tag: tag.clone(),
         dockerfile: "Dockerfile".into(),
@@ -68,7 +71,10 @@ async fn a_failing_step_leaves_no_tag_and_names_the_step() {
             (
                 "Dockerfile".to_string(),
                 ContextFile::Data(
-                    b"FROM scratch\nCOPY hello /hello\nRUN /no/such/program --fail\n".to_vec(),
+                    format!(
+                        "FROM scratch\nLABEL {marker}\nCOPY hello /hello\nRUN /no/such/program --fail\n"
+                    )
+                    .into_bytes(),
                     0o644,
                 ),
             ),
@@ -95,6 +101,20 @@ async fn a_failing_step_leaves_no_tag_and_names_the_step() {
         docker.image_inspect(&tag).await.unwrap().is_none(),
         "no tag on failure"
     );
+    remove_images_labelled(&marker);
+}
+
+/// Removes every image carrying `label` (`key=value`), newest first.
+fn remove_images_labelled(label: &str) {
+    let out = std::process::Command::new("docker")
+        .args(["images", "-a", "-q", "--filter", &format!("label={label}")])
+        .output()
+        .expect("the docker CLI");
+    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", id])
+            .output();
+    }
 }
 
 #[tokio::test]
