@@ -30,10 +30,9 @@ fn exec_as(t: &TestEnv, user: &str, script: &str) -> Output {
     docker(&["exec", "-u", user, &t.container(), "sh", "-c", script])
 }
 
+/// `up` of `t`, which must succeed; its stdout.
 fn up(t: &TestEnv) -> String {
-    let o = t.up();
-    assert!(o.status.success(), "up: {}", stderr(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    String::from_utf8_lossy(&up_output(t).stdout).into_owned()
 }
 
 /// `Name:\tvalue` of /proc/<pid>/status lines.

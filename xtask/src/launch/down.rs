@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::owner::{self, Kind, LABEL_OWNER_UID};
+use super::owner::{self, LABEL_OWNER_UID};
 use super::Result;
 use super::{container_name, note, Identity};
 use crate::docker::{Docker, LABEL_ENV};
@@ -66,12 +66,7 @@ impl Down {
         if let Some(c) = &container {
             super::up::ensure_owned(&name, c, who)?;
         }
-        if let Some(labels) = docker
-            .network_labels(&super::network::name(env, who))
-            .await?
-        {
-            owner::check(Kind::Network, &name, &labels, who)?;
-        }
+        let network = super::network::owned(docker, env, who).await?;
         match container {
             Some(_) => {
                 docker.remove_container(&name).await?;
@@ -79,7 +74,9 @@ impl Down {
             }
             None => println!("{env}: not running (no container {name})"),
         }
-        super::network::remove(docker, env, who).await?;
+        if let Some(network) = network {
+            docker.remove_network(&network).await?;
+        }
         if self.volumes {
             let uid = who.uid.to_string();
             let filter = [(LABEL_ENV, env), (LABEL_OWNER_UID, uid.as_str())];

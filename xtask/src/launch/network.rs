@@ -44,13 +44,16 @@ pub async fn ensure(docker: &Docker, env: &str, who: &Identity) -> Result<String
     Ok(name)
 }
 
-/// Removes the environment's network (after its container); absent is
-/// fine, another user's is [`LaunchError::NotYours`].
-pub async fn remove(docker: &Docker, env: &str, who: &Identity) -> Result<()> {
+/// The environment's network when there is one, checked to be `who`'s
+/// (another user's is [`LaunchError::NotYours`]); `down` removes it after
+/// the container.
+pub async fn owned(docker: &Docker, env: &str, who: &Identity) -> Result<Option<String>> {
     let name = name(env, who);
-    if let Some(labels) = docker.network_labels(&name).await? {
-        owner::check(Kind::Network, &name, &labels, who)?;
-        docker.remove_network(&name).await?;
+    match docker.network_labels(&name).await? {
+        Some(labels) => {
+            owner::check(Kind::Network, &name, &labels, who)?;
+            Ok(Some(name))
+        }
+        None => Ok(None),
     }
-    Ok(())
 }
