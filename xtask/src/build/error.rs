@@ -53,6 +53,16 @@ pub enum BuildError {
         got: String,
     },
     #[error(
+        "images/{script} exited with status {code} in its build container; nothing was tagged"
+    )]
+    #[diagnostic(code(torchenv::build::stage), help("{}", tail.join("\n")))]
+    StageScript {
+        script: &'static str,
+        code: i64,
+        /// The last lines it wrote.
+        tail: Vec<String>,
+    },
+    #[error(
         "base image {reference} is not in the Docker engine, and torchenv cannot pull it here"
     )]
     #[diagnostic(

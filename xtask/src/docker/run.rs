@@ -218,6 +218,24 @@ impl Docker {
         body: ContainerCreateBody,
         on_stderr_line: &mut dyn FnMut(&str),
     ) -> Result<RunOutput, RunError> {
+        self.run_once_then(name, body, on_stderr_line, |_, out| async move { Ok(out) })
+            .await
+    }
+
+    /// [`Docker::run_once_watching`], calling `then` with the finished run
+    /// while its container still exists (to commit it, say); `then` is
+    /// interrupted like the run, and the container is removed after it.
+    pub async fn run_once_then<T, F, Fut>(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        on_stderr_line: &mut dyn FnMut(&str),
+        then: F,
+    ) -> Result<T, RunError>
+    where
+        F: FnOnce(Docker, RunOutput) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DockerError>>,
+    {
         watch_stop();
         let _active = Active::enter();
         // Interested in a stop from here on, before looking whether one came.
@@ -237,7 +255,10 @@ impl Docker {
             armed: true,
         };
         let result = tokio::select! {
-            r = self.start_follow_wait(name, on_stderr_line) => r.map_err(RunError::from),
+            r = async {
+                let out = self.start_follow_wait(name, on_stderr_line).await?;
+                then(self.clone(), out).await
+            } => r.map_err(RunError::from),
             _ = &mut stopped => Err(RunError::Interrupted {
                 name: name.to_string(),
                 signal: STOP.by.get().copied().unwrap_or("a signal"),

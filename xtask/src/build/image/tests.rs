@@ -22,8 +22,8 @@ fn fixture(spec_text: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(IMAGES_DIR)).unwrap();
     for (name, text) in [
-        (DOCKERFILE, "FROM scratch\n"),
-        (VENV_DOCKERFILE, "FROM scratch\n"),
+        (venv_layer::SCRIPT, "#!/bin/sh\n"),
+        (system_layer::SCRIPT, "#!/bin/sh\n"),
         ("entrypoint.sh", "#!/bin/sh\nexec \"$@\"\n"),
     ] {
         std::fs::write(dir.path().join(IMAGES_DIR).join(name), text).unwrap();
@@ -116,7 +116,15 @@ fn image_files_and_wheels_change_the_tag() {
     assert_ne!(before.tag, after.tag);
     assert_eq!(
         before.venv_tag, after.venv_tag,
-        "the stage image ignores other files"
+        "the venv stage ignores other files"
+    );
+    assert_ne!(before.system_tag, after.system_tag);
+    std::fs::write(f.dir.path().join("images/venv.sh"), "#!/bin/sh\ntrue\n").unwrap();
+    let new_script = f.plan(None);
+    assert_ne!(new_script.venv_tag, after.venv_tag);
+    assert_ne!(
+        new_script.system_tag, after.system_tag,
+        "the system stage sits on the venv stage"
     );
 
     let mut f = f;
@@ -146,37 +154,38 @@ fn a_stale_lock_is_refused() {
 }
 
 #[test]
-fn context_has_an_empty_harness_slot_without_a_harness() {
-    let f = fixture(SPEC);
-    let files = final_context(&f.plan(None)).unwrap();
-    assert!(matches!(files["harness"], ContextFile::Dir));
-    assert!(!files.contains_key("harness/harness"));
-    assert!(matches!(
-        files["entrypoint.sh"],
-        ContextFile::Path(_, 0o755)
-    ));
+fn the_harness_layer_has_its_folders_with_or_without_a_harness() {
+    let names = |layer: Layer| match layer {
+        Layer::Entries(e) => e.into_iter().map(|e| e.path).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        names(harness_layer(None)),
+        ["usr", "usr/local", "usr/local/bin"]
+    );
+    assert_eq!(
+        names(harness_layer(Some(Path::new("/x/harness"))))
+            .last()
+            .unwrap(),
+        "usr/local/bin/harness"
+    );
 }
 
 #[test]
 fn generated_text() {
     let f = fixture(SPEC);
     let p = f.plan(None);
-    insta::assert_snapshot!("venv_requirements", venv_requirements(&p.locked));
     insta::assert_snapshot!(
-        "build_args",
-        p.build_args
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        "venv_requirements",
+        venv_layer::requirements(&p.locked.wheels)
     );
+    let base_env = ["PATH=/usr/bin:/bin".to_string(), "LANG=C.UTF-8".to_string()];
+    let mut config = runtime_config(&p, &base_env);
+    // Hashes of the fixture's inputs, not of interest here.
+    config["Labels"] = serde_json::json!("…");
     insta::assert_snapshot!(
-        "dockerfile",
-        with_labels(include_str!("../../../../images/Dockerfile"), &p.labels)
-    );
-    insta::assert_snapshot!(
-        "venv_dockerfile",
-        include_str!("../../../../images/venv.Dockerfile")
+        "runtime_config",
+        serde_json::to_string_pretty(&config).unwrap()
     );
 }
 
