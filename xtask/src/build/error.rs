@@ -105,6 +105,21 @@ pub enum BuildError {
         locked: String,
         got: String,
     },
+    #[error("downloading wheel {file} from {url} failed after {attempts} attempt(s): {reason}")]
+    #[diagnostic(
+        code(torchenv::wheels::download),
+        help("the URL is what the host's pip index configuration lists for the file (pip config list, PIP_INDEX_URL); check the network, the proxy (HTTPS_PROXY) and the index")
+    )]
+    WheelDownload {
+        file: String,
+        /// Password hidden.
+        url: String,
+        /// The HTTP status, when the server answered.
+        status: Option<u16>,
+        /// `HTTP 503 Service Unavailable`, a connection error, a short body.
+        reason: String,
+        attempts: u32,
+    },
     #[error("pip could not fetch the locked wheels")]
     #[diagnostic(code(torchenv::wheels::fetch), help("{}", tail.join("\n")))]
     WheelFetch { tail: Vec<String> },

