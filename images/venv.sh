@@ -19,6 +19,10 @@ echo "==> uv pip install ($(grep -c -- --hash /mnt/requirements.txt) wheels)" >&
     --no-deps --require-hashes --link-mode hardlink \
     --python /opt/venv/bin/python -r /mnt/requirements.txt
 rm -rf /opt/.uv-cache
+# uv's own note of when it unpacked each wheel is the one thing that differs
+# between two installs of the same wheels: it goes, with its RECORD line.
+find /opt/venv -path '*.dist-info/uv_cache.json' -delete
+sed -i '/\.dist-info\/uv_cache\.json,/d' /opt/venv/lib/python*/site-packages/*.dist-info/RECORD
 echo "==> byte code" >&2
 # Byte code once, hash-checked: no source mtime in it, the same bytes on
 # every build. A file that does not compile stays source only, as with pip.

@@ -5,13 +5,12 @@
 //! `TORCHENV_LOCK=path`), network to the host's package indexes on a cold
 //! cache, and minutes when cold (`cargo xtask test` builds it first).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use xtask::build::image::{self, ContextBuild, ContextFile};
 use xtask::build::BuildError;
+use xtask::build::{base_image, image, system_layer, venv_layer};
 use xtask::docker::Docker;
 use xtask::lock::Lock;
 use xtask::progress::Progress;
@@ -42,118 +41,150 @@ fn docker_cli(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn labels(tag: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            xtask::docker::LABEL_MANAGED_BY.to_string(),
-            xtask::docker::MANAGED_BY.to_string(),
-        ),
-        ("dev.torchenv.test".to_string(), tag.to_string()),
-        // Quotes, `$` and backslashes survive the LABEL instruction.
-        (
-            "dev.torchenv.test-json".to_string(),
-            r#"{"a":"$HOME \"q\"","b":"c\\d"}"#.to_string(),
-        ),
-    ])
+/// The default environment's spec, lock and base image (loaded when missing).
+async fn default_base(docker: &Docker) -> (Spec, Lock, String) {
+    let root = repo_root();
+    let spec = Spec::load(&root.join("environments.yaml")).unwrap();
+    let lock_path = std::env::var_os("TORCHENV_LOCK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("environments.lock"));
+    let lock = Lock::read(&lock_path).unwrap();
+    let env = spec.env(None).unwrap();
+    let locked = lock.environments[&env.name].clone();
+    let base = base_image::ensure_base_image(docker, &lock, &locked, &Progress::plain())
+        .await
+        .unwrap();
+    (spec, lock, base)
+}
+
+/// The diff id of `tag`'s top layer.
+async fn top_layer(docker: &Docker, tag: &str) -> String {
+    let i = docker.image_inspect(tag).await.unwrap().expect("tagged");
+    i.root_fs.unwrap().layers.unwrap().pop().unwrap()
 }
 
 #[tokio::test]
-async fn a_failing_step_leaves_no_tag_and_names_the_step() {
+async fn a_failing_stage_script_leaves_no_tag_and_says_why() {
     let docker = Docker::connect().await.expect("a Docker engine");
-    let tag = format!("torchenv/test-broken:{}", unique("t"));
-    // The engine keeps the steps before the failing one as untagged cache
-    // images; this label finds them for removal at the end.
-    let marker = format!("dev.torchenv.test={}", unique("broken"));
-    let build = ContextBuild {
-        tag: tag.clone(),
-        dockerfile: "Dockerfile".into(),
-        files: BTreeMap::from([
-            (
-                "Dockerfile".to_string(),
-                ContextFile::Data(
-                    format!(
-                        "FROM scratch\nLABEL {marker}\nCOPY hello /hello\nRUN /no/such/program --fail\n"
-                    )
-                    .into_bytes(),
-                    0o644,
-                ),
-            ),
-            (
-                "hello".to_string(),
-                ContextFile::Data(b"hi\n".to_vec(), 0o644),
-            ),
-        ]),
-        build_args: BTreeMap::new(),
-        labels: labels(&tag),
+    let (_, _, base) = default_base(&docker).await;
+    let images = tempfile::tempdir().unwrap();
+    std::fs::write(
+        images.path().join(system_layer::SCRIPT),
+        "echo 'no room for dev' >&2\nexit 3\n",
+    )
+    .unwrap();
+    let tag = format!("torchenv/test-system:{}", unique("t"));
+    let stage = system_layer::SystemStage {
+        tag: &tag,
+        venv_tag: &base,
+        base_image: &base,
+        images_dir: images.path(),
+        epoch: 1_735_689_600,
     };
-    let err = image::build_context(&docker, build, &Progress::plain())
+    let err = system_layer::build(&docker, &stage, &Progress::plain())
         .await
-        .expect_err("the RUN step cannot succeed");
+        .expect_err("the script exits 3");
     match &err {
-        BuildError::Step(f) => {
-            assert!(f.step.contains("RUN /no/such/program --fail"), "{f:?}");
-            assert_eq!(f.image, tag);
-            assert!(!f.message.is_empty());
+        BuildError::StageScript { script, code, tail } => {
+            assert_eq!(*script, system_layer::SCRIPT);
+            assert_eq!(*code, 3);
+            assert!(
+                tail.iter().any(|l| l.contains("no room for dev")),
+                "{tail:?}"
+            );
         }
-        other => panic!("expected a build failure, got {other:?}"),
+        other => panic!("expected a stage script failure, got {other:?}"),
     }
     assert!(
         docker.image_inspect(&tag).await.unwrap().is_none(),
         "no tag on failure"
     );
-    remove_images_labelled(&marker);
 }
 
-/// Removes every image carrying `label` (`key=value`), newest first.
-fn remove_images_labelled(label: &str) {
-    let out = std::process::Command::new("docker")
-        .args(["images", "-a", "-q", "--filter", &format!("label={label}")])
-        .output()
-        .expect("the docker CLI");
-    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let _ = std::process::Command::new("docker")
-            .args(["rmi", "-f", id])
-            .output();
-    }
-}
-
-#[tokio::test]
-async fn a_good_build_is_tagged_with_its_labels() {
+/// images/system.sh run twice on the same parent gives the same layer,
+/// byte for byte (its diff id), although the runs happen at different times.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_system_layer_is_the_same_bytes_every_time() {
     let docker = Docker::connect().await.expect("a Docker engine");
-    let tag = format!("torchenv/test-ok:{}", unique("t"));
-    let build = ContextBuild {
-        tag: tag.clone(),
-        dockerfile: "Dockerfile".into(),
-        files: BTreeMap::from([
-            (
-                "Dockerfile".to_string(),
-                ContextFile::Data(
-                    b"FROM scratch\nCOPY slot/ /slot/\nCOPY hello /hello\n".to_vec(),
-                    0o644,
-                ),
-            ),
-            (
-                "hello".to_string(),
-                ContextFile::Data(b"hi\n".to_vec(), 0o644),
-            ),
-            // An empty folder copies fine: the harness slot without a harness.
-            ("slot".to_string(), ContextFile::Dir),
-        ]),
-        build_args: BTreeMap::new(),
-        labels: labels(&tag),
-    };
-    let id = image::build_context(&docker, build, &Progress::plain())
+    let (_, _, base) = default_base(&docker).await;
+    let images = repo_root().join("images");
+    let mut layers = Vec::new();
+    for round in 0..2 {
+        let tag = format!("torchenv/test-system:{}", unique(&format!("r{round}")));
+        let stage = system_layer::SystemStage {
+            tag: &tag,
+            venv_tag: &base,
+            base_image: &base,
+            images_dir: &images,
+            epoch: 1_735_689_600,
+        };
+        system_layer::build(&docker, &stage, &Progress::plain())
+            .await
+            .unwrap();
+        layers.push(top_layer(&docker, &tag).await);
+        // The layer holds what the script made.
+        let (ok, out) = docker_cli(&[
+            "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", &tag, "-c",
+            "id dev && test -x /usr/local/bin/torchenv-entrypoint && ! find / -xdev -type f -perm /6000 | grep .",
+        ]);
+        assert!(ok, "{out}");
+        docker.image_remove(&tag).await.unwrap();
+    }
+    assert_eq!(layers[0], layers[1]);
+}
+
+/// The venv layer of a small wheel set, installed twice: the same diff id.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_venv_layer_is_the_same_bytes_every_time() {
+    let docker = Docker::connect().await.expect("a Docker engine");
+    let (spec, lock, base) = default_base(&docker).await;
+    let env = spec.env(None).unwrap();
+    let wheels: Vec<_> = lock.environments[&env.name]
+        .wheels
+        .iter()
+        .filter(|w| ["six", "idna", "webencodings"].contains(&w.name.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(wheels.len(), 3);
+    let progress = Progress::plain();
+    let (paths, uv) = {
+        let (w, p) = (wheels.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || {
+            let paths = xtask::build::wheels::fetch(&w, "3.11", &p).unwrap();
+            (paths, xtask::build::uv::ensure(&p).unwrap())
+        })
         .await
-        .expect("builds");
-    let inspected = docker.image_inspect(&tag).await.unwrap().expect("tagged");
-    assert_eq!(inspected.id.as_deref(), Some(id.as_str()));
-    let got = inspected.config.unwrap().labels.unwrap();
-    assert_eq!(got["dev.torchenv.test"], tag);
-    assert_eq!(
-        got["dev.torchenv.test-json"],
-        r#"{"a":"$HOME \"q\"","b":"c\\d"}"#
-    );
-    docker.image_remove(&tag).await.unwrap();
+        .unwrap()
+    };
+    let script = repo_root().join("images").join(venv_layer::SCRIPT);
+    let mut layers = Vec::new();
+    for round in 0..2 {
+        let tag = format!("torchenv/test-venv:{}", unique(&format!("r{round}")));
+        let stage = venv_layer::VenvStage {
+            tag: &tag,
+            base_image: &base,
+            wheels: &wheels,
+            wheel_paths: &paths,
+            uv: &uv,
+            script: &script,
+            epoch: 1_735_689_600,
+        };
+        venv_layer::build(&docker, &stage, &progress).await.unwrap();
+        layers.push(top_layer(&docker, &tag).await);
+        let (ok, out) = docker_cli(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &tag,
+            "/opt/venv/bin/python",
+            "-c",
+            "import six, idna, webencodings; print(six.__version__)",
+        ]);
+        assert!(ok && out.contains("1.17.0"), "{out}");
+        docker.image_remove(&tag).await.unwrap();
+    }
+    assert_eq!(layers[0], layers[1]);
 }
 
 /// The default environment, built for real, then checked from the inside.

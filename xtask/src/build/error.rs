@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 
-use crate::docker::images::{BuildError as EngineBuildError, BuildFailed};
 use crate::docker::DockerError;
 use crate::exit;
 use crate::lock::LockError;
@@ -130,10 +129,6 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
-    /// A Dockerfile step failed (nothing was tagged).
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Step(#[from] BuildFailed),
     #[error(transparent)]
     #[diagnostic(transparent)]
     Docker(Box<DockerError>),
@@ -188,12 +183,3 @@ boxed_from!(BuildError {
     Lock(LockError),
     Spec(SpecError),
 });
-
-impl From<EngineBuildError> for BuildError {
-    fn from(e: EngineBuildError) -> Self {
-        match e {
-            EngineBuildError::Failed(f) => BuildError::Step(f),
-            EngineBuildError::Docker(d) => d.into(),
-        }
-    }
-}

@@ -5,13 +5,15 @@
 //! outside `torchenv/` (an image of yours built `FROM` a torchenv image
 //! inherits the label, and stays). An image a container uses (running or
 //! not) is reported, never removed. Kept without `--all`: for every
-//! environment with a fresh lock entry its base, its stage image, the image
+//! environment with a fresh lock entry its base, its stage images (venv,
+//! system), the image
 //! built without a harness, and the newest image built from the current
 //! lock entry (whatever harness it carries).
 //!
 //! Cache: wheels and root file systems the lock does not name (all of them
-//! with `--all`), and weights downloaded from URLs by `eval` (fetched again
-//! on next use). Host PyTorch installs and harness builds are left alone.
+//! with `--all`), weights downloaded from URLs by `eval` (fetched again
+//! on next use), build folders a killed build left under `stage/` (older
+//! than six hours) and uv releases no longer pinned. Host PyTorch installs and harness builds are left alone.
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
@@ -91,7 +93,8 @@ impl Prune {
             }
             doomed.push(img);
         }
-        // Children before parents: environment images, stage images, bases.
+        // Children before parents: environment images, system and venv
+        // stage images, bases.
         doomed.sort_by_key(|i| rank(i));
         let mut freed = 0;
         for img in doomed {
@@ -146,6 +149,23 @@ impl Prune {
             }
             freed += self.remove(&path, &format!("rootfs {name}"))?;
         }
+        // Build folders a killed build left (a running one is younger).
+        for (name, path) in entries(&cache::root().join("stage"))? {
+            let age = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > STAGE_MAX_AGE) {
+                freed += self.remove(&path, &format!("build folder {name}"))?;
+            }
+        }
+        // uv releases this torchenv no longer pins.
+        let uv_dir = crate::build::uv::dir();
+        for (name, path) in entries(&cache::root().join("tools"))? {
+            if name.starts_with("uv-") && path != uv_dir {
+                freed += self.remove(&path, &format!("tool {name}"))?;
+            }
+        }
         for (name, path) in entries(&cache::url_weights_dir())? {
             if name.starts_with('.') {
                 continue;
@@ -172,6 +192,9 @@ impl Prune {
     }
 }
 
+/// Age after which a build folder under the cache's `stage/` is a leftover.
+const STAGE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 /// Tags, lock entries, wheels and root file systems the spec + lock use.
 fn referenced(spec: &Spec, lock: &Lock) -> Keep {
     let mut keep = Keep::default();
@@ -181,6 +204,7 @@ fn referenced(spec: &Spec, lock: &Lock) -> Keep {
         };
         keep.tags.insert(plan.tag.clone());
         keep.tags.insert(plan.venv_tag.clone());
+        keep.tags.insert(plan.system_tag.clone());
         keep.tags.insert(plan.base_image.clone());
         keep.lock_sha
             .insert(env.name.clone(), plan.labels[LABEL_LOCK_SHA256].clone());
@@ -218,8 +242,10 @@ fn newest_per_env(images: &[ManagedImage], keep: &Keep) -> BTreeSet<String> {
 fn rank(img: &ManagedImage) -> u8 {
     let first = img.tags.first().map(String::as_str).unwrap_or("");
     if first.starts_with("torchenv/base:") {
-        2
+        3
     } else if first.starts_with("torchenv/venv:") {
+        2
+    } else if first.starts_with("torchenv/system:") {
         1
     } else {
         0

@@ -1,17 +1,16 @@
-//! Image calls: inspect, load, build, commit, tag, list and remove.
+//! Image calls: inspect, load, commit, tag, list and remove.
 //!
 //! Every stream is drained to its end, and an `error_detail` inside a build
 //! or load stream is an error (bollard turns it into `DockerStreamError`).
 //!
 //! May use: `docker`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 
 use bollard::models::{ChangeType, ContainerConfig, ImageInspect};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CommitContainerOptionsBuilder, ImportImageOptionsBuilder,
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
-    TagImageOptionsBuilder,
+    CommitContainerOptionsBuilder, ImportImageOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -20,36 +19,6 @@ use super::{Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
 
 /// How long a `docker load` may take before torchenv gives up on it.
 pub const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// How many lines of build output a failure report keeps.
-pub const BUILD_TAIL_LINES: usize = 20;
-
-/// What a classic-builder build reports as it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildEvent {
-    /// `Step 3/9 : RUN …`
-    Step(String),
-    /// Any other output line (command output, ` ---> Running in …`).
-    Line(String),
-}
-
-/// A build the engine refused or whose step failed.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("docker build {image} failed at `{step}`: {message}")]
-#[diagnostic(
-    code(torchenv::docker::build),
-    help("last lines of the step's output:\n{}", tail.join("\n"))
-)]
-pub struct BuildFailed {
-    /// The tag the build would have had (it was not applied).
-    pub image: String,
-    /// The Dockerfile step that failed, as the builder printed it.
-    pub step: String,
-    /// The engine's error message.
-    pub message: String,
-    /// The last [`BUILD_TAIL_LINES`] lines of output.
-    pub tail: Vec<String>,
-}
 
 /// One image carrying the managed-by label.
 #[derive(Debug, Clone)]
@@ -95,104 +64,6 @@ impl Docker {
             item.map_err(self.fail("image load", target))?;
         }
         Ok(())
-    }
-
-    /// Classic-builder build of a streamed context, with no network inside
-    /// the build, tagged `tag` by the engine only when every step succeeded.
-    /// Returns the image id.
-    pub async fn image_build<S>(
-        &self,
-        tag: &str,
-        dockerfile: &str,
-        context: S,
-        build_args: &BTreeMap<String, String>,
-        labels: &BTreeMap<String, String>,
-        mut on_event: impl FnMut(BuildEvent),
-    ) -> Result<String, BuildError>
-    where
-        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    {
-        let args: HashMap<String, String> = build_args.clone().into_iter().collect();
-        let labels: HashMap<String, String> = labels.clone().into_iter().collect();
-        let options = BuildImageOptionsBuilder::new()
-            .dockerfile(dockerfile)
-            .t(tag)
-            .rm(true)
-            .forcerm(true)
-            .networkmode("none")
-            .buildargs(&args)
-            .labels(&labels)
-            .build();
-        let mut stream =
-            self.api
-                .build_image(options, None, Some(bollard::body_try_stream(context)));
-        let mut step = String::from("(before the first step)");
-        let mut tail: VecDeque<String> = VecDeque::new();
-        let mut id = None;
-        let mut failure = None;
-        while let Some(item) = stream.next().await {
-            let info = match item {
-                Ok(info) => info,
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    failure.get_or_insert(error);
-                    continue;
-                }
-                Err(e) if super::classify::is_transport(&e) => {
-                    // The connection broke: no step failed, and whether
-                    // the engine goes on is not ours to know (it cancels a
-                    // build whose client is gone; nothing is tagged).
-                    return Err(self.fail("build", format!("{tag} (at `{step}`)"))(e).into());
-                }
-                Err(e) => {
-                    // The engine said no before building (bad Dockerfile,
-                    // missing base).
-                    let message = e.to_string();
-                    failure.get_or_insert(message);
-                    break;
-                }
-            };
-            if let Some(detail) = info.error_detail {
-                failure.get_or_insert(detail.message.unwrap_or_default());
-            }
-            if let Some(text) = info.stream {
-                for line in text.lines() {
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        continue;
-                    }
-                    if line.starts_with("Step ") && line.contains(" : ") {
-                        step = line.to_string();
-                        tail.clear();
-                        on_event(BuildEvent::Step(line.to_string()));
-                    } else {
-                        if let Some(rest) = line.strip_prefix("Successfully built ") {
-                            id = Some(rest.trim().to_string());
-                        }
-                        if tail.len() == BUILD_TAIL_LINES {
-                            tail.pop_front();
-                        }
-                        tail.push_back(line.to_string());
-                        on_event(BuildEvent::Line(line.to_string()));
-                    }
-                }
-            }
-        }
-        if let Some(message) = failure {
-            return Err(BuildError::Failed(BuildFailed {
-                image: tag.to_string(),
-                step,
-                message: message.trim().to_string(),
-                tail: tail.into(),
-            }));
-        }
-        // The classic builder prints a short id; ask for the full one.
-        let inspected = self
-            .image_inspect(tag)
-            .await?
-            .and_then(|i| i.id)
-            .or(id)
-            .unwrap_or_default();
-        Ok(inspected)
     }
 
     /// Paths the container `name` added, changed or deleted, as `docker
@@ -317,17 +188,6 @@ impl Docker {
             })
             .collect())
     }
-}
-
-/// A build that failed: at a step, or talking to the engine.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum BuildError {
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Failed(#[from] BuildFailed),
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Docker(#[from] DockerError),
 }
 
 /// Size of the chunks a streamed tar is sent in.
