@@ -51,6 +51,12 @@ pub enum BuildError {
         locked: String,
         got: String,
     },
+    #[error("not reproducible: a rebuild of {} gave different layers or image id (listed above)", envs.join(", "))]
+    #[diagnostic(
+        code(torchenv::build::not_reproducible),
+        help("something in a layer depends on when or where it was built: compare the two images' files (`docker save`) to find it")
+    )]
+    NotReproducible { envs: Vec<String> },
     #[error(
         "images/{script} exited with status {code} in its build container; nothing was tagged"
     )]

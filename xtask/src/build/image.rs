@@ -365,8 +365,7 @@ pub async fn ensure_image_with(
         return Ok(found);
     }
     progress.println(format!("{}: building {}", plan.env, plan.tag));
-    ensure_stages(docker, lock, &plan, progress).await?;
-    build_final(docker, &plan, progress).await?;
+    build_all(docker, lock, &plan, progress).await?;
     let mut built = existing(docker, &plan).await?.ok_or_else(|| {
         BuildError::failed(format!(
             "the build of {} ended but the tag is missing",
@@ -399,6 +398,17 @@ async fn existing(docker: &Docker, plan: &Plan) -> Result<Option<ImageRef>> {
     }))
 }
 
+/// The image of `plan`: its stages where missing, then the final layer.
+pub async fn build_all(
+    docker: &Docker,
+    lock: &Lock,
+    plan: &Plan,
+    progress: &Progress,
+) -> Result<()> {
+    ensure_stages(docker, lock, plan, progress).await?;
+    build_final(docker, plan, progress).await
+}
+
 /// Everything under the harness layer: the base, then the venv and system
 /// stage images, each made when it is missing.
 pub async fn ensure_stages(
@@ -410,30 +420,40 @@ pub async fn ensure_stages(
     let base_image = base_image::ensure_base_image(docker, lock, &plan.locked, progress).await?;
     debug_assert_eq!(base_image, plan.base_image);
     if docker.image_inspect(&plan.venv_tag).await?.is_none() {
-        let (wheel_paths, uv) = host_inputs(&plan.locked, progress).await?;
-        let script = plan.images_dir.join(venv_layer::SCRIPT);
-        let stage = venv_layer::VenvStage {
-            tag: &plan.venv_tag,
-            base_image: &plan.base_image,
-            wheels: &plan.locked.wheels,
-            wheel_paths: &wheel_paths,
-            uv: &uv,
-            script: &script,
-            epoch: plan.epoch,
-        };
-        venv_layer::build(docker, &stage, progress).await?;
+        build_venv_stage(docker, plan, progress).await?;
     }
     if docker.image_inspect(&plan.system_tag).await?.is_none() {
-        let stage = system_layer::SystemStage {
-            tag: &plan.system_tag,
-            venv_tag: &plan.venv_tag,
-            base_image: &plan.base_image,
-            images_dir: &plan.images_dir,
-            epoch: plan.epoch,
-        };
-        system_layer::build(docker, &stage, progress).await?;
+        build_system_stage(docker, plan, progress).await?;
     }
     Ok(())
+}
+
+/// The venv stage image `plan.venv_tag` (the base must be there).
+pub async fn build_venv_stage(docker: &Docker, plan: &Plan, progress: &Progress) -> Result<()> {
+    let (wheel_paths, uv) = host_inputs(&plan.locked, progress).await?;
+    let script = plan.images_dir.join(venv_layer::SCRIPT);
+    let stage = venv_layer::VenvStage {
+        tag: &plan.venv_tag,
+        base_image: &plan.base_image,
+        wheels: &plan.locked.wheels,
+        wheel_paths: &wheel_paths,
+        uv: &uv,
+        script: &script,
+        epoch: plan.epoch,
+    };
+    venv_layer::build(docker, &stage, progress).await
+}
+
+/// The system stage image `plan.system_tag` (the venv stage must be there).
+pub async fn build_system_stage(docker: &Docker, plan: &Plan, progress: &Progress) -> Result<()> {
+    let stage = system_layer::SystemStage {
+        tag: &plan.system_tag,
+        venv_tag: &plan.venv_tag,
+        base_image: &plan.base_image,
+        images_dir: &plan.images_dir,
+        epoch: plan.epoch,
+    };
+    system_layer::build(docker, &stage, progress).await
 }
 
 /// The locked wheels in the cache (fetched when missing) and uv.
@@ -453,7 +473,7 @@ async fn host_inputs(locked: &LockedEnv, progress: &Progress) -> Result<(Vec<Pat
 
 /// The final image: the system stage's layers and the harness layer,
 /// loaded with [`runtime_config`].
-async fn build_final(docker: &Docker, plan: &Plan, progress: &Progress) -> Result<()> {
+pub async fn build_final(docker: &Docker, plan: &Plan, progress: &Progress) -> Result<()> {
     let system = docker
         .image_inspect(&plan.system_tag)
         .await?

@@ -18,6 +18,8 @@
 //!   configuration stage images;
 //! - [`image`]: the build plan (tag = hash of every input), the stages in
 //!   order and the final image; `cargo xtask build`;
+//! - [`verify`]: `build --verify`, the build made again in a scratch
+//!   namespace and compared layer by layer;
 //! - [`provenance`]: an existing image is used only when its labels and
 //!   base layers are what spec + lock give;
 //! - [`lock`]: `cargo xtask lock`, resolving the spec into the lock (the
@@ -40,6 +42,7 @@ pub mod provenance;
 pub mod system_layer;
 pub mod uv;
 pub mod venv_layer;
+pub mod verify;
 pub mod weights;
 pub mod wheels;
 

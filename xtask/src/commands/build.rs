@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 
 use super::{Ctx, Run};
-use crate::build::ensure_env_image;
-use crate::error::Result;
-use crate::lock;
+use crate::build::{ensure_env_image, harness, verify, BuildError};
+use crate::error::{Error, Result};
+use crate::lock::{self, Lock};
 use crate::progress::{self, Progress};
+use crate::spec::{Env, Spec};
 
 /// Build an environment's image from spec + lock, with no network in
 /// the build; does nothing when the image for these inputs exists.
@@ -22,6 +23,12 @@ pub struct Build {
     /// Harness binary to put at /usr/local/bin/harness (last layer).
     #[arg(long)]
     harness: Option<PathBuf>,
+    /// Check that the build is reproducible: build the image (if needed),
+    /// bootstrap the base again and rebuild every layer in a scratch
+    /// namespace, then compare the base rootfs sha256, every layer digest
+    /// and the image id. Exit 0 only if all are the same.
+    #[arg(long)]
+    verify: bool,
 }
 
 impl Run for Build {
@@ -32,6 +39,9 @@ impl Run for Build {
         // Nothing is built on bad input: every selected env is checked first.
         for env in &envs {
             lock::check_fresh(&spec, &lock, env)?;
+        }
+        if self.verify {
+            return self.verify(ctx, &spec, &lock, &envs);
         }
         ctx.block_on(async {
             let docker = ctx.docker().await?;
@@ -65,5 +75,43 @@ impl Run for Build {
             }
             Ok(())
         })
+    }
+}
+
+impl Build {
+    /// `--verify` for each selected environment.
+    fn verify(&self, ctx: &Ctx, spec: &Spec, lock: &Lock, envs: &[&Env]) -> Result<()> {
+        let mut differing = Vec::new();
+        ctx.block_on(async {
+            let docker = ctx.docker().await?;
+            let progress = Progress::new();
+            for env in envs {
+                let harness = match &self.harness {
+                    Some(h) => h.clone(),
+                    None => {
+                        let locked = lock::check_fresh(spec, lock, env)?.clone();
+                        tokio::task::spawn_blocking(move || harness::build(&locked))
+                            .await
+                            .map_err(|e| Error::failed(format!("harness build task: {e}")))??
+                            .binary
+                    }
+                };
+                let v = verify::verify(&docker, spec, lock, env, &harness, &progress).await?;
+                println!("{}: {}", env.name, v.tag);
+                for line in v.lines() {
+                    println!("  {line}");
+                }
+                if !v.reproducible() {
+                    differing.push(env.name.clone());
+                }
+            }
+            Ok(())
+        })?;
+        if differing.is_empty() {
+            println!("reproducible: every layer and the image id are the same");
+            Ok(())
+        } else {
+            Err(BuildError::NotReproducible { envs: differing }.into())
+        }
     }
 }

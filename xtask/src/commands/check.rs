@@ -25,18 +25,6 @@ pub struct Check {
     sources: Sources,
 }
 
-impl Check {
-    /// The default environment on `device`, with `sources`.
-    pub fn default_env(device: Device, sources: Sources) -> Check {
-        Check {
-            env: None,
-            device: Some(device),
-            expect_gpus: 0,
-            sources,
-        }
-    }
-}
-
 impl Run for Check {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;

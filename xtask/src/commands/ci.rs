@@ -30,6 +30,19 @@ pub struct Ci {
     sources: Sources,
 }
 
+impl Ci {
+    /// Every environment of the spec on `device`, results under `out`.
+    pub fn every_env(device: Device, out: PathBuf) -> Ci {
+        Ci {
+            envs: Vec::new(),
+            device: Some(device),
+            expect_gpus: 0,
+            out,
+            sources: Sources::default(),
+        }
+    }
+}
+
 impl Run for Ci {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;

@@ -224,7 +224,7 @@ fn referenced(spec: &Spec, lock: &Lock) -> Keep {
 /// Ids of the newest image (by tag order of the engine's listing) per
 /// environment among those built from its current lock entry.
 fn newest_per_env(images: &[ManagedImage], keep: &Keep) -> BTreeSet<String> {
-    // The engine lists newest first.
+    // Newest first (`images_managed` sorts by when the engine tagged them).
     let mut seen = BTreeSet::new();
     let mut ids = BTreeSet::new();
     for img in images {

@@ -10,16 +10,17 @@
 //!    and gate tests against the real Docker engine, told where the image,
 //!    harness, weights and host Python are;
 //! 5. faults ×3 — the fault-injection tests, three times in a row;
-//! 6. gate — `cargo xtask check` of the default environment on CPU, in its
-//!    container, against the committed baseline.
+//! 6. gate, every environment — `cargo xtask ci` on CPU: each environment of
+//!    `environments.yaml` built (harness and image, cached), checked in its
+//!    container against its committed baselines, and compared with the
+//!    others.
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
 use std::path::Path;
 use std::time::Instant;
 
-use super::gate::Sources;
-use super::{check, Ctx, Run};
+use super::{ci, Ctx, Run};
 use crate::build::{self, harness, weights};
 use crate::error::{Error, Result};
 use crate::gate::Device;
@@ -30,7 +31,8 @@ use crate::process::{cargo, run_logged};
 const MODEL: &str = "efficientnet_lite0";
 
 /// Run the whole test suite (what CI runs): lint, harness build and
-/// tests, the default image, the xtask tests against Docker, the gate.
+/// tests, the default image, the xtask tests against Docker, the gate on
+/// every environment.
 #[derive(clap::Args)]
 pub struct Test {
     /// Skip `cargo fmt --check` and clippy.
@@ -86,12 +88,12 @@ impl Run for Test {
             }
             Ok(())
         })?;
-        stages.run("gate", || {
-            let sources = Sources {
-                image: Some(tag.clone()),
-                ..Sources::default()
-            };
-            check::Check::default_env(Device::Cpu, sources).run(ctx)
+        stages.run("gate, every environment", || {
+            // Each environment's own image (the default one is the image
+            // above), checked on CPU against its baselines, then compared
+            // with the others: `cargo xtask ci` as a user runs it.
+            let out = root.join("target").join("ci-gate");
+            ci::Ci::every_env(Device::Cpu, out).run(ctx)
         })?;
         stages.report();
         Ok(())

@@ -398,13 +398,18 @@ impl Docker {
         let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
             .filters(&filters)
             .build();
-        let mut images = self
+        let images = self
             .api
             .list_images(Some(options))
             .await
             .map_err(self.fail("list images", env))?;
-        images.sort_by_key(|i| std::cmp::Reverse(i.created));
-        Ok(images.into_iter().find_map(|i| {
+        // Creation times are the lock's fixed epoch: newest = last tagged.
+        let mut tagged = Vec::with_capacity(images.len());
+        for i in images {
+            tagged.push((self.last_tagged(&i.id).await?, i));
+        }
+        tagged.sort_by_key(|(t, _)| std::cmp::Reverse(super::images::time_key(t)));
+        Ok(tagged.into_iter().map(|(_, i)| i).find_map(|i| {
             i.repo_tags
                 .into_iter()
                 .find(|t| t != "<none>:<none>")

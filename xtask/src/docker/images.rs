@@ -27,6 +27,8 @@ pub struct ManagedImage {
     pub tags: Vec<String>,
     pub size: u64,
     pub labels: HashMap<String, String>,
+    /// When the engine last tagged it (RFC 3339).
+    pub last_tagged: String,
 }
 
 impl Docker {
@@ -148,9 +150,10 @@ impl Docker {
             .list_images(Some(options))
             .await
             .map_err(self.fail("image list", "label=managed-by"))?;
-        Ok(list
-            .into_iter()
-            .map(|i| ManagedImage {
+        let mut out = Vec::with_capacity(list.len());
+        for i in list {
+            out.push(ManagedImage {
+                last_tagged: self.last_tagged(&i.id).await?,
                 id: i.id,
                 tags: i
                     .repo_tags
@@ -159,8 +162,23 @@ impl Docker {
                     .collect(),
                 size: i.size.max(0) as u64,
                 labels: i.labels,
-            })
-            .collect())
+            });
+        }
+        // Newest first. Creation times cannot tell: torchenv's images carry
+        // the lock's fixed `SOURCE_DATE_EPOCH`, so they sort by when they
+        // were tagged here.
+        out.sort_by_key(|i| std::cmp::Reverse(time_key(&i.last_tagged)));
+        Ok(out)
+    }
+
+    /// When the engine last tagged the image (RFC 3339, "" if never).
+    pub async fn last_tagged(&self, reference: &str) -> Result<String, DockerError> {
+        Ok(self
+            .image_inspect(reference)
+            .await?
+            .and_then(|i| i.metadata)
+            .and_then(|m| m.last_tag_time)
+            .unwrap_or_default())
     }
 
     /// Names of the containers (running or not) created from `image_id`
@@ -188,6 +206,21 @@ impl Docker {
             })
             .collect())
     }
+}
+
+/// An engine timestamp (`2026-12-02T06:40:12.1234Z`, UTC, the fraction's
+/// trailing zeros dropped) as a key that sorts in time order.
+pub fn time_key(rfc3339: &str) -> (String, u32) {
+    let (whole, rest) = rfc3339
+        .split_once('.')
+        .unwrap_or((rfc3339.trim_end_matches('Z'), ""));
+    let digits: String = rest
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(9)
+        .collect();
+    let nanos = format!("{digits:0<9}").parse().unwrap_or(0);
+    (whole.to_string(), nanos)
 }
 
 /// Size of the chunks a streamed tar is sent in.
@@ -249,5 +282,30 @@ impl std::io::Write for ChunkWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_key;
+
+    #[test]
+    fn engine_times_sort_in_time_order() {
+        let mut times = vec![
+            "2026-12-02T06:40:12.12345678Z",
+            "2026-12-02T06:40:12.1234Z",
+            "2026-12-02T06:40:13Z",
+            "2026-12-01T23:59:59.9Z",
+        ];
+        times.sort_by_key(|t| time_key(t));
+        assert_eq!(
+            times,
+            [
+                "2026-12-01T23:59:59.9Z",
+                "2026-12-02T06:40:12.1234Z",
+                "2026-12-02T06:40:12.12345678Z",
+                "2026-12-02T06:40:13Z",
+            ]
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask bench harness|eval|up`: speed comparisons, each measured
+//! `cargo xtask bench harness|eval|up|build`: speed comparisons, each measured
 //! in one process, one run (ratios, never absolute thresholds). The
 //! scratch datasets they make from the fixture photos are in [`data`].
 //!
@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{Ctx, Run};
 use crate::error::Result;
 
+mod build;
 mod data;
 mod eval;
 mod harness;
@@ -26,6 +27,7 @@ enum Which {
     Harness(harness::BenchHarness),
     Eval(eval::BenchEval),
     Up(up::BenchUp),
+    Build(build::BenchBuild),
 }
 
 impl Run for Bench {
@@ -34,6 +36,7 @@ impl Run for Bench {
             Which::Harness(b) => b.run(ctx),
             Which::Eval(b) => b.run(ctx),
             Which::Up(b) => b.run(ctx),
+            Which::Build(b) => b.run(ctx),
         }
     }
 }
