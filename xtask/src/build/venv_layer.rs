@@ -124,8 +124,11 @@ pub async fn build(
         history,
         epoch: stage.epoch,
     };
-    archive::load(docker, doc, layers, progress).await?;
-    Ok(())
+    let loaded = archive::load(docker, doc, layers, progress).await;
+    // Removing a few GB of small files takes a while: it runs beside what
+    // comes next (the runtime waits for it before the process ends).
+    tokio::task::spawn_blocking(move || drop(dir));
+    loaded.map(|_| ())
 }
 
 /// Runs `images/venv.sh` in a network-less container of the base, its
