@@ -216,6 +216,7 @@ fn referenced(spec: &Spec, lock: &Lock) -> Keep {
     for m in lock.models.values() {
         keep.wheels.insert(m.wheel.sha256.clone());
     }
+    keep.wheels.insert(crate::build::uv::SHA256.to_string());
     keep.rootfs
         .extend(lock.bases.values().map(|b| b.rootfs_sha256.clone()));
     keep
