@@ -86,14 +86,14 @@ pub async fn load(
         )));
     }
     // First pass: every new layer's size (the tar entry holding it needs it
-    // before its bytes), archived with zeros for file contents.
+    // before its bytes), from headers and file lengths.
     let (sizing, epoch) = (layers.clone(), doc.epoch);
     let sizes = tokio::task::spawn_blocking(move || -> io::Result<Vec<u64>> {
         sizing
             .iter()
             .map(|l| match l {
                 Layer::Existing(_) => Ok(0),
-                other => write_layer(Counter::default(), other, epoch, true).map(|c| c.n),
+                other => layer_size(other, epoch),
             })
             .collect()
     })
@@ -150,7 +150,7 @@ fn archive_stream(
                 hasher: Sha256::new(),
                 n: 0,
             };
-            let hashing = write_layer(hashing, layer, doc.epoch, false)?;
+            let hashing = write_layer(hashing, layer, &Pass::real(doc.epoch))?;
             if hashing.n != *size {
                 return Err(io::Error::other(format!(
                     "layer {n} of {} changed while it was archived",
@@ -228,9 +228,36 @@ fn append<W: Write>(
     b.append_data(&mut header, name, data)
 }
 
-/// Writes `layer` as a tar into `w` and returns `w`. With `zeros`, file
-/// contents are zeros of the same length (the size pass).
-fn write_layer<W: Write>(w: W, layer: &Layer, mtime: u64, zeros: bool) -> io::Result<W> {
+/// How a layer is written: every mtime, and whether file contents are
+/// skipped (the size pass: headers written, contents only counted).
+struct Pass {
+    mtime: u64,
+    skipped: Option<std::cell::Cell<u64>>,
+}
+
+impl Pass {
+    fn real(mtime: u64) -> Pass {
+        Pass {
+            mtime,
+            skipped: None,
+        }
+    }
+}
+
+/// The size of `layer`'s tar, from its headers (written by the same code
+/// as the real pass) and its files' lengths, without reading any file.
+fn layer_size(layer: &Layer, mtime: u64) -> io::Result<u64> {
+    let pass = Pass {
+        mtime,
+        skipped: Some(std::cell::Cell::new(0)),
+    };
+    let counted = write_layer(Counter::default(), layer, &pass)?;
+    Ok(counted.n + pass.skipped.map_or(0, |c| c.get()))
+}
+
+/// Writes `layer` as a tar into `w` and returns `w`.
+fn write_layer<W: Write>(w: W, layer: &Layer, pass: &Pass) -> io::Result<W> {
+    let mtime = pass.mtime;
     let mut b = tar::Builder::new(w);
     match layer {
         Layer::Existing(_) => {}
@@ -238,7 +265,7 @@ fn write_layer<W: Write>(w: W, layer: &Layer, mtime: u64, zeros: bool) -> io::Re
             for e in entries {
                 match &e.kind {
                     EntryKind::Dir => dir_entry(&mut b, &e.path, e.mode, mtime)?,
-                    EntryKind::File(src) => file_entry(&mut b, src, &e.path, e.mode, mtime, zeros)?,
+                    EntryKind::File(src) => file_entry(&mut b, src, &e.path, e.mode, pass)?,
                 }
             }
         }
@@ -251,7 +278,7 @@ fn write_layer<W: Write>(w: W, layer: &Layer, mtime: u64, zeros: bool) -> io::Re
                 }
                 parent.push('/');
             }
-            walk_into(&mut b, source, at, mtime, zeros)?;
+            walk_into(&mut b, source, at, pass)?;
         }
     }
     b.into_inner()
@@ -262,9 +289,9 @@ fn walk_into<W: Write>(
     b: &mut tar::Builder<W>,
     source: &Path,
     at: &str,
-    mtime: u64,
-    zeros: bool,
+    pass: &Pass,
 ) -> io::Result<()> {
+    let mtime = pass.mtime;
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::symlink_metadata(source)?;
     let mode = meta.permissions().mode() & 0o7777;
@@ -275,7 +302,7 @@ fn walk_into<W: Write>(
         return b.append_link(&mut header, at, target);
     }
     if kind.is_file() {
-        return file_entry(b, source, at, mode, mtime, zeros);
+        return file_entry(b, source, at, mode, pass);
     }
     if !kind.is_dir() {
         return Err(io::Error::other(format!(
@@ -290,7 +317,7 @@ fn walk_into<W: Write>(
     names.sort();
     for name in names {
         let child = format!("{at}/{}", name.to_string_lossy());
-        walk_into(b, &source.join(&name), &child, mtime, zeros)?;
+        walk_into(b, &source.join(&name), &child, pass)?;
     }
     Ok(())
 }
@@ -310,31 +337,33 @@ fn file_entry<W: Write>(
     source: &Path,
     path: &str,
     mode: u32,
-    mtime: u64,
-    zeros: bool,
+    pass: &Pass,
 ) -> io::Result<()> {
     let len = std::fs::metadata(source)?.len();
-    let mut header = file_header(len, mtime);
+    let mut header = file_header(len, pass.mtime);
     header.set_mode(mode);
-    if zeros {
-        b.append_data(&mut header, path, io::repeat(0).take(len))
-    } else {
-        // Exactly `len` bytes: a file that grew or shrank since is an error
-        // (the size pass counted `len`).
-        let mut file = std::fs::File::open(source)?.take(len);
-        let mut counted = CountRead {
-            inner: &mut file,
-            n: 0,
-        };
-        b.append_data(&mut header, path, &mut counted)?;
-        if counted.n != len {
-            return Err(io::Error::other(format!(
-                "{} shrank while it was archived",
-                source.display()
-            )));
-        }
-        Ok(())
+    if let Some(skipped) = &pass.skipped {
+        // The header as the real pass writes it; the contents and their
+        // padding to 512 bytes only counted.
+        b.append_data(&mut header, path, io::empty())?;
+        skipped.set(skipped.get() + len.div_ceil(512) * 512);
+        return Ok(());
     }
+    // Exactly `len` bytes: a file that grew or shrank since is an error
+    // (the size pass counted `len`).
+    let mut file = std::fs::File::open(source)?.take(len);
+    let mut counted = CountRead {
+        inner: &mut file,
+        n: 0,
+    };
+    b.append_data(&mut header, path, &mut counted)?;
+    if counted.n != len {
+        return Err(io::Error::other(format!(
+            "{} shrank while it was archived",
+            source.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A writer that only counts.
@@ -405,7 +434,7 @@ mod tests {
             source: dir.path().to_path_buf(),
             at: "opt/venv".into(),
         };
-        let bytes = write_layer(Vec::new(), &layer, 1_735_689_600, false).unwrap();
+        let bytes = write_layer(Vec::new(), &layer, &Pass::real(1_735_689_600)).unwrap();
         let mut archive = tar::Archive::new(bytes.as_slice());
         let entries: Vec<(String, u64, u64)> = archive
             .entries()
@@ -444,13 +473,18 @@ mod tests {
         // A name longer than a tar header holds takes an extra entry.
         let long = "n".repeat(150);
         std::fs::write(dir.path().join(&long), "long").unwrap();
+        // Paths of 99, 100 and 101 bytes ("opt/venv/" + name): the edge of
+        // the header's name field; a long symlink target too.
+        for n in [90, 91, 92] {
+            std::fs::write(dir.path().join("e".repeat(n)), "edge").unwrap();
+        }
+        std::os::unix::fs::symlink("t".repeat(120), dir.path().join("far")).unwrap();
         let layer = Layer::Dir {
             source: dir.path().to_path_buf(),
             at: "opt/venv".into(),
         };
-        let real = write_layer(Vec::new(), &layer, 7, false).unwrap();
-        let counted = write_layer(Counter::default(), &layer, 7, true).unwrap();
-        assert_eq!(real.len() as u64, counted.n);
+        let real = write_layer(Vec::new(), &layer, &Pass::real(7)).unwrap();
+        assert_eq!(real.len() as u64, layer_size(&layer, 7).unwrap());
     }
 
     #[test]
@@ -464,8 +498,8 @@ mod tests {
         let f = std::fs::File::open(b.path().join("lib/a.txt")).unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
         assert_eq!(
-            write_layer(Vec::new(), &layer(&a), 9, false).unwrap(),
-            write_layer(Vec::new(), &layer(&b), 9, false).unwrap()
+            write_layer(Vec::new(), &layer(&a), &Pass::real(9)).unwrap(),
+            write_layer(Vec::new(), &layer(&b), &Pass::real(9)).unwrap()
         );
     }
 }
