@@ -63,7 +63,7 @@ pub const LABEL_TORCH: &str = "dev.torchenv.torch";
 pub const LABEL_CUDA: &str = "dev.torchenv.cuda";
 pub const LABEL_CUDNN: &str = "dev.torchenv.cudnn";
 pub const LABEL_HARNESS: &str = "dev.torchenv.harness";
-pub const LABEL_BASE: &str = "dev.torchenv.base";
+pub const LABEL_BASE: &str = crate::docker::LABEL_BASE;
 pub const LABEL_VENV: &str = "dev.torchenv.venv";
 /// Value of [`LABEL_HARNESS`] when the image was built without a harness.
 pub const HARNESS_ABSENT: &str = "absent";

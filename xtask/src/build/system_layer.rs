@@ -8,17 +8,16 @@
 //! every path it changes the lock's `SOURCE_DATE_EPOCH`, and checks below
 //! keep anything outside the expected places out of the layer.
 //!
-//! May use: `build::venv_layer` (labels), `docker`, `progress`.
+//! May use: `docker`, `progress`.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
 
-use super::venv_layer::LABEL_STAGE;
 use super::BuildError;
 use crate::docker::run::{unique_name, RunOutput, LABEL_ONE_SHOT};
-use crate::docker::{Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::docker::{Docker, DockerError, LABEL_BASE, LABEL_MANAGED_BY, LABEL_STAGE, MANAGED_BY};
 use crate::progress::Progress;
 
 /// The script, in `images/`.
@@ -86,10 +85,7 @@ pub async fn build(
         labels: Some(HashMap::from([
             (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
             (LABEL_STAGE.to_string(), "system".to_string()),
-            (
-                super::image::LABEL_BASE.to_string(),
-                stage.base_image.to_string(),
-            ),
+            (LABEL_BASE.to_string(), stage.base_image.to_string()),
         ])),
         ..Default::default()
     };

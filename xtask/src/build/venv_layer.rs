@@ -30,14 +30,12 @@ use super::archive::{self, ImageDoc, Layer};
 use super::BuildError;
 use crate::cache;
 use crate::docker::run::{unique_name, LABEL_ONE_SHOT};
-use crate::docker::{Docker, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::docker::{Docker, LABEL_BASE, LABEL_MANAGED_BY, LABEL_STAGE, MANAGED_BY};
 use crate::lock::LockedWheel;
 use crate::progress::Progress;
 
 /// The install script, in `images/`.
 pub const SCRIPT: &str = "venv.sh";
-/// Label naming a stage image's stage (`venv`, `system`).
-pub const LABEL_STAGE: &str = "dev.torchenv.stage";
 
 /// What the venv stage is made from.
 pub struct VenvStage<'a> {
@@ -109,10 +107,7 @@ pub async fn build(
     let labels = BTreeMap::from([
         (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
         (LABEL_STAGE.to_string(), "venv".to_string()),
-        (
-            super::image::LABEL_BASE.to_string(),
-            stage.base_image.to_string(),
-        ),
+        (LABEL_BASE.to_string(), stage.base_image.to_string()),
     ]);
     let doc = ImageDoc {
         tag: stage.tag.to_string(),

@@ -26,6 +26,10 @@ pub const LABEL_MANAGED_BY: &str = "dev.torchenv.managed-by";
 pub const MANAGED_BY: &str = "torchenv";
 /// Label holding the environment name.
 pub const LABEL_ENV: &str = "dev.torchenv.env";
+/// Label of an image naming the base it was built on.
+pub const LABEL_BASE: &str = "dev.torchenv.base";
+/// Label of a stage image naming its stage (`venv`, `system`).
+pub const LABEL_STAGE: &str = "dev.torchenv.stage";
 
 /// A connection to the Docker engine named by `DOCKER_HOST` (unix socket,
 /// tcp with TLS when `DOCKER_TLS_VERIFY` is set, or ssh), else the local socket.
