@@ -90,7 +90,9 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     }
     let python = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut cmd = Command::new(&python);
-    cmd.args(["-m", "venv", "--without-pip"]).arg(&venv);
+    // With pip and setuptools (ensurepip, offline): torch-sys's build script
+    // imports `torch.utils.cpp_extension`, which needs setuptools.
+    cmd.args(["-m", "venv"]).arg(&venv);
     pip::run(cmd, "creating the host venv")?;
     // uv unpacks into a cache beside the venv and hard-links from it (one
     // write of the files); the cache goes afterwards.
