@@ -170,6 +170,23 @@ pub enum BuildError {
 failure_constructors!(BuildError);
 
 impl BuildError {
+    /// A stage script that exited non-zero: its status and the last 20
+    /// lines it wrote (stderr, then stdout).
+    pub fn stage_script(script: &'static str, out: &crate::docker::run::RunOutput) -> BuildError {
+        let lines: Vec<String> = out
+            .stderr
+            .lines()
+            .chain(out.stdout.lines())
+            .map(String::from)
+            .collect();
+        let keep = lines.len().saturating_sub(20);
+        BuildError::StageScript {
+            script,
+            code: out.exit_code,
+            tail: lines[keep..].to_vec(),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             BuildError::StaleLock { .. }

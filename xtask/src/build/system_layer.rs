@@ -108,18 +108,7 @@ pub async fn build(
         }
         Outcome::Failed(out) => {
             task.fail(SCRIPT);
-            let tail: Vec<String> = out
-                .stderr
-                .lines()
-                .chain(out.stdout.lines())
-                .map(String::from)
-                .collect();
-            let keep = tail.len().saturating_sub(20);
-            Err(BuildError::StageScript {
-                script: SCRIPT,
-                code: out.exit_code,
-                tail: tail[keep..].to_vec(),
-            })
+            Err(BuildError::stage_script(SCRIPT, &out))
         }
         Outcome::Outside(paths) => {
             task.fail("changed the venv");

@@ -175,18 +175,7 @@ async fn install(
         .map_err(|e| BuildError::failed(format!("installing the venv: {e}")))?;
     if out.exit_code != 0 {
         task.fail("install");
-        let lines: Vec<String> = out
-            .stderr
-            .lines()
-            .chain(out.stdout.lines())
-            .map(String::from)
-            .collect();
-        let keep = lines.len().saturating_sub(20);
-        return Err(BuildError::StageScript {
-            script: SCRIPT,
-            code: out.exit_code,
-            tail: lines[keep..].to_vec(),
-        });
+        return Err(BuildError::stage_script(SCRIPT, &out));
     }
     task.finish("installed");
     Ok(())
