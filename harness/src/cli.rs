@@ -1,8 +1,9 @@
 //! Command line (clap derive; doc comments are the help text).
 //!
-//! May use: `eval`, `models`, `preprocess`.
+//! May use: `eval`, `export`, `models`, `preprocess`.
 
 use crate::eval::Autocast;
+use crate::export::{Batch, Format};
 use crate::models::ModelKind;
 use crate::preprocess::Interpolation;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -40,6 +41,14 @@ pub enum Command {
     /// Exit codes: 0 done (corrupt images are listed, not fatal); 2 usage,
     /// I/O, weights or empty-dataset error.
     Eval(Box<EvalArgs>),
+    /// Export the model (ONNX or TorchScript) and prove it computes what the
+    /// harness measures: the same preprocessed images through both, max
+    /// |Δlogit| within --tolerance and the same top-1 on every image.
+    ///
+    /// Writes --out and `<out>.parity.json`, both renamed into place only
+    /// when parity passed (nothing is left behind otherwise). Exit codes:
+    /// 0 exported; 2 usage, weights, images or output path; 5 parity failed.
+    Export(Box<ExportArgs>),
     /// Debug: write the preprocessed NCHW float32 tensor of images as .npy.
     #[command(hide = true)]
     Preprocess {
@@ -133,8 +142,21 @@ pub struct EvalArgs {
     /// Weights: local .pth (zip or legacy pickle) / .safetensors, or an
     /// http(s) URL (then --sha256 is required; cached under
     /// ${TORCHENV_CACHE:-~/.cache/torchenv}/weights/<sha256>).
-    #[arg(long)]
-    pub weights: String,
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    pub weights: Option<String>,
+    /// Evaluate this ONNX file with onnxruntime on the CPU instead of the
+    /// harness's network: same preprocessing (--model's), same report. The
+    /// file's `torchenv.model` metadata, when it has one, must be --model.
+    #[arg(long, conflicts_with_all = ["autocast", "channels_last"])]
+    pub onnx: Option<PathBuf>,
+    /// After the evaluation, export the model into --out (`model.onnx` or
+    /// `model.pt`) and check its parity on the first --export-images
+    /// images; the report shows the result.
+    #[arg(long, value_enum, requires = "out", conflicts_with = "onnx")]
+    pub export: Option<Format>,
+    /// Images the --export parity check runs on.
+    #[arg(long, default_value_t = 64)]
+    pub export_images: usize,
     /// Expected sha256 of the weights file (verified when given).
     #[arg(long)]
     pub sha256: Option<String>,
@@ -178,4 +200,41 @@ pub struct EvalArgs {
     pub dump_logits: Option<PathBuf>,
     #[command(flatten)]
     pub overrides: PresetOverrides,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Model architecture.
+    #[arg(long, value_enum)]
+    pub model: ModelKind,
+    /// Weights: local .pth (zip or legacy pickle) / .safetensors, or an
+    /// http(s) URL (then --sha256 is required).
+    #[arg(long)]
+    pub weights: String,
+    /// Expected sha256 of the weights file (verified when given).
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Onnx)]
+    pub format: Format,
+    /// ONNX opset (9 to 20: what the TorchScript-based exporter writes).
+    #[arg(long, default_value_t = 17)]
+    pub opset: u32,
+    /// ONNX batch dimension: `dynamic` (any batch size) or a fixed size.
+    #[arg(long, default_value = "dynamic")]
+    pub batch: Batch,
+    /// Images to check parity on (every image under it, sorted, up to
+    /// --parity-images).
+    #[arg(long)]
+    pub parity_data: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub parity_images: usize,
+    /// Largest |Δlogit| allowed between the exported file and the harness.
+    #[arg(long, default_value_t = 1e-4)]
+    pub tolerance: f64,
+    /// Decode/preprocess and onnxruntime threads (default: available CPUs).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }

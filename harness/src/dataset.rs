@@ -120,6 +120,30 @@ const IMAGE_EXTENSIONS: [&str; 9] = [
     "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
 ];
 
+/// Every image under `root` (its sub-folders too, labelled or not), sorted
+/// by relative path, at most `limit`: the images `export` checks parity on.
+pub fn images_under(root: &Path, limit: usize) -> Result<Vec<(PathBuf, String)>, DatasetError> {
+    let mut found = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let entries = Entries::read(&dir)?;
+        for name in &entries.images {
+            found.push((dir.join(name), format!("{rel}{name}")));
+        }
+        for name in entries.dirs {
+            stack.push((dir.join(&name), format!("{rel}{name}/")));
+        }
+    }
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    found.truncate(limit);
+    if found.is_empty() {
+        return Err(DatasetError::Empty {
+            path: root.to_path_buf(),
+        });
+    }
+    Ok(found)
+}
+
 /// Label files looked for when `--labels` is not given.
 const AUTO_LABELS: [&str; 2] = [KAGGLE_CSV, DEVKIT_GROUND_TRUTH];
 const KAGGLE_CSV: &str = "LOC_val_solution.csv";

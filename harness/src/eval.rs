@@ -2,10 +2,11 @@
 //! on the main thread (bounded channel between them). The report is built
 //! from the outcome by [`crate::eval_report`].
 //!
-//! May use: `dataset`, `models`, `preprocess`, `runtime`.
+//! May use: `dataset`, `models`, `onnx_session`, `preprocess`, `runtime`.
 
 use crate::dataset::Sample;
 use crate::models::ModelKind;
+use crate::onnx_session::{OnnxError, OnnxSession};
 use crate::preprocess::{self, Preset};
 use crate::runtime;
 use rayon::prelude::*;
@@ -25,6 +26,8 @@ pub enum EvalError {
     Pool(String),
     #[error("no image of the dataset could be decoded ({0} failed)")]
     NothingEvaluated(usize),
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
 }
 
 /// Mixed precision mode.
@@ -101,6 +104,29 @@ impl LoadedModel {
             y.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)
         })?;
         Ok(out)
+    }
+}
+
+/// What computes the logits: the harness's own network, or an exported
+/// ONNX file run by onnxruntime (on the CPU).
+pub enum Classifier {
+    Torch(LoadedModel),
+    Onnx(OnnxSession),
+}
+
+impl Classifier {
+    /// Logits (float32, CPU) of a batch of preprocessed CHW images.
+    pub fn logits(&mut self, input: &Tensor, opts: &EvalOptions) -> Result<Tensor, EvalError> {
+        match self {
+            Classifier::Torch(m) => m.forward(input, opts),
+            Classifier::Onnx(session) => {
+                let n = input.size()[0] as usize;
+                let data = Vec::<f32>::try_from(input.f_flatten(0, -1)?)?;
+                let rows = session.run(&data, n, opts.preset.crop)?;
+                let cols = rows.first().map_or(0, Vec::len) as i64;
+                Ok(Tensor::f_from_slice(&rows.concat())?.f_view([n as i64, cols])?)
+            }
+        }
     }
 }
 
@@ -209,7 +235,7 @@ fn produce(
 
 /// Runs the evaluation, telling `observer` about each batch.
 pub fn evaluate(
-    model: &LoadedModel,
+    model: &mut Classifier,
     samples: &[Sample],
     opts: &EvalOptions,
     observer: &mut dyn Observer,
@@ -261,7 +287,7 @@ pub fn evaluate(
                 preset.crop as i64,
                 preset.crop as i64,
             ])?;
-            let logits = model.forward(&input, opts)?;
+            let logits = model.logits(&input, opts)?;
             if let Device::Cuda(i) = opts.device {
                 tch::Cuda::synchronize(i as i64);
                 if let Some(used) = runtime::cuda_memory_used() {

@@ -197,6 +197,7 @@ pub fn build_report(ctx: ReportContext, samples: &[Sample], outcome: &EvalOutcom
         performance: performance(outcome, n),
         versions: ctx.versions,
         gpu: ctx.gpu,
+        export: None,
     }
 }
 

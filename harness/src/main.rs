@@ -2,12 +2,12 @@
 //! tests), linked against exactly that image's libtorch.
 
 use harness::{
-    checkpoint, cli, cuda, dataset, eval, eval_report, gallery, models, npy, preprocess, runtime,
-    weights_download,
+    checkpoint, cli, cuda, dataset, eval, eval_report, export, gallery, models, npy, onnx_session,
+    preprocess, runtime, weights_download,
 };
 
 use clap::Parser;
-use cli::{Cli, Command, DeviceArg, EvalArgs, Normalization, PresetOverrides};
+use cli::{Cli, Command, DeviceArg, EvalArgs, ExportArgs, Normalization, PresetOverrides};
 use models::ModelKind;
 use preprocess::Preset;
 use std::path::Path;
@@ -31,6 +31,10 @@ enum HarnessError {
     Npy(#[from] npy::NpyError),
     #[error(transparent)]
     Gallery(#[from] gallery::GalleryError),
+    #[error(transparent)]
+    Export(#[from] export::ExportError),
+    #[error(transparent)]
+    Onnx(#[from] onnx_session::OnnxError),
     #[error("{path}: {source}")]
     Preprocess {
         path: String,
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::from(r.exit_code as u8);
         }
         Command::Eval(args) => run_eval(*args),
+        Command::Export(args) => run_export(*args),
         Command::Preprocess {
             model,
             out,
@@ -77,7 +82,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(cuda::EXIT_USAGE as u8)
+            match e {
+                HarnessError::Export(e) => ExitCode::from(e.exit_code()),
+                _ => ExitCode::from(cuda::EXIT_USAGE as u8),
+            }
         }
     }
 }
@@ -214,6 +222,14 @@ fn eval_samples(args: &EvalArgs) -> Result<dataset::Listing, HarnessError> {
 /// `--device`, refused when CUDA is asked for but missing, or when fp16
 /// autocast would run on the CPU. `auto` is CUDA when libtorch sees a GPU.
 fn eval_device(args: &EvalArgs) -> Result<Device, HarnessError> {
+    if args.onnx.is_some() {
+        if args.device == DeviceArg::Cuda {
+            return Err(HarnessError::Usage(
+                "--onnx runs on the CPU (onnxruntime's CPU provider); drop --device cuda".into(),
+            ));
+        }
+        return Ok(Device::Cpu);
+    }
     let device = match args.device {
         DeviceArg::Cpu => Device::Cpu,
         DeviceArg::Auto if !tch::Cuda::is_available() => Device::Cpu,
@@ -234,16 +250,12 @@ fn eval_device(args: &EvalArgs) -> Result<Device, HarnessError> {
 }
 
 /// `--weights` as a local file, downloaded (and verified) first if a URL.
-fn local_weights(args: &EvalArgs) -> Result<std::path::PathBuf, HarnessError> {
-    if weights_download::is_url(&args.weights) {
+fn local_weights(weights: &str, sha256: Option<&str>) -> Result<std::path::PathBuf, HarnessError> {
+    if weights_download::is_url(weights) {
         let cache = weights_download::cache_root()?.join("weights");
-        Ok(weights_download::fetch(
-            &args.weights,
-            args.sha256.as_deref(),
-            &cache,
-        )?)
+        Ok(weights_download::fetch(weights, sha256, &cache)?)
     } else {
-        Ok(std::path::PathBuf::from(&args.weights))
+        Ok(std::path::PathBuf::from(weights))
     }
 }
 
@@ -326,6 +338,7 @@ fn run_versions(device: Device) -> report::Versions {
         device_name,
         cuda_build: torch.built_cuda,
         driver: runtime::nvidia_driver_version(),
+        onnxruntime: None,
     }
 }
 
@@ -351,7 +364,48 @@ fn run_settings(opts: &eval::EvalOptions) -> report::Settings {
         channels_last: opts.channels_last,
         deterministic: opts.deterministic,
         preprocess: opts.preset.to_report(),
+        runtime: "libtorch".into(),
     }
+}
+
+/// What `eval` runs: the harness's network with its weights, or an ONNX
+/// file; and the weights as the report names them.
+fn load_classifier(
+    args: &EvalArgs,
+    preset: &Preset,
+    workers: usize,
+) -> Result<(eval::Classifier, report::WeightsInfo), HarnessError> {
+    if let Some(onnx) = &args.onnx {
+        let session = onnx_session::OnnxSession::open(onnx, workers, preset.crop)?;
+        if let Some(m) = session.info.metadata.get("torchenv.model") {
+            if m != args.model.name() {
+                return Err(HarnessError::Usage(format!(
+                    "{} was exported from {m} (its torchenv.model metadata), but --model is {}",
+                    onnx.display(),
+                    args.model.name()
+                )));
+            }
+        }
+        let (sha256, _) = export::hash_file(onnx).map_err(|source| HarnessError::Write {
+            path: onnx.display().to_string(),
+            source,
+        })?;
+        let info = report::WeightsInfo {
+            source: onnx.display().to_string(),
+            sha256,
+            format: "onnx".into(),
+        };
+        return Ok((eval::Classifier::Onnx(session), info));
+    }
+    let weights = args.weights.as_deref().unwrap_or_default();
+    let path = local_weights(weights, args.sha256.as_deref())?;
+    let (model, meta) = load_model(args.model, &path, args.sha256.as_deref())?;
+    let info = report::WeightsInfo {
+        source: weights.to_string(),
+        sha256: meta.sha256,
+        format: meta.format.into(),
+    };
+    Ok((eval::Classifier::Torch(model), info))
 }
 
 fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
@@ -363,28 +417,36 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
     }
     let listing = eval_samples(&args)?;
     let device = eval_device(&args)?;
-    let weights_path = local_weights(&args)?;
     let notes = eval::apply_determinism(args.deterministic);
     for n in &notes {
         eprintln!("note: {n}");
     }
-    let (mut model, meta) = load_model(args.model, &weights_path, args.sha256.as_deref())?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (mut classifier, weights) = load_classifier(&args, &preset, workers)?;
+    let torch = matches!(classifier, eval::Classifier::Torch(_));
     let opts = eval::EvalOptions {
         model: args.model,
         preset,
         device,
         batch_size: args.batch_size,
-        workers: args
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers,
         // oneDNN convolutions are much faster channels-last on CPU (B0:
         // about 1.6x), with no reorders between layers.
-        channels_last: args.channels_last || device == Device::Cpu,
+        channels_last: torch && (args.channels_last || device == Device::Cpu),
         autocast: args.autocast,
         deterministic: args.deterministic,
     };
-    model.prepare(&opts)?;
-    let settings = run_settings(&opts);
+    if let eval::Classifier::Torch(model) = &mut classifier {
+        model.prepare(&opts)?;
+    }
+    let mut settings = run_settings(&opts);
+    let mut versions = run_versions(device);
+    if let eval::Classifier::Onnx(session) = &classifier {
+        settings.runtime = "onnxruntime".into();
+        versions.onnxruntime = Some(session.info.onnxruntime.clone());
+    }
     let total = listing.samples.len();
     if args.progress {
         progress_line(&report::ProgressEvent::Start {
@@ -398,8 +460,9 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
         progress_total: args.progress.then_some(total),
     };
     let monitor = gpu_monitor(args.monitor_interval_ms);
-    let outcome = eval::evaluate(&model, &listing.samples, &opts, &mut observer);
+    let outcome = eval::evaluate(&mut classifier, &listing.samples, &opts, &mut observer);
     let gpu = monitor.finish();
+    drop(classifier);
     let outcome = outcome?;
     if outcome.top.iter().all(Option::is_none) {
         return Err(eval::EvalError::NothingEvaluated(outcome.failed.len()).into());
@@ -409,11 +472,7 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
     }
     let ctx = eval_report::ReportContext {
         model: args.model,
-        weights: report::WeightsInfo {
-            source: args.weights.clone(),
-            sha256: meta.sha256,
-            format: meta.format.into(),
-        },
+        weights,
         dataset_root: args.data.display().to_string(),
         labels_file: listing
             .labels_file
@@ -421,20 +480,171 @@ fn run_eval(args: EvalArgs) -> Result<(), HarnessError> {
             .map(|l| l.display().to_string()),
         layout: listing.layout.name().into(),
         settings,
-        versions: run_versions(device),
+        versions,
         gpu,
     };
     let mut rep = eval_report::build_report(ctx, &listing.samples, &outcome);
+    finish_eval(&args, &mut rep, &listing, &outcome, &preset)
+}
+
+/// Export (`--export`), the report folder, the summary, `--json`.
+fn finish_eval(
+    args: &EvalArgs,
+    rep: &mut report::EvalReport,
+    listing: &dataset::Listing,
+    outcome: &eval::EvalOutcome,
+    preset: &Preset,
+) -> Result<(), HarnessError> {
+    if let (Some(format), Some(dir)) = (args.export, &args.out) {
+        rep.export = Some(export_after_eval(args, format, dir, listing, outcome)?);
+    }
     if args.progress {
         progress_line(&report::ProgressEvent::Writing);
     }
     if let Some(dir) = &args.out {
-        write_folder(&mut rep, &listing.samples, &preset, dir, args.gallery)?;
+        write_folder(rep, &listing.samples, preset, dir, args.gallery)?;
     }
-    print!("{}", eval_report::render(&rep));
+    print!("{}", eval_report::render(rep));
+    if let Some(e) = &rep.export {
+        println!("export: {} ({})", e.file, e.parity.summary());
+    }
     if let Some(path) = &args.json {
-        write_json(path, &rep)?;
+        write_json(path, rep)?;
     }
+    Ok(())
+}
+
+/// `eval --export`: the evaluated model (weights loaded again, on the CPU
+/// in float32) exported into the report folder, its parity checked on the
+/// first `--export-images` images that decoded.
+fn export_after_eval(
+    args: &EvalArgs,
+    format: export::Format,
+    dir: &Path,
+    listing: &dataset::Listing,
+    outcome: &eval::EvalOutcome,
+) -> Result<report::ExportReport, HarnessError> {
+    std::fs::create_dir_all(dir).map_err(|source| HarnessError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let images: Vec<(std::path::PathBuf, String)> = listing
+        .samples
+        .iter()
+        .zip(&outcome.top)
+        .filter(|(_, top)| top.is_some())
+        .map(|(s, _)| (s.path.clone(), s.rel_path.clone()))
+        .take(args.export_images.max(1))
+        .collect();
+    let weights = args.weights.as_deref().unwrap_or_default();
+    let out = dir.join(match format {
+        export::Format::Onnx => "model.onnx",
+        export::Format::Torchscript => "model.pt",
+    });
+    let job = ExportJob {
+        model: args.model,
+        weights,
+        sha256: args.sha256.as_deref(),
+        format,
+        opset: 17,
+        batch: export::Batch::Dynamic,
+        out: &out,
+        parity: export::ParityImages {
+            root: args.data.display().to_string(),
+            images,
+        },
+        tolerance: 1e-4,
+        workers: args.workers.unwrap_or(0),
+    };
+    job.run()
+}
+
+/// One export: what `harness export` and `eval --export` share.
+struct ExportJob<'a> {
+    model: ModelKind,
+    weights: &'a str,
+    sha256: Option<&'a str>,
+    format: export::Format,
+    opset: u32,
+    batch: export::Batch,
+    out: &'a Path,
+    parity: export::ParityImages,
+    tolerance: f64,
+    /// 0: the available CPUs.
+    workers: usize,
+}
+
+impl ExportJob<'_> {
+    fn run(self) -> Result<report::ExportReport, HarnessError> {
+        let path = local_weights(self.weights, self.sha256)?;
+        let (mut model, meta) = load_model(self.model, &path, self.sha256)?;
+        let workers = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let req = export::Request {
+            model: self.model,
+            preset: self.model.preset(),
+            weights: report::WeightsInfo {
+                source: self.weights.to_string(),
+                sha256: meta.sha256,
+                format: meta.format.into(),
+            },
+            format: self.format,
+            opset: self.opset,
+            batch: self.batch,
+            out: self.out,
+            parity: self.parity,
+            tolerance: self.tolerance,
+            workers,
+        };
+        Ok(export::export(&mut model, &req)?)
+    }
+}
+
+fn run_export(args: ExportArgs) -> Result<(), HarnessError> {
+    if args.parity_images == 0 {
+        return Err(HarnessError::Usage(
+            "--parity-images must be at least 1".into(),
+        ));
+    }
+    if args.tolerance.is_nan() || args.tolerance < 0.0 {
+        return Err(HarnessError::Usage(format!(
+            "--tolerance {}: must be ≥ 0",
+            args.tolerance
+        )));
+    }
+    let images = dataset::images_under(&args.parity_data, args.parity_images)?;
+    let job = ExportJob {
+        model: args.model,
+        weights: &args.weights,
+        sha256: args.sha256.as_deref(),
+        format: args.format,
+        opset: args.opset,
+        batch: args.batch,
+        out: &args.out,
+        parity: export::ParityImages {
+            root: args.parity_data.display().to_string(),
+            images,
+        },
+        tolerance: args.tolerance,
+        workers: args.workers.unwrap_or(0),
+    };
+    let rep = job.run()?;
+    println!(
+        "exported {} as {} to {} ({} bytes, sha256 {})",
+        rep.model,
+        rep.format,
+        args.out.display(),
+        rep.bytes,
+        rep.sha256
+    );
+    println!("  {}  →  {}", rep.input.describe(), rep.output.describe());
+    println!("  {}", rep.parity.summary());
+    println!(
+        "  parity report: {}",
+        export::parity_path(&args.out).display()
+    );
     Ok(())
 }
 

@@ -40,6 +40,9 @@ pub struct EvalReport {
     /// GPU usage sampled during the run (NVML), or why there is none.
     #[serde(default)]
     pub gpu: crate::gpu::GpuMonitor,
+    /// The model exported after the run (`eval --export`) and its parity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::export::ExportReport>,
 }
 
 /// Which weights were evaluated.
@@ -50,7 +53,8 @@ pub struct WeightsInfo {
     pub source: String,
     /// sha256 of the weights file (lowercase hex).
     pub sha256: String,
-    /// `torch-zip`, `torch-legacy` or `safetensors`.
+    /// `torch-zip`, `torch-legacy`, `safetensors`, or `onnx` (an exported
+    /// model evaluated with onnxruntime).
     pub format: String,
 }
 
@@ -97,6 +101,14 @@ pub struct Settings {
     /// Resize/crop/interpolation/mean/std actually used.
     #[serde(default)]
     pub preprocess: Preprocess,
+    /// What ran the model: `libtorch`, or `onnxruntime` for an exported
+    /// ONNX file.
+    #[serde(default = "libtorch")]
+    pub runtime: String,
+}
+
+fn libtorch() -> String {
+    "libtorch".into()
 }
 
 impl Settings {
@@ -258,4 +270,7 @@ pub struct Versions {
     /// NVIDIA kernel driver version, when the run saw one.
     #[serde(default)]
     pub driver: Option<String>,
+    /// onnxruntime's version when it ran the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnxruntime: Option<String>,
 }

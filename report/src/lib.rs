@@ -1,7 +1,8 @@
 //! The harness's reports, one definition for writer and readers.
 //!
 //! Holds the JSON layouts of `harness eval --json PATH` ([`EvalReport`]) and
-//! `harness cuda --json` ([`CudaReport`]), their [`SCHEMA_VERSION`], the
+//! `harness cuda --json` ([`CudaReport`]), `harness export`'s parity report
+//! ([`ExportReport`]), their [`SCHEMA_VERSION`], the
 //! readers the regression gate uses ([`parse_eval`], [`parse_cuda`]), the
 //! ImageNet-1k class table ([`imagenet`]), the GPU usage series ([`gpu`]) and
 //! the progress lines of a running eval ([`progress`]). The harness builds and writes
@@ -18,6 +19,7 @@
 
 pub mod cuda;
 pub mod eval;
+pub mod export;
 pub mod gpu;
 pub mod imagenet;
 pub mod progress;
@@ -27,6 +29,7 @@ pub use eval::{
     ClassAccuracy, ConfusionEntry, DatasetInfo, EvalReport, FailedSample, Metrics, Performance,
     Prediction, Preprocess, SampleResult, Settings, TimelinePoint, Versions, WeightsInfo,
 };
+pub use export::{Dim, ExportReport, ExportVersions, Parity, TensorSpec};
 pub use gpu::{GpuMonitor, GpuSample, GpuSeries, GpuSummary};
 pub use progress::ProgressEvent;
 
@@ -40,6 +43,19 @@ pub fn parse_eval(json: &str) -> Result<EvalReport, String> {
     if report.schema_version != SCHEMA_VERSION {
         return Err(format!(
             "eval report schema_version {} (the gate reads {SCHEMA_VERSION})",
+            report.schema_version
+        ));
+    }
+    Ok(report)
+}
+
+/// Parses an export's parity report (`<file>.parity.json`).
+pub fn parse_export(json: &str) -> Result<ExportReport, String> {
+    let report: ExportReport =
+        serde_json::from_str(json).map_err(|e| format!("not a harness export report: {e}"))?;
+    if report.schema_version != SCHEMA_VERSION {
+        return Err(format!(
+            "export report schema_version {} (this torchenv reads {SCHEMA_VERSION})",
             report.schema_version
         ));
     }

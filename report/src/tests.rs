@@ -36,6 +36,7 @@ fn eval_report() -> EvalReport {
                 std: [0.229, 0.224, 0.225],
                 antialias: true,
             },
+            runtime: "libtorch".into(),
         },
         metrics: Metrics {
             top1: 1.0,
@@ -91,8 +92,10 @@ fn eval_report() -> EvalReport {
             device_name: "cpu".into(),
             cuda_build: Some("12.4".into()),
             driver: None,
+            onnxruntime: None,
         },
         gpu: GpuMonitor::unavailable("NVML not found"),
+        export: None,
     }
 }
 
@@ -105,7 +108,8 @@ fn eval_report_keeps_the_harness_layout() {
         r#""dataset":{"root":"/data","labels_file":null,"layout":"image-folder","num_images":2,"num_evaluated":1,"num_failed":1},"#,
         r#""settings":{"device":"cpu","batch_size":32,"workers":2,"dtype":"float32","autocast":null,"#,
         r#""channels_last":true,"deterministic":false,"preprocess":{"resize":256,"crop":224,"#,
-        r#""interpolation":"bicubic","mean":[0.485,0.456,0.406],"std":[0.229,0.224,0.225],"antialias":true}},"#,
+        r#""interpolation":"bicubic","mean":[0.485,0.456,0.406],"std":[0.229,0.224,0.225],"antialias":true},"#,
+        r#""runtime":"libtorch"},"#,
         r#""metrics":{"top1":1.0,"top5":1.0,"correct_top1":1,"correct_top5":1,"evaluated":1,"topk":[1.0]},"#,
         r#""per_class":[{"index":1,"synset":"n01443537","name":"goldfish, Carassius auratus","n":1,"correct":1,"accuracy":1.0}],"#,
         r#""confusion":[],"#,
@@ -136,6 +140,9 @@ fn eval_reader_needs_only_what_the_gate_reads() {
     let r = parse_eval(json).unwrap();
     assert!(r.settings.is_gpu());
     assert_eq!(r.settings.preprocess, Preprocess::default());
+    // Reports from before onnxruntime evals ran on libtorch.
+    assert_eq!(r.settings.runtime, "libtorch");
+    assert_eq!(r.export, None);
     assert!(r.failed.is_empty());
     assert_eq!(r.versions.cuda_runtime, None);
     assert_eq!(r.samples[0].top5[0].synset, "n01440764");
@@ -313,4 +320,76 @@ fn progress_lines_round_trip_and_ordinary_lines_are_not_events() {
         ProgressEvent::parse(r#"{"event":"writing"}"#),
         Some(ProgressEvent::Writing)
     );
+}
+
+fn export_report() -> ExportReport {
+    ExportReport {
+        schema_version: SCHEMA_VERSION,
+        model: "efficientnet_b0".into(),
+        format: "onnx".into(),
+        file: "b0.onnx".into(),
+        sha256: "ab".into(),
+        bytes: 21_000_000,
+        opset: Some(17),
+        input: TensorSpec {
+            name: "input".into(),
+            shape: vec![
+                Dim::Dynamic("batch".into()),
+                Dim::Fixed(3),
+                Dim::Fixed(224),
+                Dim::Fixed(224),
+            ],
+            dtype: "float32".into(),
+        },
+        output: TensorSpec {
+            name: "logits".into(),
+            shape: vec![Dim::Dynamic("batch".into()), Dim::Fixed(1000)],
+            dtype: "float32".into(),
+        },
+        weights: WeightsInfo::default(),
+        preprocess: Preprocess::default(),
+        versions: ExportVersions::default(),
+        parity: Parity {
+            runtime: "onnxruntime (CPUExecutionProvider)".into(),
+            reference: "harness (libtorch, CPU, float32)".into(),
+            images_root: "/data".into(),
+            images: 2,
+            max_abs_logit_diff: 2.5e-6,
+            mean_abs_logit_diff: 1e-7,
+            max_abs_prob_diff: 1e-8,
+            top1_agree: 1,
+            top1_disagree: vec!["n01443537/a.jpg".into()],
+            tolerance: 1e-4,
+            passed: false,
+        },
+    }
+}
+
+#[test]
+fn export_report_round_trips_with_named_dynamic_dimensions() {
+    let r = export_report();
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(
+        text.contains(r#""shape":["batch",3,224,224]"#),
+        "a dynamic dimension is its name, a fixed one its size: {text}"
+    );
+    assert_eq!(parse_export(&text).unwrap(), r);
+    assert_eq!(r.input.describe(), "input: float32[batch, 3, 224, 224]");
+    let line = r.parity.summary();
+    assert!(
+        line.contains("top-1 agrees on 1/2") && line.ends_with("FAILED"),
+        "{line}"
+    );
+    let other = text.replace(r#""schema_version":1"#, r#""schema_version":7"#);
+    assert!(parse_export(&other)
+        .unwrap_err()
+        .contains("schema_version 7"));
+}
+
+#[test]
+fn an_eval_report_carries_its_export() {
+    let mut r = eval_report();
+    r.export = Some(export_report());
+    let back = parse_eval(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back.export, Some(export_report()));
 }

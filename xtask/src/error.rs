@@ -11,6 +11,7 @@ use crate::build::BuildError;
 use crate::docker::DockerError;
 use crate::eval::EvalError;
 use crate::exit;
+use crate::export::ExportError;
 use crate::launch::LaunchError;
 use crate::lock::LockError;
 use crate::process::ProcessError;
@@ -42,6 +43,9 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Eval(Box<EvalError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Export(Box<ExportError>),
     /// Command-line arguments that cannot work together or name nothing.
     #[error("{message}")]
     #[diagnostic(code(torchenv::usage))]
@@ -87,6 +91,7 @@ impl Error {
         match self {
             Error::Spec(_) | Error::UnknownEnv(_) | Error::Usage { .. } => exit::BAD_INPUT,
             Error::Eval(e) => e.exit_code(),
+            Error::Export(e) => e.exit_code(),
             Error::Docker(e) if e.is_unreachable() => exit::DOCKER_UNREACHABLE,
             Error::Regression { .. } => exit::REGRESSION,
             Error::Exited(code) => *code,
@@ -108,6 +113,7 @@ boxed_from!(Error {
     Build(BuildError),
     Process(ProcessError),
     Eval(EvalError),
+    Export(ExportError),
 });
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -48,6 +48,7 @@ pub mod docker;
 pub mod error;
 pub mod eval;
 pub mod exit;
+pub mod export;
 pub mod gate;
 pub mod launch;
 pub mod lock;

@@ -228,6 +228,7 @@ fn assemble(samples: Vec<SampleResult>) -> EvalReport {
             channels_last: false,
             deterministic: true,
             preprocess: Default::default(),
+            runtime: "libtorch".into(),
         },
         metrics: Metrics {
             top1: frac(topk[0]),
@@ -265,8 +266,10 @@ fn assemble(samples: Vec<SampleResult>) -> EvalReport {
             device_name: "NVIDIA H100 80GB HBM3".into(),
             cuda_build: Some("12.4".into()),
             driver: Some("550.54.15".into()),
+            onnxruntime: None,
         },
         gpu: GpuMonitor::default(),
+        export: None,
     }
 }
 

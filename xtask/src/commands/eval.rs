@@ -84,6 +84,17 @@ pub struct Eval {
     /// Print one JSON object per model on stdout instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Evaluate an exported ONNX file (`cargo xtask export`) with
+    /// onnxruntime on the CPU instead of the harness's network: same
+    /// preprocessing, same report. The model is --model, else the one its
+    /// FILE.parity.json names.
+    #[arg(long, conflicts_with_all = ["weights", "sha256", "autocast", "channels_last", "export"])]
+    onnx: Option<PathBuf>,
+    /// After the evaluation, export the model (onnx or torchscript) into the
+    /// report folder and check its parity on the first 64 images; the
+    /// report shows the result.
+    #[arg(long, value_enum)]
+    export: Option<ExportArg>,
     /// Evaluate in this image instead of the environment's own (built if
     /// needed).
     #[arg(long, env = "TORCHENV_IMAGE")]
@@ -95,6 +106,12 @@ enum DeviceArg {
     Auto,
     Cpu,
     Cuda,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportArg {
+    Onnx,
+    Torchscript,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -113,10 +130,13 @@ impl Run for Eval {
         let models = self.models(&env)?;
         let dataset = Dataset::resolve(&self.data, self.labels.as_deref(), self.synsets.as_deref())
             .map_err(eval_error)?;
-        let weights: Vec<(PathBuf, String)> = models
-            .iter()
-            .map(|m| self.weights_of(ctx, m))
-            .collect::<Result<_>>()?;
+        let weights: Vec<(PathBuf, String)> = match &self.onnx {
+            Some(file) => vec![onnx_file(file)?],
+            None => models
+                .iter()
+                .map(|m| weights_for(ctx, m, self.weights.as_deref(), self.sha256.as_deref()))
+                .collect::<Result<_>>()?,
+        };
         let now = std::time::SystemTime::now();
         ctx.block_on(async {
             let docker = ctx.docker().await?;
@@ -133,6 +153,7 @@ impl Run for Eval {
                     model: model.clone(),
                     weights,
                     weights_source: source,
+                    onnx: self.onnx.is_some(),
                     options: self.harness_options(),
                     out: self.out_for(&env, model, models.len(), now),
                 };
@@ -151,14 +172,91 @@ fn eval_error(e: eval::EvalError) -> Error {
     Error::from(e)
 }
 
+/// `--onnx FILE` as an absolute path that can be read.
+fn onnx_file(file: &std::path::Path) -> Result<(PathBuf, String)> {
+    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    std::fs::File::open(&abs).map_err(|source| {
+        Error::from(eval::EvalError::Weights {
+            path: abs.clone(),
+            source,
+        })
+    })?;
+    Ok((abs, file.display().to_string()))
+}
+
+/// The model an exported file was made from, as its parity report says.
+fn onnx_model(file: &std::path::Path) -> Result<String> {
+    let sidecar = crate::export::parity_path(file);
+    let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::Usage {
+        message: format!(
+            "--onnx {}: pass --model (no parity report {} to read it from: {e})",
+            file.display(),
+            sidecar.display()
+        ),
+        help: Some(
+            "the model whose preprocessing the file expects, e.g. --model efficientnet_lite0"
+                .into(),
+        ),
+    })?;
+    let report = report::parse_export(&text).map_err(|why| Error::Usage {
+        message: format!("{}: {why}", sidecar.display()),
+        help: Some("pass --model".into()),
+    })?;
+    Ok(report.model)
+}
+
+/// The weights of `model` on this machine and as the user named them:
+/// `weights` (a file, or a URL downloaded here once with its `sha256`), else
+/// the locked weights of the model. `eval` and `export` share it.
+pub(super) fn weights_for(
+    ctx: &Ctx,
+    model: &str,
+    weights: Option<&str>,
+    sha256: Option<&str>,
+) -> Result<(PathBuf, String)> {
+    match weights {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            let sha = sha256.ok_or_else(|| Error::Usage {
+                message: format!("--weights {url}: a URL needs --sha256"),
+                help: Some("pass the sha256 of the file the URL serves".into()),
+            })?;
+            let path = weights::url_weights(url, sha).map_err(|e| {
+                Error::from(eval::EvalError::WeightsUrl {
+                    url: url.to_string(),
+                    message: e.to_string(),
+                })
+            })?;
+            Ok((path, url.to_string()))
+        }
+        Some(path) => {
+            let p = PathBuf::from(path);
+            let abs = std::path::absolute(&p).unwrap_or(p);
+            Ok((abs, path.to_string()))
+        }
+        None => {
+            let path = weights::weights_path(&ctx.lock()?, model)?;
+            Ok((path.clone(), path.display().to_string()))
+        }
+    }
+}
+
 impl Eval {
     /// `--model`, or the environment's models; each one the harness knows.
     fn models(&self, env: &Env) -> Result<Vec<String>> {
-        let models = if self.model.is_empty() {
-            env.harness.models.clone()
-        } else {
-            self.model.clone()
+        let models = match &self.onnx {
+            Some(file) if self.model.is_empty() => vec![onnx_model(file)?],
+            _ if self.model.is_empty() => env.harness.models.clone(),
+            _ => self.model.clone(),
         };
+        if self.onnx.is_some() && models.len() > 1 {
+            return Err(Error::Usage {
+                message: format!(
+                    "--onnx names one file but {} models are given",
+                    models.len()
+                ),
+                help: Some("pass the one --model the file was exported from".into()),
+            });
+        }
         if let Some(bad) = models.iter().find(|m| !MODELS.contains(&m.as_str())) {
             return Err(Error::Usage {
                 message: format!("--model {bad}: not a model the harness knows"),
@@ -176,34 +274,6 @@ impl Eval {
             });
         }
         Ok(models)
-    }
-
-    /// The weights of `model` on this machine and as the user named them.
-    fn weights_of(&self, ctx: &Ctx, model: &str) -> Result<(PathBuf, String)> {
-        match &self.weights {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                let sha = self.sha256.as_deref().ok_or_else(|| Error::Usage {
-                    message: format!("--weights {url}: a URL needs --sha256"),
-                    help: Some("pass the sha256 of the file the URL serves".into()),
-                })?;
-                let path = weights::url_weights(url, sha).map_err(|e| {
-                    Error::from(eval::EvalError::WeightsUrl {
-                        url: url.clone(),
-                        message: e.to_string(),
-                    })
-                })?;
-                Ok((path, url.clone()))
-            }
-            Some(path) => {
-                let p = PathBuf::from(path);
-                let abs = std::path::absolute(&p).unwrap_or(p);
-                Ok((abs, path.clone()))
-            }
-            None => {
-                let path = weights::weights_path(&ctx.lock()?, model)?;
-                Ok((path.clone(), path.display().to_string()))
-            }
-        }
     }
 
     fn device_word(&self) -> &'static str {
@@ -241,6 +311,13 @@ impl Eval {
             }
         };
         opt("--batch-size", self.batch_size.map(|v| v.to_string()));
+        opt(
+            "--export",
+            self.export.map(|e| match e {
+                ExportArg::Onnx => "onnx".into(),
+                ExportArg::Torchscript => "torchscript".into(),
+            }),
+        );
         opt("--workers", self.workers.map(|v| v.to_string()));
         opt("--limit", self.limit.map(|v| v.to_string()));
         opt("--sha256", self.sha256.clone());

@@ -22,6 +22,7 @@ mod doctor;
 mod down;
 mod eval;
 mod exec;
+mod export;
 mod gate;
 mod list;
 mod lock;
@@ -76,6 +77,7 @@ enum Command {
     Logs(logs::Logs),
     Doctor(doctor::Doctor),
     Eval(eval::Eval),
+    Export(export::Export),
     Check(check::Check),
     Ci(ci::Ci),
     Bench(bench::Bench),
@@ -98,6 +100,7 @@ impl Run for Command {
             Command::Logs(c) => c.run(ctx),
             Command::Doctor(c) => c.run(ctx),
             Command::Eval(c) => c.run(ctx),
+            Command::Export(c) => c.run(ctx),
             Command::Check(c) => c.run(ctx),
             Command::Ci(c) => c.run(ctx),
             Command::Bench(c) => c.run(ctx),

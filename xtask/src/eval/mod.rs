@@ -301,6 +301,8 @@ pub struct Request {
     pub weights: PathBuf,
     /// The weights as the user named them (path or URL), for the report.
     pub weights_source: String,
+    /// `weights` is an exported ONNX file, run with onnxruntime (`--onnx`).
+    pub onnx: bool,
     /// Harness options passed as they are (`--device`, `--batch-size`, …).
     pub options: Vec<String>,
     /// The report folder to make.
@@ -346,7 +348,10 @@ pub async fn run(
     // The report names what the user gave, not the container's mounts.
     report.weights.source = req.weights_source.clone();
     report.dataset.root = req.dataset.root.display().to_string();
-    report.dataset.labels_file = report.dataset.labels_file.map(|l| host_paths(req, &l));
+    report.dataset.labels_file = report
+        .dataset
+        .labels_file
+        .map(|l| oneshot::host_paths(&mount_map(req), &l));
     let json = serde_json::to_vec_pretty(&report).map_err(|e| EvalError::Report {
         model: req.model.clone(),
         why: e.to_string(),
@@ -379,7 +384,8 @@ fn plan(req: &Request, staging: &Path) -> ContainerPlan {
     if let Some(s) = &ds.synsets {
         mount(s, SYNSETS, "--synsets");
     }
-    mount(&req.weights, WEIGHTS, "--weights");
+    let flag = if req.onnx { "--onnx" } else { "--weights" };
+    mount(&req.weights, WEIGHTS, flag);
     cmd.extend(["--model".into(), req.model.clone()]);
     cmd.extend(["--out".into(), OUT.into()]);
     cmd.extend(req.options.iter().cloned());
@@ -402,28 +408,12 @@ fn owner(dir: &Path) -> Option<String> {
 
 /// The harness's error, its container paths put back as the host's.
 fn harness_failed(req: &Request, code: i64, stderr: &str) -> EvalError {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| report::ProgressEvent::parse(l).is_none())
-        .collect();
-    let message = lines
-        .iter()
-        .rev()
-        .find_map(|l| l.strip_prefix("error: "))
-        .map_or_else(
-            || match code {
-                137 => "the harness was killed (exit 137, SIGKILL: `docker kill` or out of memory)"
-                    .to_string(),
-                code => format!("the harness exited with code {code}"),
-            },
-            |m| host_paths(req, m),
-        );
-    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    let said = oneshot::HarnessSaid::read(stderr, code, &mount_map(req));
     EvalError::Harness {
         model: req.model.clone(),
         code,
-        message,
-        detail: format!("the harness's last output:\n{}", host_paths(req, &tail)),
+        message: said.message,
+        detail: format!("the harness's last output:\n{}", said.tail),
     }
 }
 
@@ -446,40 +436,6 @@ fn mount_map(req: &Request) -> Vec<(String, String)> {
     file(ds.synsets.as_ref(), SYNSETS);
     file(Some(&req.weights), WEIGHTS);
     pairs
-}
-
-/// Replaces the container's mount points in `text` by the host paths, in
-/// one pass: a mount point counts only at the start of a path (after
-/// whitespace, a quote or a bracket) and followed by `/`, the end, or
-/// punctuation — never inside a host path already put back.
-fn host_paths(req: &Request, text: &str) -> String {
-    let pairs = mount_map(req);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut at_start = true;
-    while let Some(c) = rest.chars().next() {
-        let hit = at_start
-            .then(|| {
-                pairs.iter().find(|(m, _)| {
-                    rest.starts_with(m.as_str())
-                        && rest[m.len()..]
-                            .chars()
-                            .next()
-                            .is_none_or(|n| !(n.is_alphanumeric() || matches!(n, '_' | '-')))
-                })
-            })
-            .flatten();
-        if let Some((m, host)) = hit {
-            out.push_str(host);
-            rest = &rest[m.len()..];
-            at_start = false;
-            continue;
-        }
-        out.push(c);
-        at_start = c.is_whitespace() || matches!(c, '"' | '\'' | '(' | '[' | '`' | '=' | ':');
-        rest = &rest[c.len_utf8()..];
-    }
-    out
 }
 
 /// The resources of an eval's container; `--device cuda` in an

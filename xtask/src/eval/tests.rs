@@ -27,6 +27,7 @@ fn request(dir: &Path) -> Request {
         model: "efficientnet_b0".into(),
         weights: "/home/u/b0.pth".into(),
         weights_source: "~/b0.pth".into(),
+        onnx: false,
         options: vec!["--device".into(), "cuda".into()],
         out: dir.join("reports/run"),
     }

@@ -45,3 +45,75 @@ pub async fn run_watching(
         return result;
     }
 }
+
+/// What a failed harness run said, its container paths put back as the
+/// host's: its last `error: ` line (else words for its exit code) and its
+/// last 15 lines (progress lines left out).
+#[derive(Debug)]
+pub struct HarnessSaid {
+    pub message: String,
+    pub tail: String,
+}
+
+impl HarnessSaid {
+    /// Reads the harness's `stderr`; `mounts` are (container path, host
+    /// path) pairs.
+    pub fn read(stderr: &str, code: i64, mounts: &[(String, String)]) -> HarnessSaid {
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| report::ProgressEvent::parse(l).is_none())
+            .collect();
+        let message = lines
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("error: "))
+            .map_or_else(
+                || match code {
+                    137 => {
+                        "the harness was killed (exit 137, SIGKILL: `docker kill` or out of memory)"
+                            .to_string()
+                    }
+                    code => format!("the harness exited with code {code}"),
+                },
+                |m| host_paths(mounts, m),
+            );
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        HarnessSaid {
+            message,
+            tail: host_paths(mounts, &tail),
+        }
+    }
+}
+
+/// Replaces the container's mount points in `text` by the host paths, in
+/// one pass: a mount point counts only at the start of a path (after
+/// whitespace, a quote or a bracket) and followed by `/`, the end, or
+/// punctuation — never inside a host path already put back.
+pub fn host_paths(mounts: &[(String, String)], text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut at_start = true;
+    while let Some(c) = rest.chars().next() {
+        let hit = at_start
+            .then(|| {
+                mounts.iter().find(|(m, _)| {
+                    rest.starts_with(m.as_str())
+                        && rest[m.len()..]
+                            .chars()
+                            .next()
+                            .is_none_or(|n| !(n.is_alphanumeric() || matches!(n, '_' | '-')))
+                })
+            })
+            .flatten();
+        if let Some((m, host)) = hit {
+            out.push_str(host);
+            rest = &rest[m.len()..];
+            at_start = false;
+            continue;
+        }
+        out.push(c);
+        at_start = c.is_whitespace() || matches!(c, '"' | '\'' | '(' | '[' | '`' | '=' | ':');
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}

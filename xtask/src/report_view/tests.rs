@@ -74,6 +74,7 @@ fn tiny() -> EvalReport {
             channels_last: false,
             deterministic: true,
             preprocess: Default::default(),
+            runtime: "libtorch".into(),
         },
         metrics: Metrics {
             top1: 2.0 / 3.0,
@@ -110,6 +111,7 @@ fn tiny() -> EvalReport {
             device_name: "NVIDIA H100".into(),
             cuda_build: Some("12.4".into()),
             driver: Some("550.54.15".into()),
+            onnxruntime: None,
         },
         gpu: GpuMonitor {
             available: true,
@@ -129,6 +131,7 @@ fn tiny() -> EvalReport {
                 ..Default::default()
             }],
         },
+        export: None,
     }
 }
 
