@@ -191,7 +191,6 @@ fn staging_beside(out: &Path) -> Result<(tempfile::TempDir, String), ExportError
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
         .ok_or_else(|| bad("names no file (give a file name such as model.onnx)".into()))?;
     if out.is_dir() {
         return Err(bad("is a folder; name the file to write".into()));

@@ -91,8 +91,45 @@ pub fn rows(r: &EvalReport) -> Vec<(&'static str, String)> {
             or_dash(r.versions.driver.as_ref().or(r.gpu.driver_version.as_ref())),
         ),
     ];
+    if r.settings.runtime != "libtorch" {
+        let version = r.versions.onnxruntime.as_deref().unwrap_or("?");
+        rows.insert(
+            1,
+            (
+                "runtime",
+                format!(
+                    "{} {version} — an exported {} file, not the harness's network",
+                    r.settings.runtime, r.weights.format
+                ),
+            ),
+        );
+    }
     rows.extend(gpu_rows(r));
+    rows.extend(export_rows(r));
     rows
+}
+
+/// `eval --export`: the file written beside the report and its parity.
+fn export_rows(r: &EvalReport) -> Vec<(&'static str, String)> {
+    let Some(e) = &r.export else {
+        return Vec::new();
+    };
+    let sha: String = e.sha256.chars().take(12).collect();
+    let opset = e.opset.map_or(String::new(), |o| format!(", opset {o}"));
+    vec![
+        (
+            "export",
+            format!(
+                "{} ({}{opset}, {} bytes, sha256 {sha}); {} → {}",
+                e.file,
+                e.format,
+                e.bytes,
+                e.input.describe(),
+                e.output.describe()
+            ),
+        ),
+        ("export parity", e.parity.summary()),
+    ]
 }
 
 fn gpu_rows(r: &EvalReport) -> Vec<(&'static str, String)> {

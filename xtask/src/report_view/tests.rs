@@ -193,6 +193,69 @@ fn summary_md_of_a_cpu_run_says_why_there_is_no_gpu() {
 }
 
 #[test]
+fn an_onnx_run_and_an_export_are_in_the_summary_and_the_page() {
+    let mut r = cpu(tiny());
+    r.settings.runtime = "onnxruntime".into();
+    r.versions.onnxruntime = Some("1.32.0".into());
+    r.weights.format = "onnx".into();
+    let parity = report::Parity {
+        runtime: "onnxruntime 1.32.0".into(),
+        reference: "harness".into(),
+        images_root: "/data".into(),
+        images: 3,
+        max_abs_logit_diff: 9.2e-6,
+        mean_abs_logit_diff: 1e-6,
+        max_abs_prob_diff: 1e-7,
+        top1_agree: 3,
+        top1_disagree: vec![],
+        tolerance: 1e-4,
+        passed: true,
+    };
+    let dim = report::Dim::Fixed;
+    r.export = Some(report::ExportReport {
+        schema_version: 1,
+        model: r.model.clone(),
+        format: "onnx".into(),
+        file: "model.onnx".into(),
+        sha256: "fedcba9876543210".into(),
+        bytes: 21_000_000,
+        opset: Some(17),
+        input: report::TensorSpec {
+            name: "input".into(),
+            shape: vec![
+                report::Dim::Dynamic("batch".into()),
+                dim(3),
+                dim(224),
+                dim(224),
+            ],
+            dtype: "float32".into(),
+        },
+        output: report::TensorSpec {
+            name: "logits".into(),
+            shape: vec![report::Dim::Dynamic("batch".into()), dim(1000)],
+            dtype: "float32".into(),
+        },
+        weights: r.weights.clone(),
+        preprocess: Default::default(),
+        versions: Default::default(),
+        parity: parity.clone(),
+    });
+    let md = markdown(&r);
+    for line in [
+        "| runtime | onnxruntime 1.32.0 — an exported onnx file, not the harness's network |",
+        "| export | model.onnx (onnx, opset 17, 21000000 bytes, sha256 fedcba987654); input: float32[batch, 3, 224, 224] → logits: float32[batch, 1000] |",
+        &format!("| export parity | {} |", parity.summary().replace('|', "\\|")),
+    ] {
+        assert!(md.lines().any(|l| l == line), "no line {line:?} in\n{md}");
+    }
+    let html = page(&r, &[], &|_| true);
+    assert!(
+        html.contains("<tr><th>export parity</th><td>parity on 3 images"),
+        "{html}"
+    );
+}
+
+#[test]
 fn the_page_escapes_report_text_and_encodes_links() {
     let html = page(&tiny(), &[("topk.png", "Top-k")], &|_| true);
     assert!(html.contains("<code>val/&lt;tench&gt; &amp; &quot;co&quot;.JPEG</code>"));
