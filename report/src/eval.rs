@@ -2,9 +2,11 @@
 //!
 //! Types only (serde); the harness fills them in, the gate reads them.
 //!
-//! May use: nothing else of the crate.
+//! May use: `export`, `model`.
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::model::{Preprocess, WeightsInfo};
 
 /// Top-level JSON written by `harness eval --json PATH`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,19 +45,6 @@ pub struct EvalReport {
     /// The model exported after the run (`eval --export`) and its parity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::export::ExportReport>,
-}
-
-/// Which weights were evaluated.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WeightsInfo {
-    /// Path or URL as given on the command line.
-    pub source: String,
-    /// sha256 of the weights file (lowercase hex).
-    pub sha256: String,
-    /// `torch-zip`, `torch-legacy`, `safetensors`, or `onnx` (an exported
-    /// model evaluated with onnxruntime).
-    pub format: String,
 }
 
 /// The evaluated dataset.
@@ -116,25 +105,6 @@ impl Settings {
     pub fn is_gpu(&self) -> bool {
         self.device.starts_with("cuda")
     }
-}
-
-/// Eval preprocessing actually used: PIL `Resize(resize)` (shorter side) →
-/// `CenterCrop(crop)` → `ToTensor` → `Normalize(mean, std)`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Preprocess {
-    /// Shorter side after resize.
-    pub resize: u32,
-    /// Square center crop size (model input size).
-    pub crop: u32,
-    /// PIL resampling filter: `bilinear` or `bicubic`.
-    pub interpolation: String,
-    /// Per-channel mean, on the [0, 1] scale.
-    pub mean: [f32; 3],
-    /// Per-channel std, on the [0, 1] scale.
-    pub std: [f32; 3],
-    /// Resampling filter widened when downscaling (PIL always does).
-    pub antialias: bool,
 }
 
 /// Accuracy over evaluated images (failed ones excluded).

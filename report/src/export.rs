@@ -2,11 +2,11 @@
 //! the harness measured (written next to the exported file as
 //! `<file>.parity.json`, and into an eval report run with `--export`).
 //!
-//! May use: `eval` (the weights and preprocessing types).
+//! May use: `model` (the weights and preprocessing types).
 
 use serde::{Deserialize, Serialize};
 
-use crate::eval::{Preprocess, WeightsInfo};
+use crate::model::{Preprocess, WeightsInfo};
 
 /// The exported model and its parity check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,7 @@ pub mod eval;
 pub mod export;
 pub mod gpu;
 pub mod imagenet;
+pub mod model;
 pub mod progress;
 
 pub use cuda::{CudaReport, DeviceCheck, TorchInfo, VersionCheck};
