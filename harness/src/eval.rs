@@ -111,7 +111,7 @@ impl LoadedModel {
 /// ONNX file run by onnxruntime (on the CPU).
 pub enum Classifier {
     Torch(LoadedModel),
-    Onnx(OnnxSession),
+    Onnx(Box<OnnxSession>),
 }
 
 impl Classifier {

@@ -395,7 +395,7 @@ fn load_classifier(
             sha256,
             format: "onnx".into(),
         };
-        return Ok((eval::Classifier::Onnx(session), info));
+        return Ok((eval::Classifier::Onnx(Box::new(session)), info));
     }
     let weights = args.weights.as_deref().unwrap_or_default();
     let path = local_weights(weights, args.sha256.as_deref())?;
