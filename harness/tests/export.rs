@@ -290,24 +290,6 @@ fn eval_onnx_gives_the_harness_result_and_checks_the_model() {
             a.path
         );
     }
-    // eval --export: the report carries the file's parity.
-    let folder = dir.path().join("report");
-    let o = run(harness_py()
-        .args(["eval", "--model", "efficientnet_lite0", "--weights"])
-        .arg(&w)
-        .arg("--data")
-        .arg(fixture_images_dir())
-        .arg("--out")
-        .arg(&folder)
-        .args(["--export", "onnx", "--export-images", "5"]));
-    assert!(o.status.success(), "{}", text(&o));
-    let rep = read(&folder.join("report.json"));
-    let e = rep.export.expect("the report has the export");
-    assert_eq!(
-        (e.file.as_str(), e.parity.images, e.parity.passed),
-        ("model.onnx", 5, true)
-    );
-    assert!(folder.join("model.onnx").is_file() && folder.join("model.onnx.parity.json").is_file());
     // The file says which model it is; another model's preprocessing is refused.
     let o = eval(
         &["--onnx".as_ref(), file.as_os_str()],
