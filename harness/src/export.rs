@@ -231,13 +231,6 @@ pub fn export(model: &mut LoadedModel, req: &Request) -> Result<report::ExportRe
     Ok(rep)
 }
 
-/// `<out>.parity.json`.
-pub fn parity_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".parity.json");
-    out.with_file_name(name)
-}
-
 fn disagreements(p: &report::Parity) -> String {
     if p.top1_disagree.is_empty() {
         return String::new();
@@ -601,7 +594,8 @@ fn install(
     let staged_json = work.path.join("parity.json");
     std::fs::write(&staged_json, json).map_err(|e| output_error(out, e))?;
     std::fs::rename(file, out).map_err(|e| output_error(out, e))?;
-    std::fs::rename(&staged_json, parity_path(out)).map_err(|e| output_error(&parity_path(out), e))
+    std::fs::rename(&staged_json, report::parity_path(out))
+        .map_err(|e| output_error(&report::parity_path(out), e))
 }
 
 #[cfg(test)]
@@ -660,13 +654,5 @@ mod tests {
         assert_eq!("8".parse::<Batch>(), Ok(Batch::Fixed(8)));
         assert!("0".parse::<Batch>().unwrap_err().contains("`0`"));
         assert!("many".parse::<Batch>().is_err());
-    }
-
-    #[test]
-    fn the_report_sits_beside_the_file() {
-        assert_eq!(
-            parity_path(Path::new("/x/m.onnx")),
-            PathBuf::from("/x/m.onnx.parity.json")
-        );
     }
 }

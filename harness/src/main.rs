@@ -643,7 +643,7 @@ fn run_export(args: ExportArgs) -> Result<(), HarnessError> {
     println!("  {}", rep.parity.summary());
     println!(
         "  parity report: {}",
-        export::parity_path(&args.out).display()
+        report::parity_path(&args.out).display()
     );
     Ok(())
 }

@@ -4,6 +4,8 @@
 //!
 //! May use: `model` (the weights and preprocessing types).
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Preprocess, WeightsInfo};
@@ -131,4 +133,11 @@ impl Parity {
             if self.passed { "passed" } else { "FAILED" }
         )
     }
+}
+
+/// Where the parity report of an exported `file` lies: `<file>.parity.json`.
+pub fn parity_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".parity.json");
+    file.with_file_name(name)
 }

@@ -30,7 +30,7 @@ pub use eval::{
     ClassAccuracy, ConfusionEntry, DatasetInfo, EvalReport, FailedSample, Metrics, Performance,
     Prediction, Preprocess, SampleResult, Settings, TimelinePoint, Versions, WeightsInfo,
 };
-pub use export::{Dim, ExportReport, ExportVersions, Parity, TensorSpec};
+pub use export::{parity_path, Dim, ExportReport, ExportVersions, Parity, TensorSpec};
 pub use gpu::{GpuMonitor, GpuSample, GpuSeries, GpuSummary};
 pub use progress::ProgressEvent;
 

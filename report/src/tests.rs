@@ -380,6 +380,10 @@ fn export_report_round_trips_with_named_dynamic_dimensions() {
         line.contains("top-1 agrees on 1/2") && line.ends_with("FAILED"),
         "{line}"
     );
+    assert_eq!(
+        parity_path(std::path::Path::new("/x/m.onnx")),
+        std::path::PathBuf::from("/x/m.onnx.parity.json")
+    );
     let other = text.replace(r#""schema_version":1"#, r#""schema_version":7"#);
     assert!(parse_export(&other)
         .unwrap_err()

@@ -186,7 +186,7 @@ fn onnx_file(file: &std::path::Path) -> Result<(PathBuf, String)> {
 
 /// The model an exported file was made from, as its parity report says.
 fn onnx_model(file: &std::path::Path) -> Result<String> {
-    let sidecar = crate::export::parity_path(file);
+    let sidecar = report::parity_path(file);
     let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::Usage {
         message: format!(
             "--onnx {}: pass --model (no parity report {} to read it from: {e})",

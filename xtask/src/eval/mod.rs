@@ -393,17 +393,10 @@ fn plan(req: &Request, staging: &Path) -> ContainerPlan {
         cmd,
         inputs,
         output: (staging.to_path_buf(), OUT.to_string()),
-        user: owner(staging),
+        user: oneshot::owner(staging),
         purpose: "eval".into(),
     };
     ContainerPlan::one_shot(req.image.clone(), &req.env, &req.resources, job)
-}
-
-/// `uid:gid` owning `dir`: the container writes files the caller owns.
-fn owner(dir: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(dir).ok()?;
-    Some(format!("{}:{}", m.uid(), m.gid()))
 }
 
 /// The harness's error, its container paths put back as the host's.

@@ -114,13 +114,6 @@ pub struct Exported {
     pub report: report::ExportReport,
 }
 
-/// `<out>.parity.json`.
-pub fn parity_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".parity.json");
-    out.with_file_name(name)
-}
-
 /// Checks `req`'s inputs and output path, runs the harness and puts the
 /// file and its report in place.
 pub async fn run(docker: &Docker, req: &Request) -> Result<Exported, ExportError> {
@@ -152,7 +145,7 @@ pub async fn run(docker: &Docker, req: &Request) -> Result<Exported, ExportError
         });
     }
     let staged = staging.path().join(&name);
-    let staged_json = parity_path(&staged);
+    let staged_json = report::parity_path(&staged);
     let mut report = std::fs::read_to_string(&staged_json)
         .map_err(|e| e.to_string())
         .and_then(|text| report::parse_export(&text))
@@ -172,7 +165,7 @@ pub async fn run(docker: &Docker, req: &Request) -> Result<Exported, ExportError
     };
     std::fs::write(&staged_json, json).map_err(output)?;
     std::fs::rename(&staged, &req.out).map_err(output)?;
-    let parity_json = parity_path(&req.out);
+    let parity_json = report::parity_path(&req.out);
     std::fs::rename(&staged_json, &parity_json).map_err(output)?;
     Ok(Exported {
         out: req.out.clone(),
@@ -243,7 +236,7 @@ fn plan(req: &Request, staging: &Path, name: &str) -> ContainerPlan {
             (req.parity_data.clone(), DATA.to_string()),
         ],
         output: (staging.to_path_buf(), OUT.to_string()),
-        user: owner(staging),
+        user: oneshot::owner(staging),
         purpose: "export".into(),
     };
     ContainerPlan::one_shot(req.image.clone(), &req.env, &req.resources, job)
@@ -255,13 +248,6 @@ fn container_file(host: &Path, dir: &str) -> String {
         .file_name()
         .map_or("file".into(), |n| n.to_string_lossy().into_owned());
     format!("{dir}/{name}")
-}
-
-/// `uid:gid` owning `dir`: the container writes files the caller owns.
-fn owner(dir: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(dir).ok()?;
-    Some(format!("{}:{}", m.uid(), m.gid()))
 }
 
 /// The container's mount points and the host paths they stand for.
@@ -293,14 +279,6 @@ pub async fn resources(docker: &Docker, env: &Env) -> Result<Resources, ExportEr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_report_sits_beside_the_file() {
-        assert_eq!(
-            parity_path(Path::new("/x/m.onnx")),
-            PathBuf::from("/x/m.onnx.parity.json")
-        );
-    }
 
     #[test]
     fn an_output_path_must_name_a_file_in_a_folder_that_exists() {

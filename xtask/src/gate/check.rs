@@ -251,7 +251,7 @@ fn one_shot_plan(
         cmd,
         inputs,
         output: (out_dir.to_path_buf(), OUT.to_string()),
-        user: owner(out_dir),
+        user: oneshot::owner(out_dir),
         purpose: "gate".into(),
     };
     ContainerPlan::one_shot(image.to_string(), env, resources, job)
@@ -298,14 +298,6 @@ fn show(args: &[Arg]) -> String {
 
 fn log_command(line: &str) {
     eprintln!("gate: $ {line}");
-}
-
-/// `uid:gid` owning `dir`, so the container writes files we can read and
-/// delete.
-fn owner(dir: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(dir).ok()?;
-    Some(format!("{}:{}", m.uid(), m.gid()))
 }
 
 fn tail(s: &str, lines: usize) -> String {

@@ -46,6 +46,14 @@ pub async fn run_watching(
     }
 }
 
+/// `uid:gid` owning `dir`: a one-shot container run as them writes files
+/// the caller owns.
+pub fn owner(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir).ok()?;
+    Some(format!("{}:{}", m.uid(), m.gid()))
+}
+
 /// What a failed harness run said, its container paths put back as the
 /// host's: its last `error: ` line (else words for its exit code) and its
 /// last 15 lines (progress lines left out).
