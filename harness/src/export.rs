@@ -197,6 +197,7 @@ pub fn export(model: &mut LoadedModel, req: &Request) -> Result<report::ExportRe
             .map_or_else(|| "libtorch (TorchScript)".into(), |(_, d)| d.clone()),
         reference: "harness (libtorch, CPU, float32)".into(),
         images_root: req.parity.root.clone(),
+        unreadable: inputs.unreadable.clone(),
         ..parity
     };
     if !parity.passed {
@@ -381,11 +382,13 @@ pub struct Inputs {
     pub names: Vec<String>,
     /// n × 3 × crop × crop.
     pub data: Vec<f32>,
+    /// `name: why` of the images that could not be decoded.
+    pub unreadable: Vec<String>,
 }
 
-/// Every parity image through the harness's preprocessing; an image that
-/// cannot be read is an error (parity on fewer images than asked would
-/// prove less than it says).
+/// Every parity image through the harness's preprocessing. Images that
+/// cannot be decoded are left out and named in the report (as `eval` does);
+/// none decoding is an error.
 pub fn preprocess_all(
     set: &ParityImages,
     preset: &Preset,
@@ -399,23 +402,37 @@ pub fn preprocess_all(
         .num_threads(workers.max(1))
         .build()
         .map_err(|e| ExportError::Images(e.to_string()))?;
-    let planes: Vec<Result<Vec<f32>, ExportError>> = pool.install(|| {
+    let planes: Vec<Result<Vec<f32>, String>> = pool.install(|| {
         set.images
             .par_iter()
             .map(|(path, name)| {
-                preprocess::preprocess_file(path, preset)
-                    .map_err(|e| ExportError::Images(format!("{name}: {e}")))
+                preprocess::preprocess_file(path, preset).map_err(|e| format!("{name}: {e}"))
             })
             .collect()
     });
-    let mut data = Vec::new();
-    for p in planes {
-        data.extend(p?);
+    let mut inputs = Inputs {
+        names: Vec::new(),
+        data: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    for ((_, name), plane) in set.images.iter().zip(planes) {
+        match plane {
+            Ok(p) => {
+                inputs.names.push(name.clone());
+                inputs.data.extend(p);
+            }
+            Err(e) => inputs.unreadable.push(e.to_string()),
+        }
     }
-    Ok(Inputs {
-        names: set.images.iter().map(|(_, n)| n.clone()).collect(),
-        data,
-    })
+    if inputs.names.is_empty() {
+        return Err(ExportError::Images(format!(
+            "{}: none of {} images could be decoded (first: {})",
+            set.root,
+            set.images.len(),
+            inputs.unreadable.first().map_or("", String::as_str)
+        )));
+    }
+    Ok(inputs)
 }
 
 /// The harness's own logits on `inputs`: the CPU eval path (float32,
@@ -546,6 +563,7 @@ pub fn compare(
         reference: String::new(),
         images_root: String::new(),
         images: reference.len(),
+        unreadable: Vec::new(),
         max_abs_logit_diff: max_abs,
         mean_abs_logit_diff: if count == 0 {
             0.0

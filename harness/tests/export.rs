@@ -127,15 +127,39 @@ fn fixed_batch_and_torchscript() {
     let rep = parity_report(&fixed);
     check(&rep, "efficientnet_lite0", "4");
     assert_eq!(rep.opset, Some(13));
+    // A parity folder with an undecodable file: left out and named.
+    let some = dir.path().join("some");
+    std::fs::create_dir(&some).unwrap();
+    for (path, _) in fixture_images().iter().take(3) {
+        let p = fixture_images_dir().join(path);
+        std::fs::copy(&p, some.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(some.join("broken.jpg"), b"\xff\xd8 not really a jpeg").unwrap();
     let ts = dir.path().join("lite0.pt");
-    let out = export(
-        "efficientnet_lite0",
-        &lite0_weights(),
-        &ts,
-        &["--format", "torchscript"],
-    );
+    let out = run(harness_py()
+        .args([
+            "export",
+            "--model",
+            "efficientnet_lite0",
+            "--format",
+            "torchscript",
+            "--weights",
+        ])
+        .arg(lite0_weights())
+        .arg("--out")
+        .arg(&ts)
+        .arg("--parity-data")
+        .arg(&some));
     assert!(out.status.success(), "{}", text(&out));
     let rep = parity_report(&ts);
+    assert_eq!(rep.parity.images, 3);
+    assert_eq!(
+        rep.parity.unreadable.len(),
+        1,
+        "{:?}",
+        rep.parity.unreadable
+    );
+    assert!(rep.parity.unreadable[0].starts_with("broken.jpg: "));
     assert_eq!(rep.format, "torchscript");
     assert_eq!(rep.parity.runtime, "libtorch (TorchScript)");
     assert!(

@@ -100,6 +100,9 @@ pub struct Parity {
     pub images_root: String,
     /// Images compared.
     pub images: usize,
+    /// Parity images that could not be decoded (not compared), with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
     /// Largest |logit difference| over every image and class.
     pub max_abs_logit_diff: f64,
     /// Mean |logit difference| over every image and class.
@@ -119,8 +122,12 @@ pub struct Parity {
 impl Parity {
     /// One line for people: `parity on 15 images: max |Δlogit| 3.1e-6 …`.
     pub fn summary(&self) -> String {
+        let skipped = match self.unreadable.len() {
+            0 => String::new(),
+            n => format!(" ({n} unreadable left out)"),
+        };
         format!(
-            "parity on {} images ({} vs {}): max |Δlogit| {:.2e} (tolerance {:.0e}), mean {:.2e}, max |Δp| {:.2e}, top-1 agrees on {}/{} — {}",
+            "parity on {} images{skipped} ({} vs {}): max |Δlogit| {:.2e} (tolerance {:.0e}), mean {:.2e}, max |Δp| {:.2e}, top-1 agrees on {}/{} — {}",
             self.images,
             self.runtime,
             self.reference,

@@ -208,6 +208,7 @@ fn an_onnx_run_and_an_export_are_in_the_summary_and_the_page() {
         max_abs_prob_diff: 1e-7,
         top1_agree: 3,
         top1_disagree: vec![],
+        unreadable: vec![],
         tolerance: 1e-4,
         passed: true,
     };
