@@ -359,6 +359,7 @@ fn export_report() -> ExportReport {
             max_abs_prob_diff: 1e-8,
             top1_agree: 1,
             top1_disagree: vec!["n01443537/a.jpg".into()],
+            unreadable: vec!["b.jpg: cannot decode".into()],
             tolerance: 1e-4,
             passed: false,
         },
@@ -378,6 +379,10 @@ fn export_report_round_trips_with_named_dynamic_dimensions() {
     let line = r.parity.summary();
     assert!(
         line.contains("top-1 agrees on 1/2") && line.ends_with("FAILED"),
+        "{line}"
+    );
+    assert!(
+        line.starts_with("parity on 2 images (1 unreadable left out)"),
         "{line}"
     );
     assert_eq!(
