@@ -348,8 +348,9 @@ fn to_onnx(
             .find(|l| !l.trim().is_empty())
             .unwrap_or("");
         return Err(ExportError::OnnxExport(format!(
-            "{} ({})",
+            "{}{} ({})",
             last.trim(),
+            onnx_session::missing_module_hint(last),
             out.status
         )));
     }

@@ -275,10 +275,19 @@ impl OnnxSession {
             .find(|l| !l.trim().is_empty())
             .map(str::trim);
         match (last, status) {
-            (Some(line), _) => line.to_string(),
+            (Some(line), _) => format!("{line}{}", missing_module_hint(line)),
             (None, Ok(s)) => format!("the onnxruntime worker stopped ({s})"),
             (None, Err(e)) => format!("the onnxruntime worker stopped: {e}"),
         }
+    }
+}
+
+/// A hint when the Python lacks a package the export needs.
+pub fn missing_module_hint(line: &str) -> &'static str {
+    if line.contains("No module named 'onnx") {
+        " — the environment needs `onnx` and `onnxruntime` in its `pip:` (environments.yaml), then `cargo xtask lock`"
+    } else {
+        ""
     }
 }
 
