@@ -1,7 +1,10 @@
 //! Progress for long tasks: one [`MultiProgress`] per command, one bar per
-//! bootstrap, download or build step. On a terminal the bars animate; when
-//! stdout is not a terminal they stay hidden and each task prints plain log
-//! lines stamped with the time since the command started, and its duration.
+//! bootstrap, download or build step, all on stderr (stdout carries a
+//! command's results only, e.g. `eval --json`, `export --json`, even when
+//! the command had to build its image first). On a terminal the bars
+//! animate; when stderr is not a terminal they stay hidden and each task
+//! prints plain log lines stamped with the time since the command started,
+//! and its duration.
 //!
 //! May use: nothing else of the crate.
 
@@ -36,7 +39,7 @@ impl Default for Progress {
 impl Progress {
     /// Bars on a terminal, plain lines otherwise.
     pub fn new() -> Self {
-        let tty = std::io::stdout().is_terminal();
+        let tty = std::io::stderr().is_terminal();
         Self::with_tty(tty)
     }
 
@@ -47,7 +50,7 @@ impl Progress {
 
     fn with_tty(tty: bool) -> Self {
         let target = if tty {
-            ProgressDrawTarget::stdout()
+            ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()
         };
@@ -115,7 +118,7 @@ impl Progress {
         if self.tty {
             let _ = self.multi.println(line.as_ref());
         } else {
-            println!("[{}] {}", stamp(self.start.elapsed()), line.as_ref());
+            eprintln!("[{}] {}", stamp(self.start.elapsed()), line.as_ref());
         }
     }
 }
@@ -134,7 +137,7 @@ impl Task {
         if self.tty {
             self.bar.set_message(line.to_string());
         } else {
-            println!("[{}] {}: {line}", stamp(self.origin.elapsed()), self.label);
+            eprintln!("[{}] {}: {line}", stamp(self.origin.elapsed()), self.label);
         }
     }
 
@@ -170,7 +173,7 @@ impl Task {
             );
             self.bar.finish_with_message(line);
         } else {
-            println!("[{}] {}: {line}", stamp(self.origin.elapsed()), self.label);
+            eprintln!("[{}] {}: {line}", stamp(self.origin.elapsed()), self.label);
         }
         took
     }
@@ -181,7 +184,7 @@ impl Task {
         if self.tty {
             self.bar.abandon_with_message(format!("failed: {what}"));
         } else {
-            println!(
+            eprintln!(
                 "[{}] {}: failed after {}: {what}",
                 stamp(self.origin.elapsed()),
                 self.label,

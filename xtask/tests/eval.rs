@@ -12,26 +12,11 @@
 //! Without them the tests fail, never pass vacuously.
 
 mod common;
-use common::{artifacts, check_page, decode};
+use common::{artifacts, check_page, decode, fixtures, repo, text, var};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const MODEL: &str = "efficientnet_lite0";
-
-fn var(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: run these tests with `cargo xtask test`"),
-    }
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixtures() -> PathBuf {
-    repo().join("fixtures/images")
-}
 
 /// `cargo xtask eval` on the test image with the Lite0 weights, CPU.
 fn eval(data: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -56,15 +41,6 @@ fn eval_with(data: &Path, out: &Path, weights: &str, extra: &[&str], cwd: Option
         .args(extra)
         .stdin(std::process::Stdio::null());
     cmd.output().expect("cannot run xtask")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn read_report(dir: &Path) -> report::EvalReport {

@@ -10,23 +10,10 @@
 //! environment's image), `TORCHENV_TEST_PYTHON` (the host venv: torch,
 //! torchvision, onnxruntime), `TORCHENV_TEST_WEIGHTS` (Lite0), `TORCHENV_LOCK`.
 
+mod common;
+use common::{fixtures, repo, text, var};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn var(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: run these tests with `cargo xtask test`"),
-    }
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixtures() -> PathBuf {
-    repo().join("fixtures/images")
-}
 
 fn xtask(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
@@ -39,15 +26,6 @@ fn xtask(args: &[&str]) -> Command {
 
 fn output(cmd: &mut Command) -> Output {
     cmd.output().expect("cannot run xtask")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Every fixture photo, sorted (the parity set).

@@ -10,6 +10,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// An environment variable `cargo xtask test` sets (a test without it
+/// fails, never passes vacuously).
+pub fn var(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{name} is not set: run these tests with `cargo xtask test`"),
+    }
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The fixture photos (an ImageFolder).
+pub fn fixtures() -> PathBuf {
+    repo().join("fixtures/images")
+}
+
+/// A finished command's status and output, for assertion messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Decodes a PNG: (width, height, RGB(A) pixels as u32s).
 pub fn decode(path: &Path) -> (u32, u32, Vec<u32>) {
     let file = std::fs::File::open(path).unwrap();
