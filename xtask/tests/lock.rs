@@ -125,9 +125,9 @@ fn hardening_errors_exit_2_with_location() {
             "volume target `/opt/venv` would shadow /opt/venv",
         ),
         (
-            "    pip: [jupyterlab]\n",
-            "    pip: [jupyterlab, \"--no-deps\"]\n",
-            "pip: [jupyterlab, \"--no-deps\"]",
+            "    pip: [jupyterlab, onnx, onnxruntime]\n",
+            "    pip: [jupyterlab, onnx, onnxruntime, \"--no-deps\"]\n",
+            "pip: [jupyterlab, onnx, onnxruntime, \"--no-deps\"]",
             "`pip:` entry \"--no-deps\" is an option; options are not allowed",
         ),
         (
