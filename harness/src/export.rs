@@ -182,8 +182,12 @@ pub fn export(model: &mut LoadedModel, req: &Request) -> Result<report::ExportRe
         }
         Format::Torchscript => {
             let rows = torchscript_logits(&file, &inputs, crop)?;
-            let (input, output) = torchscript_specs(crop);
-            (rows, input, output, None)
+            (
+                rows,
+                torchscript_spec("input", crop),
+                torchscript_spec("logits", 0),
+                None,
+            )
         }
     };
     let parity = compare(&reference, &candidate, &inputs.names, req.tolerance);
@@ -497,25 +501,23 @@ fn tensor_rows(t: &Tensor) -> Result<Vec<Vec<f32>>, ExportError> {
     Ok(flat.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
 }
 
-/// What a traced TorchScript file takes and gives: `input` float32
-/// [batch, 3, crop, crop] and `logits` float32 [batch, classes] (tracing
-/// keeps the batch dimension free).
-fn torchscript_specs(crop: u32) -> (report::TensorSpec, report::TensorSpec) {
-    let batch = || report::Dim::Dynamic("batch".into());
-    let fixed = |n: usize| report::Dim::Fixed(n as u64);
-    let spec = |name: &str, shape| report::TensorSpec {
+fn torchscript_spec(name: &str, crop: u32) -> report::TensorSpec {
+    let batch = report::Dim::Dynamic("batch".into());
+    let shape = if crop == 0 {
+        vec![batch, report::Dim::Fixed(1000)]
+    } else {
+        vec![
+            batch,
+            report::Dim::Fixed(3),
+            report::Dim::Fixed(crop.into()),
+            report::Dim::Fixed(crop.into()),
+        ]
+    };
+    report::TensorSpec {
         name: name.into(),
         shape,
         dtype: "float32".into(),
-    };
-    let side = crop as usize;
-    (
-        spec("input", vec![batch(), fixed(3), fixed(side), fixed(side)]),
-        spec(
-            "logits",
-            vec![batch(), fixed(report::imagenet::classes().len())],
-        ),
-    )
+    }
 }
 
 /// Logits of the exported file against the harness's, image by image.
