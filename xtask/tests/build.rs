@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use xtask::build::BuildError;
 use xtask::build::{base_image, image, system_layer, venv_layer};
+use xtask::docker::images::time_key;
 use xtask::docker::Docker;
 use xtask::lock::Lock;
 use xtask::progress::Progress;
@@ -157,7 +158,7 @@ async fn the_venv_layer_is_the_same_bytes_every_time() {
         .unwrap()
     };
     let script = repo_root().join("images").join(venv_layer::SCRIPT);
-    let mut layers = Vec::new();
+    let (mut layers, mut tagged) = (Vec::new(), Vec::new());
     for round in 0..2 {
         let tag = format!("torchenv/test-venv:{}", unique(&format!("r{round}")));
         let stage = venv_layer::VenvStage {
@@ -171,6 +172,7 @@ async fn the_venv_layer_is_the_same_bytes_every_time() {
         };
         venv_layer::build(&docker, &stage, &progress).await.unwrap();
         layers.push(top_layer(&docker, &tag).await);
+        tagged.push(docker.last_tagged(&tag).await.unwrap());
         let (ok, out) = docker_cli(&[
             "run",
             "--rm",
@@ -185,6 +187,13 @@ async fn the_venv_layer_is_the_same_bytes_every_time() {
         docker.image_remove(&tag).await.unwrap();
     }
     assert_eq!(layers[0], layers[1]);
+    // Loaded images carry the time they were made here (the engine's load
+    // alone records none), so the later one is the newer: what `prune`
+    // keeps of an environment's images.
+    assert!(
+        !tagged[0].starts_with("0001-") && time_key(&tagged[1]) > time_key(&tagged[0]),
+        "tag times {tagged:?}"
+    );
 }
 
 /// The default environment, built for real, then checked from the inside.

@@ -78,7 +78,7 @@ pub async fn build(
         }),
         ..Default::default()
     };
-    let (repo, tag) = stage.tag.rsplit_once(':').expect("stage tags are repo:tag");
+    let (repo, tag) = crate::docker::images::split_tag(stage.tag);
     let config = ContainerConfig {
         env: venv_config.env,
         cmd: Some(vec!["/bin/bash".into()]),

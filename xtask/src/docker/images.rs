@@ -51,8 +51,14 @@ impl Docker {
     }
 
     /// `docker load` of an image archive (manifest.json + config + layers),
-    /// streamed. `target` names the image for messages.
-    pub async fn image_load<S>(&self, target: &str, archive: S) -> Result<(), DockerError>
+    /// streamed; `tag` (`repo:tag`) is the tag its manifest carries.
+    ///
+    /// The engine's load records no tag time (`Metadata.LastTagTime` stays
+    /// at year 1), and torchenv's images all carry the lock's fixed creation
+    /// time, so the tag is set once more through the tag call, which does
+    /// record it: `prune` and `newest_env_image` tell the newest image of an
+    /// environment by it.
+    pub async fn image_load<S>(&self, tag: &str, archive: S) -> Result<(), DockerError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
@@ -63,9 +69,10 @@ impl Docker {
         let api = self.api.clone().with_timeout(LOAD_TIMEOUT);
         let mut stream = api.import_image_stream(options, archive, None);
         while let Some(item) = stream.next().await {
-            item.map_err(self.fail("image load", target))?;
+            item.map_err(self.fail("image load", tag))?;
         }
-        Ok(())
+        let (repo, name) = split_tag(tag);
+        self.image_tag(tag, repo, name).await
     }
 
     /// Paths the container `name` added, changed or deleted, as `docker
@@ -208,6 +215,15 @@ impl Docker {
     }
 }
 
+/// `repo:tag` split at the tag's colon (a registry's `host:port/` before
+/// the repository stays in the repository); `latest` when there is none.
+pub fn split_tag(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
 /// An engine timestamp (`2026-12-02T06:40:12.1234Z`, UTC, the fraction's
 /// trailing zeros dropped) as a key that sorts in time order.
 pub fn time_key(rfc3339: &str) -> (String, u32) {
@@ -287,7 +303,24 @@ impl std::io::Write for ChunkWriter {
 
 #[cfg(test)]
 mod tests {
-    use super::time_key;
+    use super::{split_tag, time_key};
+
+    #[test]
+    fn tags_split_at_the_tag_colon_only() {
+        assert_eq!(
+            split_tag("torchenv/venv:9eeb8d85"),
+            ("torchenv/venv", "9eeb8d85")
+        );
+        assert_eq!(
+            split_tag("host:5000/team/env:v1"),
+            ("host:5000/team/env", "v1")
+        );
+        assert_eq!(
+            split_tag("host:5000/team/env"),
+            ("host:5000/team/env", "latest")
+        );
+        assert_eq!(split_tag("torchenv/env"), ("torchenv/env", "latest"));
+    }
 
     #[test]
     fn engine_times_sort_in_time_order() {
