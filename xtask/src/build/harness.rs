@@ -6,12 +6,14 @@
 //! - `pytorch/<torch>/venv`: a host virtualenv holding the environment's
 //!   locked wheels (the very files that go into the image), used to compile
 //!   tch (`LIBTORCH_USE_PYTORCH=1`) and to run the Python reference tests;
+//! - `harness/<torch>/src`: the sources cargo compiles (a copy, see
+//!   [`harness_src`]), with the torch version's `Cargo.lock`;
 //! - `harness/<torch>/target`: the cargo target dir of that build.
 //!
 //! The harness crate pins tch with a range; `harness/locks/torch-<v>.Cargo.lock`
 //! picks the exact tch for each torch version.
 //!
-//! May use: `build::{host_tools, pip, uv, wheels}`, `lock` (data model), `cache`,
+//! May use: `build::{harness_src, host_tools, pip, uv, wheels}`, `lock` (data model), `cache`,
 //! `compat`, `process`, `progress`.
 
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::{host_tools, pip, wheels, BuildError};
+use super::{harness_src, host_tools, pip, wheels, BuildError};
 use crate::lock::LockedEnv;
 use crate::process::{self, cargo};
 use crate::progress::Progress;
@@ -168,34 +170,38 @@ pub fn cargo_lock_for(torch: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Environment for cargo invocations on the harness of `locked`.
-pub fn cargo_env(cmd: &mut Command, locked: &LockedEnv, venv: &Path) {
+/// Environment for cargo invocations on the harness of `locked`: the host
+/// venv's torch to compile against, the rpath (the host venv relative to
+/// the binary, then the image's), the per-torch target dir, and the
+/// path-independence flags of [`harness_src`].
+fn cargo_env(cmd: &mut Command, locked: &LockedEnv, venv: &Path) {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![venv.join("bin")];
     paths.extend(std::env::split_paths(&path));
+    let dir = cache::harness_dir(&locked.torch);
+    let mut rpath = harness_src::host_rpath(&dir, &venv_torch_lib(venv, &locked.python));
+    rpath.push(IMAGE_TORCH_LIB.to_string());
     cmd.env(
         "PATH",
         std::env::join_paths(paths).expect("PATH entries are valid"),
     )
     .env("LIBTORCH_USE_PYTORCH", "1")
     .env("PYTHON_SYS_EXECUTABLE", venv_python(venv))
+    .env("TORCHENV_HARNESS_RPATH", rpath.join(":"))
+    .env("CARGO_TARGET_DIR", dir.join("target"))
+    .env("CARGO_ENCODED_RUSTFLAGS", harness_src::encoded_rustflags())
+    .env("CFLAGS", harness_src::c_flags(std::env::var_os("CFLAGS")))
     .env(
-        "TORCHENV_HARNESS_RPATH",
-        format!(
-            "{}:{IMAGE_TORCH_LIB}",
-            venv_torch_lib(venv, &locked.python).display()
-        ),
+        "CXXFLAGS",
+        harness_src::c_flags(std::env::var_os("CXXFLAGS")),
     )
-    .env(
-        "CARGO_TARGET_DIR",
-        cache::harness_dir(&locked.torch).join("target"),
-    )
+    .env_remove("RUSTFLAGS")
     .env_remove("LIBTORCH")
     .env_remove("CARGO_MANIFEST_DIR");
 }
 
-/// Exclusive use of the harness crate: `harness/Cargo.lock` is swapped per
-/// torch version, so two builds for different torch versions must not
+/// Exclusive use of the harness sources copy and target dirs: a checkout
+/// refreshes the copy before cargo runs, and two checkouts must not
 /// overlap. Released when dropped.
 struct CrateLock {
     _file: std::fs::File,
@@ -216,7 +222,8 @@ impl CrateLock {
 }
 
 /// `cargo <subcommand> --release --locked` on the harness crate for
-/// `locked`: the crate held exclusively (until dropped), the host venv
+/// `locked`, compiled from its copy in the cache ([`harness_src`]): the
+/// copy held exclusively (until dropped) and refreshed, the host venv
 /// ready, the torch version's lockfile in place, the build environment set.
 struct HarnessCargo {
     cmd: Command,
@@ -225,7 +232,7 @@ struct HarnessCargo {
 }
 
 impl HarnessCargo {
-    fn new(locked: &LockedEnv, subcommand: &str) -> Result<HarnessCargo> {
+    fn new(locked: &LockedEnv, subcommand: &[&str]) -> Result<HarnessCargo> {
         host_tools::ensure(
             &[host_tools::CMAKE, host_tools::NASM],
             "building the harness's libjpeg-turbo",
@@ -233,10 +240,13 @@ impl HarnessCargo {
         )?;
         let crate_lock = CrateLock::acquire()?;
         let venv = ensure_torch_venv(locked)?;
-        select_lockfile(locked)?;
+        let src = harness_src::copy_root(&locked.torch);
+        harness_src::sync(&repo_root(), &src)?;
+        select_lockfile(locked, &src.join("harness"))?;
         let mut cmd = cargo();
-        cmd.args([subcommand, "--release", "--locked", "--manifest-path"])
-            .arg(crate_dir().join("Cargo.toml"));
+        cmd.args(subcommand)
+            .args(["--release", "--locked", "--manifest-path"])
+            .arg(src.join("harness").join("Cargo.toml"));
         cargo_env(&mut cmd, locked, &venv);
         Ok(HarnessCargo {
             cmd,
@@ -246,11 +256,11 @@ impl HarnessCargo {
     }
 }
 
-/// Puts the torch version's lockfile in place as `harness/Cargo.lock`
-/// (ignored by git), rewriting it only when it differs.
-fn select_lockfile(locked: &LockedEnv) -> Result<()> {
+/// Puts the torch version's lockfile in place as `Cargo.lock` of the crate
+/// copy `crate_copy`, rewriting it only when it differs.
+fn select_lockfile(locked: &LockedEnv, crate_copy: &Path) -> Result<()> {
     let source = cargo_lock_for(&locked.torch)?;
-    let dest = crate_dir().join("Cargo.lock");
+    let dest = crate_copy.join("Cargo.lock");
     let want =
         std::fs::read(&source).map_err(BuildError::io(format!("reading {}", source.display())))?;
     if std::fs::read(&dest).ok().as_deref() != Some(want.as_slice()) {
@@ -274,7 +284,7 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
     }
     let stamp_path = binary.with_extension("stamp");
     let stamp = source_stamp(locked)?;
-    let cargo = HarnessCargo::new(locked, "build")?;
+    let cargo = HarnessCargo::new(locked, &["build"])?;
     let venv = cargo.venv.clone();
     process::run_logged(
         cargo.cmd,
@@ -348,6 +358,9 @@ fn source_stamp(locked: &LockedEnv) -> Result<String> {
     files.sort();
     let mut hasher = Sha256::new();
     hasher.update(wheel_set_hash(locked));
+    // The flags that shape the binary besides the sources.
+    hasher.update(harness_src::encoded_rustflags().as_encoded_bytes());
+    hasher.update(harness_src::c_flags(None).as_encoded_bytes());
     for f in &files {
         let data = std::fs::read(f).map_err(BuildError::io(format!("reading {}", f.display())))?;
         hasher.update(
@@ -363,9 +376,10 @@ fn source_stamp(locked: &LockedEnv) -> Result<String> {
 }
 
 /// Runs the harness crate's own tests against `locked`'s torch, with the
-/// paths they need.
+/// paths they need, by cargo-nextest (one process per test: tests of
+/// different files share the cores).
 pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
-    let mut cargo = HarnessCargo::new(locked, "test")?;
+    let mut cargo = HarnessCargo::new(locked, &["nextest", "run"])?;
     cargo
         .cmd
         .env("TORCHENV_TEST_PYTHON", venv_python(&cargo.venv))
@@ -380,7 +394,7 @@ pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
 /// `cargo clippy -D warnings` on the harness crate, in the release profile
 /// so it reuses the release build's compiled libtorch bindings.
 pub fn clippy(locked: &LockedEnv) -> Result<()> {
-    let mut cargo = HarnessCargo::new(locked, "clippy")?;
+    let mut cargo = HarnessCargo::new(locked, &["clippy"])?;
     cargo.cmd.args(["--all-targets", "--", "-D", "warnings"]);
     process::run_logged(
         cargo.cmd,

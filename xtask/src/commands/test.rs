@@ -8,8 +8,9 @@
 //!    that harness;
 //! 4. xtask tests — unit, spec/lock, build, launch, hardening, isolation
 //!    and gate tests against the real Docker engine, told where the image,
-//!    harness, weights and host Python are;
-//! 5. faults ×3 — the fault-injection tests, three times in a row;
+//!    harness, weights and host Python are; run by cargo-nextest, several
+//!    at once, then the prune test alone;
+//! 5. faults ×3 — the fault-injection tests, three times in a row, alone;
 //! 6. gate, every environment — `cargo xtask ci` on CPU: each environment of
 //!    `environments.yaml` built (harness and image, cached), checked in its
 //!    container against its committed baselines, and compared with the
@@ -53,6 +54,7 @@ impl Run for Test {
         let locked = lock::check_fresh(&spec, &lock, env)?.clone();
 
         let (harness, weights) = stages.run("harness", || {
+            ensure_nextest()?;
             let build = harness::build(&locked)?;
             let weights = weights::weights_path(&lock, MODEL)?;
             harness::clippy(&locked)?;
@@ -79,15 +81,7 @@ impl Run for Test {
             lock: &lock_path,
         };
         stages.run("xtask tests", || suite.run_all_but_faults())?;
-        stages.run("faults x3", || {
-            for round in 1..=FAULT_ROUNDS {
-                suite.run(
-                    &["-p", "xtask", "--test", FAULTS],
-                    &format!("faults, round {round} of {FAULT_ROUNDS}"),
-                )?;
-            }
-            Ok(())
-        })?;
+        stages.run("faults x3", || suite.run_faults())?;
         stages.run("gate, every environment", || {
             // Each environment's own image (the default one is the image
             // above), checked on CPU against its baselines, then compared
@@ -105,9 +99,13 @@ impl Run for Test {
 /// (a container, a network, a half-tagged image) fails the next round.
 const FAULTS: &str = "faults";
 const FAULT_ROUNDS: u32 = 3;
+/// The prune test (`xtask/tests/prune.rs`): it removes torchenv images no
+/// lock names, which other tests make, so it runs alone.
+const PRUNE: &str = "prune";
 
-/// The `cargo test` runs against the real engine, told where the image,
-/// harness, weights, host Python and lock are.
+/// The workspace's tests, run by cargo-nextest (one process per test, so
+/// tests of different files overlap; profiles in `.config/nextest.toml`),
+/// told where the image, harness, weights, host Python and lock are.
 struct Suite<'a> {
     root: &'a Path,
     tag: &'a str,
@@ -117,13 +115,14 @@ struct Suite<'a> {
 }
 
 impl Suite<'_> {
-    /// `cargo test ARGS -- --test-threads=2` with the suite's environment.
-    fn run(&self, args: &[&str], what: &str) -> Result<()> {
+    /// `cargo nextest run --profile PROFILE ARGS` with the suite's
+    /// environment.
+    fn run(&self, profile: &str, args: &[&str], what: &str) -> Result<()> {
         let mut test = cargo();
         test.current_dir(self.root)
-            .arg("test")
+            .args(["nextest", "run", "--workspace", "--no-tests", "fail"])
+            .args(["--profile", profile])
             .args(args)
-            .args(["--", "--test-threads=2"])
             .env("TORCHENV_TEST_IMAGE", self.tag)
             .env("TORCHENV_TEST_HARNESS", &self.harness.binary)
             .env(
@@ -136,27 +135,50 @@ impl Suite<'_> {
         Ok(run_logged(test, what)?)
     }
 
-    /// Every test of the workspace except [`FAULTS`]: the other crates,
-    /// then xtask's unit tests and each of its test files but that one.
+    /// Every test of the workspace but [`FAULTS`] and [`PRUNE`], several at
+    /// once; then [`PRUNE`] alone.
     fn run_all_but_faults(&self) -> Result<()> {
+        let others = format!("not (binary({FAULTS}) | binary({PRUNE}))");
         self.run(
-            &["--workspace", "--exclude", "xtask"],
-            "cargo test (report, gpumon)",
+            "ci",
+            &["-E", &others],
+            "cargo nextest (all but prune and the fault tests)",
         )?;
-        let dir = self.root.join("xtask").join("tests");
-        let mut files: Vec<String> = std::fs::read_dir(&dir)
-            .map_err(Error::io(format!("listing {}", dir.display())))?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|name| name.strip_suffix(".rs").map(String::from))
-            .filter(|name| name != FAULTS)
-            .collect();
-        files.sort();
-        let mut args = vec!["-p", "xtask", "--lib", "--bins"];
-        for f in &files {
-            args.extend(["--test", f.as_str()]);
-        }
-        self.run(&args, "cargo test -p xtask (all but the fault tests)")
+        let prune = format!("binary({PRUNE})");
+        self.run("serial", &["-E", &prune], "cargo nextest (prune, alone)")
     }
+
+    /// The fault-injection tests, [`FAULT_ROUNDS`] rounds, nothing beside them.
+    fn run_faults(&self) -> Result<()> {
+        let faults = format!("binary({FAULTS})");
+        for round in 1..=FAULT_ROUNDS {
+            self.run(
+                "serial",
+                &["-E", &faults],
+                &format!("faults, round {round} of {FAULT_ROUNDS}"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The cargo-nextest release the suite installs when cargo has none.
+const NEXTEST: &str = "cargo-nextest@0.9.143";
+
+/// cargo-nextest, installed with `cargo install --locked` on first use
+/// (minutes, once) when `cargo nextest` is not there.
+fn ensure_nextest() -> Result<()> {
+    let mut probe = cargo();
+    probe.args(["nextest", "--version"]);
+    if probe.output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    let mut install = cargo();
+    install.args(["install", "--locked", NEXTEST]);
+    Ok(run_logged(
+        install,
+        "installing cargo-nextest (the suite's test runner), once",
+    )?)
 }
 
 /// `cargo fmt --check` on both crates and clippy `-D warnings` on xtask.
