@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::Ctx;
-use crate::build::{ensure_env_image, weights};
+use crate::build::{ensure_env_image, harness, weights};
 use crate::error::{Error, Result};
 use crate::gate::baseline::Store;
 use crate::gate::check::{self, CheckOptions, Device, EnvResult, Outcome, Runner};
@@ -133,9 +133,21 @@ impl ci::Setup for Setup<'_> {
         };
         let mut weights: BTreeMap<String, PathBuf> = self.sources.weights.iter().cloned().collect();
         let runner = if let Some(h) = &self.sources.host_harness {
+            // The host venv torch of this environment, for a binary that no
+            // longer sits where its relative rpath finds it.
+            let lock = self.ctx.lock().map_err(|e| e.to_string())?;
+            let env_vars = lock
+                .environments
+                .get(&env.name)
+                .map(|l| {
+                    let venv = crate::cache::torch_venv(&l.torch);
+                    let lib = harness::venv_torch_lib(&venv, &l.python);
+                    vec![("LD_LIBRARY_PATH".to_string(), lib.display().to_string())]
+                })
+                .unwrap_or_default();
             Runner::Host {
                 harness: h.clone(),
-                env: Vec::new(),
+                env: env_vars,
             }
         } else {
             match self.container(env).await {
