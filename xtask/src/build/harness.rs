@@ -6,8 +6,9 @@
 //! - `pytorch/<torch>/venv`: a host virtualenv holding the environment's
 //!   locked wheels (the very files that go into the image), used to compile
 //!   tch (`LIBTORCH_USE_PYTORCH=1`) and to run the Python reference tests;
-//! - `harness/<torch>/src`: the sources cargo compiles (a copy, see
-//!   [`harness_src`]), with the torch version's `Cargo.lock`;
+//! - `harness/<torch>/src` and `harness/<torch>/fixtures`: the sources
+//!   cargo compiles (a copy, see [`harness_src`]), with the torch version's
+//!   `Cargo.lock`;
 //! - `harness/<torch>/target`: the cargo target dir of that build.
 //!
 //! The harness crate pins tch with a range; `harness/locks/torch-<v>.Cargo.lock`
@@ -242,11 +243,11 @@ impl HarnessCargo {
         let venv = ensure_torch_venv(locked)?;
         let src = harness_src::copy_root(&locked.torch);
         harness_src::sync(&repo_root(), &src)?;
-        select_lockfile(locked, &src.join("harness"))?;
+        select_lockfile(locked, &src)?;
         let mut cmd = cargo();
         cmd.args(subcommand)
             .args(["--release", "--locked", "--manifest-path"])
-            .arg(src.join("harness").join("Cargo.toml"));
+            .arg(src.join("Cargo.toml"));
         cargo_env(&mut cmd, locked, &venv);
         Ok(HarnessCargo {
             cmd,
@@ -358,7 +359,8 @@ fn source_stamp(locked: &LockedEnv) -> Result<String> {
     files.sort();
     let mut hasher = Sha256::new();
     hasher.update(wheel_set_hash(locked));
-    // The flags that shape the binary besides the sources.
+    // How the sources are laid out and compiled, besides their bytes.
+    hasher.update(harness_src::RECIPE);
     hasher.update(harness_src::encoded_rustflags().as_encoded_bytes());
     hasher.update(harness_src::c_flags(None).as_encoded_bytes());
     for f in &files {

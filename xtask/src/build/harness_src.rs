@@ -1,6 +1,7 @@
 //! The harness sources as cargo compiles them: a copy of the checkout's
-//! `harness/`, `report/`, `gpumon/` and `fixtures/` in the cache, refreshed
-//! by content, and the flags that keep build paths out of the binary.
+//! `harness/` (with `report/` and `gpumon/` inside it) and `fixtures/` in
+//! the cache, refreshed by content, and the flags that keep build paths
+//! out of the binary.
 //!
 //! Why a copy: a binary records the paths it was compiled from (panic
 //! locations of the path dependencies, `__FILE__` in libtorch's headers,
@@ -22,49 +23,91 @@ use crate::cache;
 
 type Result<T, E = BuildError> = std::result::Result<T, E>;
 
-/// The repository folders the harness build and its tests read: the crate,
-/// its path dependencies and the test fixtures.
-pub const TREES: [&str; 4] = ["harness", "report", "gpumon", "fixtures"];
+/// The harness's path dependencies: copied inside the crate's copy, so
+/// they sit below its workspace root (cargo hashes a path package outside
+/// the workspace root by its absolute path, which ends up in every symbol).
+pub const PATH_DEPS: [&str; 2] = ["report", "gpumon"];
+
+/// Version of the copy's layout and of the flags below; part of the
+/// harness's build stamp, so a change rebuilds it.
+pub const RECIPE: &str = "2: path dependencies inside the crate copy";
 
 /// The cache's name inside the binary.
 const CACHE_NAME: &str = "/torchenv-cache";
 /// Cargo's home (its registry sources) inside the binary.
 const CARGO_HOME_NAME: &str = "/cargo-home";
 
-/// Where the copy for `torch` lives: `harness/<torch>/src`.
+/// Where the crate's copy for `torch` lives: `harness/<torch>/src`, with
+/// [`PATH_DEPS`] inside it and `fixtures/` beside it (the tests read
+/// `../fixtures`).
 pub fn copy_root(torch: &str) -> PathBuf {
     cache::harness_dir(torch).join("src")
 }
 
-/// Makes `dest` hold exactly [`TREES`] of `repo` (without `harness/target`
-/// and `harness/Cargo.lock`, which the build owns): files whose bytes
-/// differ are replaced (written beside, then renamed), missing ones added,
-/// extra ones removed; the others are not touched.
-pub fn sync(repo: &Path, dest: &Path) -> Result<()> {
-    for tree in TREES {
-        sync_dir(&repo.join(tree), &dest.join(tree), tree == "harness")?;
+/// Makes `crate_copy` hold the checkout `repo`'s `harness/` (without
+/// `target/` and `Cargo.lock`, which the build owns), with [`PATH_DEPS`]
+/// inside it and the manifest's paths to them rewritten, and `fixtures/`
+/// beside it. Files whose bytes differ are replaced (written beside, then
+/// renamed), missing ones added, extra ones removed; the others are not
+/// touched.
+pub fn sync(repo: &Path, crate_copy: &Path) -> Result<()> {
+    let mut owned = vec!["target", "Cargo.lock", "Cargo.toml"];
+    owned.extend(PATH_DEPS);
+    sync_dir(&repo.join("harness"), crate_copy, &owned)?;
+    for dep in PATH_DEPS {
+        sync_dir(&repo.join(dep), &crate_copy.join(dep), &[])?;
     }
-    Ok(())
+    let beside = crate_copy.parent().unwrap_or(crate_copy).join("fixtures");
+    sync_dir(&repo.join("fixtures"), &beside, &[])?;
+    let source = repo.join("harness").join("Cargo.toml");
+    let text = std::fs::read_to_string(&source)
+        .map_err(BuildError::io(format!("reading {}", source.display())))?;
+    let manifest = manifest_for_copy(&text).map_err(|dep| {
+        BuildError::failed(format!(
+            "{} no longer names {dep} as `path = \"../{dep}\"`: update PATH_DEPS in xtask/src/build/harness_src.rs",
+            source.display()
+        ))
+    })?;
+    put(&crate_copy.join("Cargo.toml"), manifest.as_bytes(), &source)
 }
 
-fn sync_dir(src: &Path, dest: &Path, crate_root: bool) -> Result<()> {
+/// The harness manifest with `path = "../<dep>"` as `path = "<dep>"` for
+/// each of [`PATH_DEPS`]; `Err(dep)` when one is not there.
+fn manifest_for_copy(text: &str) -> std::result::Result<String, &'static str> {
+    let mut out = text.to_string();
+    for dep in PATH_DEPS {
+        let from = format!("path = \"../{dep}\"");
+        if !out.contains(&from) {
+            return Err(dep);
+        }
+        out = out.replace(&from, &format!("path = \"{dep}\""));
+    }
+    Ok(out)
+}
+
+/// Syncs `src` into `dest`; names in `reserved` are neither copied from
+/// `src` nor removed from `dest`.
+fn sync_dir(src: &Path, dest: &Path, reserved: &[&str]) -> Result<()> {
     std::fs::create_dir_all(dest)
         .map_err(BuildError::io(format!("creating {}", dest.display())))?;
+    let is_reserved = |name: &std::ffi::OsStr| reserved.iter().any(|r| name == *r);
     let mut wanted = std::collections::BTreeSet::new();
     let read =
         std::fs::read_dir(src).map_err(BuildError::io(format!("reading {}", src.display())))?;
     for entry in read {
         let entry = entry.map_err(BuildError::io(format!("reading {}", src.display())))?;
         let name = entry.file_name();
-        if crate_root && (name == "target" || name == "Cargo.lock") {
+        if is_reserved(&name) {
             continue;
         }
         let (from, to) = (entry.path(), dest.join(&name));
         wanted.insert(name);
         if from.is_dir() {
-            sync_dir(&from, &to, false)?;
+            sync_dir(&from, &to, &[])?;
         } else {
-            sync_file(&from, &to)?;
+            let bytes = std::fs::read(&from)
+                .map_err(BuildError::io(format!("reading {}", from.display())))?;
+            put(&to, &bytes, &from)?;
         }
     }
     let read =
@@ -72,7 +115,7 @@ fn sync_dir(src: &Path, dest: &Path, crate_root: bool) -> Result<()> {
     for entry in read {
         let entry = entry.map_err(BuildError::io(format!("reading {}", dest.display())))?;
         let name = entry.file_name();
-        if wanted.contains(&name) || (crate_root && name == "Cargo.lock") {
+        if wanted.contains(&name) || is_reserved(&name) {
             continue;
         }
         let path = entry.path();
@@ -86,11 +129,11 @@ fn sync_dir(src: &Path, dest: &Path, crate_root: bool) -> Result<()> {
     Ok(())
 }
 
-fn sync_file(from: &Path, to: &Path) -> Result<()> {
-    let bytes =
-        std::fs::read(from).map_err(BuildError::io(format!("reading {}", from.display())))?;
-    let mode = std::fs::metadata(from)
-        .map_err(BuildError::io(format!("reading {}", from.display())))?
+/// Writes `bytes` to `to` with the permissions of `like`, unless `to`
+/// already holds exactly that.
+fn put(to: &Path, bytes: &[u8], like: &Path) -> Result<()> {
+    let mode = std::fs::metadata(like)
+        .map_err(BuildError::io(format!("reading {}", like.display())))?
         .permissions();
     let same_mode = std::fs::metadata(to).is_ok_and(|m| m.permissions() == mode);
     if same_mode && std::fs::read(to).is_ok_and(|have| have == bytes) {
@@ -99,7 +142,7 @@ fn sync_file(from: &Path, to: &Path) -> Result<()> {
     let mut tmp = to.as_os_str().to_owned();
     tmp.push(".sync-tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, &bytes).map_err(BuildError::io(format!("writing {}", tmp.display())))?;
+    std::fs::write(&tmp, bytes).map_err(BuildError::io(format!("writing {}", tmp.display())))?;
     std::fs::set_permissions(&tmp, mode)
         .map_err(BuildError::io(format!("writing {}", tmp.display())))?;
     std::fs::rename(&tmp, to).map_err(BuildError::io(format!("writing {}", to.display())))
@@ -178,41 +221,81 @@ pub fn host_rpath(harness_dir: &Path, torch_lib: &Path) -> Vec<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_sync_adds_replaces_and_removes_and_leaves_the_rest_alone() {
+    fn checkout() -> tempfile::TempDir {
         let repo = tempfile::tempdir().unwrap();
-        let dest = tempfile::tempdir().unwrap();
-        for tree in TREES {
+        for tree in ["harness", "report", "gpumon", "fixtures"] {
             std::fs::create_dir_all(repo.path().join(tree).join("src")).unwrap();
             std::fs::write(repo.path().join(tree).join("src/a.rs"), tree).unwrap();
         }
+        std::fs::write(
+            repo.path().join("harness/Cargo.toml"),
+            "[dependencies]\nreport = { path = \"../report\" }\ngpumon = { path = \"../gpumon\" }\n",
+        )
+        .unwrap();
         std::fs::create_dir_all(repo.path().join("harness/target/release")).unwrap();
         std::fs::write(repo.path().join("harness/target/release/x"), "big").unwrap();
         std::fs::write(repo.path().join("harness/Cargo.lock"), "checkout's").unwrap();
-        sync(repo.path(), dest.path()).unwrap();
-        let a = dest.path().join("report/src/a.rs");
-        assert_eq!(std::fs::read_to_string(&a).unwrap(), "report");
-        assert!(!dest.path().join("harness/target").exists());
-        assert!(!dest.path().join("harness/Cargo.lock").exists());
+        repo
+    }
 
-        // Unchanged bytes: not rewritten (cargo sees the old mtime).
+    #[test]
+    fn a_sync_lays_out_the_copy_and_rewrites_the_dependency_paths() {
+        let repo = checkout();
+        let dest = tempfile::tempdir().unwrap();
+        let copy = dest.path().join("src");
+        sync(repo.path(), &copy).unwrap();
+        let read = |p: &str| std::fs::read_to_string(dest.path().join(p)).unwrap();
+        assert_eq!(read("src/src/a.rs"), "harness");
+        assert_eq!(read("src/report/src/a.rs"), "report");
+        assert_eq!(read("src/gpumon/src/a.rs"), "gpumon");
+        assert_eq!(read("fixtures/src/a.rs"), "fixtures");
+        assert_eq!(
+            read("src/Cargo.toml"),
+            "[dependencies]\nreport = { path = \"report\" }\ngpumon = { path = \"gpumon\" }\n"
+        );
+        assert!(!copy.join("target").exists());
+        assert!(!copy.join("Cargo.lock").exists());
+    }
+
+    #[test]
+    fn a_resync_touches_only_what_changed() {
+        let repo = checkout();
+        let dest = tempfile::tempdir().unwrap();
+        let copy = dest.path().join("src");
+        sync(repo.path(), &copy).unwrap();
+        // Unchanged bytes are not rewritten (cargo sees the old mtime).
         let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        std::fs::File::options()
-            .write(true)
-            .open(&a)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        std::fs::write(dest.path().join("harness/Cargo.lock"), "build's").unwrap();
-        std::fs::write(dest.path().join("gpumon/src/stale.rs"), "").unwrap();
+        let (a, manifest) = (copy.join("report/src/a.rs"), copy.join("Cargo.toml"));
+        for f in [&a, &manifest] {
+            let file = std::fs::File::options().write(true).open(f).unwrap();
+            file.set_modified(old).unwrap();
+        }
+        std::fs::write(copy.join("Cargo.lock"), "build's").unwrap();
+        std::fs::write(copy.join("gpumon/src/stale.rs"), "").unwrap();
         std::fs::write(repo.path().join("harness/src/a.rs"), "changed").unwrap();
-        sync(repo.path(), dest.path()).unwrap();
-        assert_eq!(std::fs::metadata(&a).unwrap().modified().unwrap(), old);
-        let h = dest.path().join("harness/src/a.rs");
-        assert_eq!(std::fs::read_to_string(h).unwrap(), "changed");
-        assert!(!dest.path().join("gpumon/src/stale.rs").exists());
-        let lock = dest.path().join("harness/Cargo.lock");
-        assert_eq!(std::fs::read_to_string(lock).unwrap(), "build's");
+        sync(repo.path(), &copy).unwrap();
+        for f in [&a, &manifest] {
+            assert_eq!(std::fs::metadata(f).unwrap().modified().unwrap(), old);
+        }
+        let read = |p: &str| std::fs::read_to_string(copy.join(p)).unwrap();
+        assert_eq!(read("src/a.rs"), "changed");
+        assert_eq!(read("Cargo.lock"), "build's");
+        assert!(!copy.join("gpumon/src/stale.rs").exists());
+    }
+
+    #[test]
+    fn a_manifest_without_the_expected_paths_is_an_error_naming_the_crate() {
+        let repo = checkout();
+        std::fs::write(
+            repo.path().join("harness/Cargo.toml"),
+            "report = { path = \"../report\" }\n",
+        )
+        .unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let err = sync(repo.path(), &dest.path().join("src"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gpumon") && err.contains("PATH_DEPS"), "{err}");
     }
 
     #[test]

@@ -68,8 +68,9 @@ pub const LABEL_VENV: &str = "dev.torchenv.venv";
 /// Value of [`LABEL_HARNESS`] when the image was built without a harness.
 pub const HARNESS_ABSENT: &str = "absent";
 
-/// Version of the way tags are computed; bump it to rebuild everything.
-const TAG_SCHEME: u32 = 2;
+/// Version of the way images are made from their inputs; bump it to
+/// rebuild every final image (3: history lines name stages by hash).
+const TAG_SCHEME: u32 = 3;
 
 /// An environment image in the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,12 +481,19 @@ pub async fn build_final(docker: &Docker, plan: &Plan, progress: &Progress) -> R
         .ok_or_else(|| BuildError::failed(format!("{} is missing", plan.system_tag)))?;
     let parents = system.root_fs.and_then(|r| r.layers).unwrap_or_default();
     let base_count = parents.len().saturating_sub(2);
+    // Stage tags by their input hash only: `build --verify` makes the same
+    // stages under other repository names, and the history is part of the
+    // image id.
+    let stage = |tag: &str| crate::docker::images::split_tag(tag).1.to_string();
     let mut history = vec![format!("torchenv: base {}", plan.base_image); base_count];
-    history.push(format!("torchenv: /opt/venv ({})", plan.venv_tag));
     history.push(format!(
-        "torchenv: images/{} ({})",
+        "torchenv: /opt/venv (venv {})",
+        stage(&plan.venv_tag)
+    ));
+    history.push(format!(
+        "torchenv: images/{} (system {})",
         system_layer::SCRIPT,
-        plan.system_tag
+        stage(&plan.system_tag)
     ));
     history.push(format!("torchenv: {IMAGE_HARNESS}"));
     let mut layers: Vec<Layer> = parents.into_iter().map(Layer::Existing).collect();
