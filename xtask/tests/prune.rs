@@ -1,6 +1,8 @@
 //! `cargo xtask prune` against the real engine and the real spec + lock:
-//! stage images of an old lock go, the current environment's base, stage
-//! images and image stay, and afterwards nothing unreferenced is left
+//! stage images of an old lock and the host venv and harness build of a
+//! torch version no lock names go, the current environment's base, stage
+//! images, image, venvs and harness builds stay, and afterwards nothing
+//! unreferenced is left
 //! (a dry run finds nothing to remove). Its own test file: it removes
 //! images other tests of the same binary might be using.
 
@@ -55,8 +57,40 @@ fn prune_removes_old_stages_keeps_the_current_ones_and_leaves_nothing_unreferenc
     );
     let old_system = TinyImage::new("torchenv/system:0000000000000000".into(), &[], &[label]);
 
+    // A host venv and a harness build of a torch version no lock names.
+    let cache = xtask::cache::root();
+    let old_torch = [
+        cache.join("pytorch/0.0.0-old/venv"),
+        cache.join("harness/0.0.0-old/target"),
+    ];
+    for dir in &old_torch {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("file"), "x").unwrap();
+    }
+    let current: Vec<_> = lock
+        .environments
+        .values()
+        .flat_map(|e| {
+            [
+                xtask::cache::torch_venv(&e.torch),
+                xtask::cache::harness_dir(&e.torch),
+            ]
+        })
+        .filter(|d| d.exists())
+        .collect();
+
     let out = xtask(&["prune"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    for dir in &old_torch {
+        assert!(
+            !dir.parent().unwrap().exists(),
+            "prune left {}",
+            dir.display()
+        );
+    }
+    for dir in &current {
+        assert!(dir.exists(), "prune removed {}", dir.display());
+    }
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!exists(&old_venv.tag), "{said}");
     assert!(!exists(&old_system.tag), "{said}");

@@ -13,7 +13,8 @@
 //! Cache: wheels and root file systems the lock does not name (all of them
 //! with `--all`), weights downloaded from URLs by `eval` (fetched again
 //! on next use), build folders a killed build left under `stage/` (older
-//! than six hours) and uv releases no longer pinned. Host PyTorch installs and harness builds are left alone.
+//! than six hours), uv releases no longer pinned, and host PyTorch venvs
+//! and harness builds of torch versions no environment of the lock uses.
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
@@ -33,8 +34,8 @@ use crate::spec::Spec;
 /// Remove torchenv images and cache entries the spec + lock no longer use.
 #[derive(clap::Args)]
 pub struct Prune {
-    /// Remove every torchenv image and cached wheel and rootfs (downloaded
-    /// weights go in any case).
+    /// Remove every torchenv image, cached wheel and rootfs, host PyTorch
+    /// venv and harness build (downloaded weights go in any case).
     #[arg(long)]
     all: bool,
     /// Print what would be removed, remove nothing.
@@ -50,6 +51,9 @@ struct Keep {
     lock_sha: BTreeMap<String, String>,
     wheels: BTreeSet<String>,
     rootfs: BTreeSet<String>,
+    /// torch versions of the lock's environments (their host venvs and
+    /// harness builds stay).
+    torch: BTreeSet<String>,
 }
 
 impl Run for Prune {
@@ -159,6 +163,20 @@ impl Prune {
                 freed += self.remove(&path, &format!("build folder {name}"))?;
             }
         }
+        // Host PyTorch venvs and harness builds (sources copy, target dir,
+        // binary) of torch versions no environment of the lock uses.
+        for dir in [cache::root().join("pytorch"), cache::root().join("harness")] {
+            for (name, path) in entries(&dir)? {
+                if name.starts_with('.') || keep.torch.contains(&name) {
+                    continue;
+                }
+                let what = format!(
+                    "{} for torch {name}",
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                );
+                freed += self.remove(&path, &what)?;
+            }
+        }
         // uv releases this torchenv no longer pins.
         let uv_dir = crate::build::uv::dir();
         for (name, path) in entries(&cache::root().join("tools"))? {
@@ -212,6 +230,7 @@ fn referenced(spec: &Spec, lock: &Lock) -> Keep {
     for e in lock.environments.values() {
         keep.wheels
             .extend(e.wheels.iter().map(|w| w.sha256.clone()));
+        keep.torch.insert(e.torch.clone());
     }
     for m in lock.models.values() {
         keep.wheels.insert(m.wheel.sha256.clone());
