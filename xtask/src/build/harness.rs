@@ -264,11 +264,7 @@ fn select_lockfile(locked: &LockedEnv, crate_copy: &Path) -> Result<()> {
     let dest = crate_copy.join("Cargo.lock");
     let want =
         std::fs::read(&source).map_err(BuildError::io(format!("reading {}", source.display())))?;
-    if std::fs::read(&dest).ok().as_deref() != Some(want.as_slice()) {
-        std::fs::write(&dest, &want)
-            .map_err(BuildError::io(format!("writing {}", dest.display())))?;
-    }
-    Ok(())
+    harness_src::put(&dest, &want, &source)
 }
 
 /// Builds (or finds up to date) the release harness for `locked`.

@@ -130,8 +130,8 @@ fn sync_dir(src: &Path, dest: &Path, reserved: &[&str]) -> Result<()> {
 }
 
 /// Writes `bytes` to `to` with the permissions of `like`, unless `to`
-/// already holds exactly that.
-fn put(to: &Path, bytes: &[u8], like: &Path) -> Result<()> {
+/// already holds exactly that (so its modification time stays).
+pub fn put(to: &Path, bytes: &[u8], like: &Path) -> Result<()> {
     let mode = std::fs::metadata(like)
         .map_err(BuildError::io(format!("reading {}", like.display())))?
         .permissions();
