@@ -15,6 +15,7 @@ use crate::export::ExportError;
 use crate::launch::LaunchError;
 use crate::lock::LockError;
 use crate::process::ProcessError;
+use crate::slurm::SlurmError;
 use crate::spec::{SpecError, UnknownEnv};
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -46,6 +47,9 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Export(Box<ExportError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Slurm(Box<SlurmError>),
     /// Command-line arguments that cannot work together or name nothing.
     #[error("{message}")]
     #[diagnostic(code(torchenv::usage))]
@@ -98,9 +102,11 @@ impl Error {
             Error::Lock(e) => e.exit_code(),
             Error::Launch(e) => e.exit_code(),
             Error::Build(e) => e.exit_code(),
-            Error::Docker(_) | Error::Process(_) | Error::Failed { .. } | Error::Io { .. } => {
-                exit::FAILED
-            }
+            Error::Docker(_)
+            | Error::Process(_)
+            | Error::Slurm(_)
+            | Error::Failed { .. }
+            | Error::Io { .. } => exit::FAILED,
         }
     }
 }
@@ -114,6 +120,7 @@ boxed_from!(Error {
     Process(ProcessError),
     Eval(EvalError),
     Export(ExportError),
+    Slurm(SlurmError),
 });
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

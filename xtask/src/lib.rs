@@ -55,4 +55,5 @@ pub mod lock;
 pub mod process;
 pub mod progress;
 pub mod report_view;
+pub mod slurm;
 pub mod spec;

@@ -133,8 +133,14 @@ pub fn run_logged(mut cmd: Command, what: &str) -> Result<(), ProcessError> {
 
 /// Runs `cmd` with its output captured, logging it first; a failure carries
 /// the last lines of its standard error.
-pub fn run_captured(mut cmd: Command, what: &str) -> Result<Output, ProcessError> {
+pub fn run_captured(cmd: Command, what: &str) -> Result<Output, ProcessError> {
     eprintln!("  $ {}", describe_short(&cmd));
+    run_quiet(cmd, what)
+}
+
+/// [`run_captured`] without logging the command: for a query repeated
+/// every few seconds (a scheduler's queue).
+pub fn run_quiet(mut cmd: Command, what: &str) -> Result<Output, ProcessError> {
     let output = cmd.output().map_err(|source| ProcessError::Spawn {
         what: format!("running {}", describe(&cmd)),
         source,

@@ -90,6 +90,18 @@ pub enum BuildError {
         expected: String,
         found: String,
     },
+    /// `--no-build` (a Slurm task): the engine has no image of the
+    /// environment that spec + lock describe.
+    #[error("this engine ({engine}, on {host}) has no image of `{env}` built from this spec and lock, and --no-build forbids building it here")]
+    #[diagnostic(
+        code(torchenv::image::absent),
+        help("build it on this machine (`cargo xtask build {env}`), or bring the image built elsewhere (`docker save` there, `docker load` here); any local image labelled for `{env}` whose spec, lock, versions and base layers match is used")
+    )]
+    ImageAbsent {
+        env: String,
+        engine: String,
+        host: String,
+    },
     #[error("no apt source of this host can serve Debian {suite}")]
     #[diagnostic(
         code(torchenv::base::sources),

@@ -1,6 +1,6 @@
 //! Programs torchenv runs on the host and installs when they are missing:
-//! `mmdebstrap` (the base root file system) and `cmake` + `nasm` (the
-//! harness's vendored libjpeg-turbo). As root with apt-get they are
+//! `mmdebstrap` (the base root file system), `cmake` + `nasm` (the
+//! harness's vendored libjpeg-turbo) and Slurm + munge (`slurm start`). As root with apt-get they are
 //! installed from the host's own apt sources; otherwise the error says
 //! which packages to install.
 //!
@@ -30,6 +30,15 @@ pub const CMAKE: Tool = Tool {
 pub const NASM: Tool = Tool {
     program: "nasm",
     package: "nasm",
+};
+
+pub const SLURM: Tool = Tool {
+    program: "slurmctld",
+    package: "slurm-wlm",
+};
+pub const MUNGE: Tool = Tool {
+    program: "munged",
+    package: "munge",
 };
 
 /// True when `program` is an executable file on `PATH`.

@@ -385,7 +385,12 @@ async fn existing(docker: &Docker, plan: &Plan) -> Result<Option<ImageRef>> {
         return Ok(None);
     };
     provenance::verify(docker, tag, &i, &plan.labels, &plan.base_layers).await?;
-    Ok(Some(ImageRef {
+    Ok(Some(image_ref(tag, i)))
+}
+
+/// An image found on the engine, with its `dev.torchenv.*` labels.
+fn image_ref(tag: &str, i: bollard::models::ImageInspect) -> ImageRef {
+    ImageRef {
         tag: tag.to_string(),
         id: i.id.unwrap_or_default(),
         labels: i
@@ -396,7 +401,7 @@ async fn existing(docker: &Docker, plan: &Plan) -> Result<Option<ImageRef>> {
             .filter(|(k, _)| k.starts_with("dev.torchenv."))
             .collect(),
         built: false,
-    }))
+    }
 }
 
 /// The image of `plan`: its stages where missing, then the final layer.
@@ -560,6 +565,46 @@ pub fn runtime_config(plan: &Plan, base_env: &[String]) -> serde_json::Value {
         "ExposedPorts": { "22/tcp": {}, "8888/tcp": {} },
         "Labels": plan.labels,
     })
+}
+
+/// The image of `env` if this engine already has it, never building
+/// anything (`check --no-build`, what a Slurm task runs on its node): under
+/// its tag when this machine has the harness build that names it, else the
+/// newest local image of the environment whose every label but the
+/// harness's (and the inputs hash, which covers it) is what spec + lock
+/// give, over the locked base layers ([`provenance`]): an image built on
+/// another machine and brought here. `None` when there is none; an image
+/// under the env's own tag with other content is still
+/// [`BuildError::ImageMismatch`].
+pub async fn find_env_image(
+    docker: &Docker,
+    spec: &Spec,
+    lock: &Lock,
+    env: &Env,
+) -> Result<Option<ImageRef>> {
+    let locked = lock::check_fresh(spec, lock, env)?.clone();
+    if let Some(binary) = harness::up_to_date(&locked)? {
+        let plan = plan(spec, lock, env, Some(&binary))?;
+        if let Some(found) = existing(docker, &plan).await? {
+            return Ok(Some(found));
+        }
+    }
+    let plan = plan(spec, lock, env, None)?;
+    let mut expected = plan.labels.clone();
+    expected.remove(LABEL_INPUTS);
+    expected.remove(LABEL_HARNESS);
+    for tag in docker.env_images(&env.name).await? {
+        let Some(i) = docker.image_inspect(&tag).await? else {
+            continue;
+        };
+        if provenance::verify(docker, &tag, &i, &expected, &plan.base_layers)
+            .await
+            .is_ok()
+        {
+            return Ok(Some(image_ref(&tag, i)));
+        }
+    }
+    Ok(None)
 }
 
 /// The image of `env` as every command uses it (`build`, `up`, `check`):

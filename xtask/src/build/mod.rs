@@ -50,4 +50,4 @@ pub mod weights;
 pub mod wheels;
 
 pub use error::BuildError;
-pub use image::{ensure_env_image, ensure_image, ImageRef};
+pub use image::{ensure_env_image, ensure_image, find_env_image, ImageRef};

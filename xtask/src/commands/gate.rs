@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::Ctx;
-use crate::build::{ensure_env_image, harness, weights};
+use crate::build::{ensure_env_image, find_env_image, harness, weights, BuildError};
 use crate::error::{Error, Result};
 use crate::gate::baseline::Store;
 use crate::gate::check::{self, CheckOptions, Device, EnvResult, Outcome, Runner};
@@ -34,6 +34,11 @@ pub struct Sources {
     /// Baselines folder (default: fixtures/baselines beside the spec).
     #[arg(long)]
     pub baselines: Option<PathBuf>,
+    /// Use the environment's image only if this engine has it (built here
+    /// or brought from elsewhere), never build it: what a Slurm task runs
+    /// on its node. Without one the environment fails, naming the node.
+    #[arg(long)]
+    pub no_build: bool,
 }
 
 /// Parses `MODEL=PATH` (for `--weights`).
@@ -92,6 +97,17 @@ impl<'a> Setup<'a> {
             check::container_resources(&docker, env, self.device, self.expect_gpus).await?;
         let image = match &self.sources.image {
             Some(i) => i.clone(),
+            None if self.sources.no_build => {
+                let lock = self.ctx.lock()?;
+                find_env_image(&docker, self.spec, &lock, env)
+                    .await?
+                    .ok_or_else(|| BuildError::ImageAbsent {
+                        env: env.name.clone(),
+                        engine: docker.host.clone(),
+                        host: host_name(),
+                    })?
+                    .tag
+            }
             None => {
                 let lock = self.ctx.lock()?;
                 let progress = Progress::new();
@@ -114,9 +130,7 @@ impl<'a> Setup<'a> {
 
     /// Prints what each environment's checks found.
     pub fn print(&self, result: &ci::CiResult) {
-        for e in &result.envs {
-            print(e);
-        }
+        print_all(result);
     }
 
     /// The run as the command's exit status (see [`verdict`]).
@@ -189,11 +203,27 @@ impl ci::Setup for Setup<'_> {
     }
 }
 
+/// Prints what each environment's checks found.
+pub fn print_all(result: &ci::CiResult) {
+    for e in &result.envs {
+        print(e);
+    }
+}
+
+/// This machine's host name, for messages (`localhost` when unreadable).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// The exit status of a finished gate: 8 when a check found a regression
 /// (or a missing baseline), else the code of a typed preparation error
 /// (`typed`: e.g. 6 for GPUs the engine cannot serve), else 1 when a check
 /// could not run.
-fn verdict(result: &ci::CiResult, typed: Option<Error>) -> Result<()> {
+pub fn verdict(result: &ci::CiResult, typed: Option<Error>) -> Result<()> {
     let cases = result
         .envs
         .iter()

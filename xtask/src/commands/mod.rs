@@ -30,6 +30,7 @@ mod logs;
 mod prune;
 mod shell;
 mod show;
+mod slurm;
 mod status;
 mod test;
 mod up;
@@ -82,6 +83,7 @@ enum Command {
     Ci(ci::Ci),
     Bench(bench::Bench),
     Prune(prune::Prune),
+    Slurm(slurm::Slurm),
     Test(test::Test),
 }
 
@@ -105,6 +107,7 @@ impl Run for Command {
             Command::Ci(c) => c.run(ctx),
             Command::Bench(c) => c.run(ctx),
             Command::Prune(c) => c.run(ctx),
+            Command::Slurm(c) => c.run(ctx),
             Command::Test(c) => c.run(ctx),
         }
     }

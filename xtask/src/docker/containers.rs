@@ -394,6 +394,13 @@ impl Docker {
 
     /// The newest local image labelled `dev.torchenv.env=<env>`.
     pub async fn newest_env_image(&self, env: &str) -> Result<Option<String>, DockerError> {
+        Ok(self.env_images(env).await?.into_iter().next())
+    }
+
+    /// The local images labelled `dev.torchenv.env=<env>`, newest first
+    /// (by the time they were last tagged), each by a tag (its id when it
+    /// has none).
+    pub async fn env_images(&self, env: &str) -> Result<Vec<String>, DockerError> {
         let filters = HashMap::from([("label", vec![format!("{}={env}", super::LABEL_ENV)])]);
         let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
             .filters(&filters)
@@ -409,12 +416,15 @@ impl Docker {
             tagged.push((self.last_tagged(&i.id).await?, i));
         }
         tagged.sort_by_key(|(t, _)| std::cmp::Reverse(super::images::time_key(t)));
-        Ok(tagged.into_iter().map(|(_, i)| i).find_map(|i| {
-            i.repo_tags
-                .into_iter()
-                .find(|t| t != "<none>:<none>")
-                .or(Some(i.id))
-        }))
+        Ok(tagged
+            .into_iter()
+            .map(|(_, i)| {
+                i.repo_tags
+                    .into_iter()
+                    .find(|t| t != "<none>:<none>")
+                    .unwrap_or(i.id)
+            })
+            .collect())
     }
 
     /// The engine's data root (for the free-disk check).

@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::report::{EvalReport, Versions as ReportVersions};
 
@@ -45,7 +45,7 @@ pub fn round(x: f64) -> f64 {
 }
 
 /// The accuracy snapshot of one model in one environment.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
     pub format: u32,
     pub env: String,
@@ -56,7 +56,7 @@ pub struct Accuracy {
     pub failed: Vec<Failed>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Fraction in [0, 1], rounded.
     pub top1: f64,
@@ -84,7 +84,7 @@ fn pct(n: usize, of: usize) -> f64 {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub path: String,
     /// True synset.
@@ -101,14 +101,14 @@ impl Sample {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub synset: String,
     /// Rounded to [`DECIMALS`].
     pub p: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failed {
     pub path: String,
     pub error: String,
@@ -209,7 +209,7 @@ impl Accuracy {
 }
 
 /// The versions snapshot of one environment.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versions {
     pub env: String,
     pub torch: String,

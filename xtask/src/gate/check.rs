@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use super::baseline::{Accuracy, SnapFile, Store, Stored, Versions};
 use super::compare::{self, Comparison};
 use super::report::{self, CudaReport};
@@ -105,7 +107,7 @@ pub struct CheckOptions {
 }
 
 /// One check of an environment: `cuda`, a model's eval, cross-env agreement.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseResult {
     pub name: String,
     pub outcome: Outcome,
@@ -116,7 +118,7 @@ pub struct CaseResult {
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Pass,
     /// The run differs from its baseline beyond tolerance, or has none.
@@ -132,7 +134,7 @@ impl CaseResult {
 }
 
 /// The verdict of one model in one environment, for the summary.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelResult {
     pub model: String,
     pub run: Option<Accuracy>,
@@ -144,7 +146,7 @@ pub struct ModelResult {
 }
 
 /// Everything `check` found for one environment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvResult {
     pub env: String,
     pub cases: Vec<CaseResult>,
@@ -153,11 +155,50 @@ pub struct EnvResult {
     pub cuda: Option<CudaReport>,
     /// Not failures: version changes, pending files written, …
     pub notices: Vec<String>,
+    /// Where a scheduler ran the check (`ci --slurm`); `None` when it ran
+    /// here.
+    #[serde(default)]
+    pub placement: Option<Placement>,
+}
+
+/// Where a scheduler ran an environment's check: shown in the summary and
+/// as JUnit properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The scheduler, e.g. `slurm`.
+    pub scheduler: String,
+    /// The job as the scheduler names it, e.g. `1234_0` (array job 1234,
+    /// task 0).
+    pub job: String,
+    /// The node it ran on (empty when it never started).
+    pub node: String,
+    /// The scheduler's final state, e.g. `COMPLETED`, `TIMEOUT`.
+    pub state: String,
 }
 
 impl EnvResult {
     pub fn passed(&self) -> bool {
         self.cases.iter().all(CaseResult::passed)
+    }
+
+    /// An environment whose checks could not run: one `case` in error,
+    /// its message the first line of `why`.
+    pub fn not_checked(env: &str, case: &str, why: &str, seconds: f64) -> EnvResult {
+        EnvResult {
+            env: env.to_string(),
+            cases: vec![CaseResult {
+                name: case.to_string(),
+                outcome: Outcome::Error,
+                message: why.lines().next().unwrap_or_default().to_string(),
+                detail: why.to_string(),
+                seconds,
+            }],
+            models: Vec::new(),
+            versions: None,
+            cuda: None,
+            notices: Vec::new(),
+            placement: None,
+        }
     }
 }
 
@@ -344,6 +385,7 @@ pub async fn check_env(runner: &Runner, env: &Env, opts: &CheckOptions) -> EnvRe
         versions: None,
         cuda: None,
         notices: Vec::new(),
+        placement: None,
     };
     let out_dir = match OutDir::new(opts.reports.as_deref()) {
         Ok(d) => d,

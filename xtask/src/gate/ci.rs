@@ -48,6 +48,11 @@ impl CiResult {
                     properties.push(("cudnn".into(), v.cudnn.clone().unwrap_or_default()));
                     properties.push(("device".into(), v.device_name.clone()));
                 }
+                if let Some(p) = &e.placement {
+                    properties.push((format!("{}.job", p.scheduler), p.job.clone()));
+                    properties.push((format!("{}.node", p.scheduler), p.node.clone()));
+                    properties.push((format!("{}.state", p.scheduler), p.state.clone()));
+                }
                 for (i, n) in e.notices.iter().enumerate() {
                     properties.push((format!("notice.{i}"), n.clone()));
                 }
@@ -133,40 +138,42 @@ pub async fn run(envs: &[&Env], setup: &mut impl Setup) -> CiResult {
         let started = Instant::now();
         let result = match setup.prepare(env).await {
             Ok((runner, opts)) => check::check_env(&runner, env, &opts).await,
-            Err(e) => EnvResult {
-                env: env.name.clone(),
-                cases: vec![CaseResult {
-                    name: "build".into(),
-                    outcome: Outcome::Error,
-                    message: e.lines().next().unwrap_or_default().to_string(),
-                    detail: e,
-                    seconds: started.elapsed().as_secs_f64(),
-                }],
-                models: Vec::new(),
-                versions: None,
-                cuda: None,
-                notices: Vec::new(),
-            },
+            Err(e) => {
+                EnvResult::not_checked(&env.name, "build", &e, started.elapsed().as_secs_f64())
+            }
         };
-        for c in &result.cases {
-            eprintln!(
-                "gate: {} {}: {} — {}",
-                env.name,
-                c.name,
-                match c.outcome {
-                    Outcome::Pass => "pass",
-                    Outcome::Fail => "FAIL",
-                    Outcome::Error => "ERROR",
-                },
-                c.message
-            );
-        }
+        log_cases(&result);
         results.push(result);
     }
-    let pairs = cross_env(envs, &results);
-    CiResult {
-        envs: results,
-        pairs,
+    CiResult::of(envs, results)
+}
+
+impl CiResult {
+    /// The environments' results (checked here or elsewhere, e.g. by a
+    /// scheduler's tasks) with their pairwise comparisons.
+    pub fn of(envs: &[&Env], results: Vec<EnvResult>) -> CiResult {
+        let pairs = cross_env(envs, &results);
+        CiResult {
+            envs: results,
+            pairs,
+        }
+    }
+}
+
+/// One line per case of `result`, on standard error.
+pub fn log_cases(result: &EnvResult) {
+    for c in &result.cases {
+        eprintln!(
+            "gate: {} {}: {} — {}",
+            result.env,
+            c.name,
+            match c.outcome {
+                Outcome::Pass => "pass",
+                Outcome::Fail => "FAIL",
+                Outcome::Error => "ERROR",
+            },
+            c.message
+        );
     }
 }
 

@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use serde::{Deserialize, Serialize};
+
 use super::baseline::{Accuracy, Sample};
 use crate::spec::Tolerances;
 
@@ -25,7 +27,7 @@ fn class(synset: &str) -> String {
 }
 
 /// A sample whose top-1 class changed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flip {
     pub path: String,
     pub label: String,
@@ -34,7 +36,7 @@ pub struct Flip {
 }
 
 /// A probability difference of one class on one sample.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbDelta {
     pub path: String,
     pub synset: String,
@@ -46,7 +48,7 @@ pub struct ProbDelta {
 }
 
 /// The outcome of comparing a run with its baseline.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub env: String,
     pub model: String,
@@ -383,7 +385,7 @@ fn more(s: &mut String, n: usize) {
 }
 
 /// Agreement of two runs of the same model (e.g. two environments).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agreement {
     /// Images evaluated by both.
     pub common: usize,

@@ -62,8 +62,31 @@ pub fn render(envs: &[EnvResult], pairs: &[PairResult]) -> String {
     if !pairs.is_empty() {
         agreement_table(&mut s, pairs);
     }
+    placements(&mut s, envs);
     failures(&mut s, envs);
     s
+}
+
+/// Where a scheduler ran each environment (`ci --slurm`); nothing for a
+/// local run.
+fn placements(s: &mut String, envs: &[EnvResult]) {
+    if envs.iter().all(|e| e.placement.is_none()) {
+        return;
+    }
+    s.push_str("\n## Where each environment ran\n\n| env | scheduler | job | node | state |\n|---|---|---|---|---|\n");
+    for e in envs {
+        let Some(p) = &e.placement else { continue };
+        let node = if p.node.is_empty() { "-" } else { &p.node };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            cell(&e.env),
+            cell(&p.scheduler),
+            cell(&p.job),
+            cell(node),
+            cell(&p.state)
+        );
+    }
 }
 
 /// The environment's torch, CUDA, cuDNN and device cells.

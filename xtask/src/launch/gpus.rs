@@ -39,6 +39,11 @@ fn cdi(names: Vec<String>) -> DeviceRequest {
     }
 }
 
+/// NVIDIA's CDI name of a GPU by index or UUID.
+fn cdi_name(id: &str) -> String {
+    format!("nvidia.com/gpu={id}")
+}
+
 /// The request bodies for `gpus`, assuming the daemon can serve them (the
 /// NVIDIA runtime for all/count/ids, CDI for CDI names).
 pub fn device_requests(gpus: &Gpus) -> Vec<DeviceRequest> {
@@ -113,6 +118,15 @@ pub fn plan(
             vec![cdi(vec!["nvidia.com/gpu=all".into()])]
         }
         Gpus::All | Gpus::Count(_) | Gpus::Ids(_) if support.nvidia_runtime => device_requests(gpus),
+        // Device ids (a Slurm allocation's) on an engine that has only CDI
+        // (Podman): the same devices by their CDI names.
+        Gpus::Ids(ids)
+            if ids
+                .iter()
+                .all(|id| support.cdi_devices.contains(&cdi_name(id))) =>
+        {
+            vec![cdi(ids.iter().map(|id| cdi_name(id)).collect())]
+        }
         Gpus::Cdi(names) if names.iter().all(|n| support.cdi_devices.contains(n)) => {
             device_requests(gpus)
         }
@@ -175,6 +189,23 @@ mod tests {
         };
         let p = plan("e", "h", &Gpus::Auto, &support).unwrap();
         assert_eq!(p.requests[0].driver.as_deref(), Some("cdi"));
+    }
+
+    #[test]
+    fn ids_on_a_cdi_only_engine_become_cdi_names() {
+        let support = GpuSupport {
+            nvidia_runtime: false,
+            cdi_spec_dirs: vec!["/etc/cdi".into()],
+            cdi_devices: vec!["nvidia.com/gpu=0".into(), "nvidia.com/gpu=1".into()],
+        };
+        let p = plan("e", "h", &Gpus::Ids(vec!["1".into()]), &support).unwrap();
+        assert_eq!(p.requests[0].driver.as_deref(), Some("cdi"));
+        assert_eq!(
+            p.requests[0].device_ids.as_deref(),
+            Some(&["nvidia.com/gpu=1".to_string()][..])
+        );
+        // A device the engine does not list is refused, not swapped.
+        assert!(plan("e", "h", &Gpus::Ids(vec!["2".into()]), &support).is_err());
     }
 
     #[test]

@@ -234,7 +234,7 @@ pub struct Harness {
 }
 
 /// How far a run may drift from its baseline before the gate fails.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq)]
 pub struct Tolerances {
     /// Allowed top-1 drop, in percentage points.
     pub top1_drop: f64,
