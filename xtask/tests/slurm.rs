@@ -8,7 +8,8 @@
 //!
 //! `cargo xtask test` runs them after its gate stage, which built every
 //! environment's image and wrote the local gate's output to
-//! `TORCHENV_TEST_CI_OUT`. Without it they fail (never pass vacuously).
+//! `TORCHENV_TEST_CI_OUT`, and installs Slurm and munge first. Without it
+//! they fail (never pass vacuously).
 
 mod common;
 

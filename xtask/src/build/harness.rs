@@ -320,11 +320,23 @@ pub fn up_to_date(locked: &LockedEnv) -> Result<Option<PathBuf>> {
     Ok((stamp.ok() == Some(source_stamp(locked)?)).then_some(binary))
 }
 
-/// Hash of the harness sources (with its path dependencies `report/` and
-/// `gpumon/`), the
-/// lockfile for `locked.torch` and the venv's wheel set: what decides the
-/// harness binary besides the toolchain.
+/// [`sources_hash`] with the flags the sources are compiled with (which
+/// name this machine's cache folder): what decides whether the cached
+/// binary is current.
 fn source_stamp(locked: &LockedEnv) -> Result<String> {
+    let mut hasher = Sha256::new();
+    hasher.update(sources_hash(locked)?);
+    hasher.update(harness_src::encoded_rustflags().as_encoded_bytes());
+    hasher.update(harness_src::c_flags(None).as_encoded_bytes());
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Hash of the harness sources (with its path dependencies `report/` and
+/// `gpumon/`), the lockfile for `locked.torch`, the venv's wheel set and
+/// the recipe: what decides the harness binary besides the toolchain, the
+/// same on every machine (images carry it as a label, so an image built
+/// elsewhere from the same checkout is recognised without compiling).
+pub fn sources_hash(locked: &LockedEnv) -> Result<String> {
     let dir = crate_dir();
     let mut files = vec![
         dir.join("Cargo.toml"),
@@ -355,10 +367,8 @@ fn source_stamp(locked: &LockedEnv) -> Result<String> {
     files.sort();
     let mut hasher = Sha256::new();
     hasher.update(wheel_set_hash(locked));
-    // How the sources are laid out and compiled, besides their bytes.
+    // How the sources are laid out, besides their bytes.
     hasher.update(harness_src::RECIPE);
-    hasher.update(harness_src::encoded_rustflags().as_encoded_bytes());
-    hasher.update(harness_src::c_flags(None).as_encoded_bytes());
     for f in &files {
         let data = std::fs::read(f).map_err(BuildError::io(format!("reading {}", f.display())))?;
         hasher.update(

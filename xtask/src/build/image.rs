@@ -63,14 +63,17 @@ pub const LABEL_TORCH: &str = "dev.torchenv.torch";
 pub const LABEL_CUDA: &str = "dev.torchenv.cuda";
 pub const LABEL_CUDNN: &str = "dev.torchenv.cudnn";
 pub const LABEL_HARNESS: &str = "dev.torchenv.harness";
+/// [`harness::sources_hash`]: the harness the image holds, by its sources.
+pub const LABEL_HARNESS_SOURCES: &str = "dev.torchenv.harness-sources";
 pub const LABEL_BASE: &str = crate::docker::LABEL_BASE;
 pub const LABEL_VENV: &str = "dev.torchenv.venv";
 /// Value of [`LABEL_HARNESS`] when the image was built without a harness.
 pub const HARNESS_ABSENT: &str = "absent";
 
 /// Version of the way images are made from their inputs; bump it to
-/// rebuild every final image (3: history lines name stages by hash).
-const TAG_SCHEME: u32 = 3;
+/// rebuild every final image (3: history lines name stages by hash; 4: the
+/// harness-sources label).
+const TAG_SCHEME: u32 = 4;
 
 /// An environment image in the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +211,7 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         system_layer::REPO,
         &system_hash(&venv_tag, &files)[..16]
     );
+    let harness_sources = harness::sources_hash(locked)?;
     let inputs_doc = serde_json::json!({
         "scheme": TAG_SCHEME,
         "env": env.name,
@@ -216,6 +220,7 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         "base": base_entry,
         "images": files,
         "harness": harness_sha,
+        "harness_sources": harness_sources,
     });
     let inputs = cache::sha256_bytes(inputs_doc.to_string().as_bytes());
     let tag = format!("torchenv/{}:{}", env.name, &inputs[..16]);
@@ -230,6 +235,7 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         (LABEL_CUDA.to_string(), locked.cuda.clone()),
         (LABEL_CUDNN.to_string(), locked.cudnn.clone()),
         (LABEL_HARNESS.to_string(), harness_sha),
+        (LABEL_HARNESS_SOURCES.to_string(), harness_sources),
         (LABEL_BASE.to_string(), base_image.clone()),
         (LABEL_VENV.to_string(), venv_tag.clone()),
     ]);
@@ -569,13 +575,9 @@ pub fn runtime_config(plan: &Plan, base_env: &[String]) -> serde_json::Value {
 
 /// The image of `env` if this engine already has it, never building
 /// anything (`check --no-build`, what a Slurm task runs on its node): under
-/// its tag when this machine has the harness build that names it, else the
-/// newest local image of the environment whose every label but the
-/// harness's (and the inputs hash, which covers it) is what spec + lock
-/// give, over the locked base layers ([`provenance`]): an image built on
-/// another machine and brought here. `None` when there is none; an image
-/// under the env's own tag with other content is still
-/// [`BuildError::ImageMismatch`].
+/// its tag when this machine has the harness build that names it, else
+/// [`find_labelled`]. `None` when there is none; an image under the env's
+/// own tag with other content is still [`BuildError::ImageMismatch`].
 pub async fn find_env_image(
     docker: &Docker,
     spec: &Spec,
@@ -589,10 +591,23 @@ pub async fn find_env_image(
             return Ok(Some(found));
         }
     }
+    find_labelled(docker, spec, lock, env).await
+}
+
+/// The newest local image of `env` whose every label but the harness
+/// binary's hash (and the inputs hash, which covers it) is what spec, lock
+/// and harness sources give, over the locked base layers
+/// ([`provenance`]): an image built on another machine from the same
+/// checkout (loaded from a bundle, pulled), found without compiling the
+/// harness. Images labelled for `env` that differ are passed over.
+pub async fn find_labelled(
+    docker: &Docker,
+    spec: &Spec,
+    lock: &Lock,
+    env: &Env,
+) -> Result<Option<ImageRef>> {
+    let expected = shared_labels(spec, lock, env)?;
     let plan = plan(spec, lock, env, None)?;
-    let mut expected = plan.labels.clone();
-    expected.remove(LABEL_INPUTS);
-    expected.remove(LABEL_HARNESS);
     for tag in docker.env_images(&env.name).await? {
         let Some(i) = docker.image_inspect(&tag).await? else {
             continue;
@@ -607,10 +622,23 @@ pub async fn find_env_image(
     Ok(None)
 }
 
+/// The labels an image of `env` has wherever it was built from this spec,
+/// lock and harness sources: all but the harness binary's hash and the
+/// inputs hash that covers it.
+pub fn shared_labels(spec: &Spec, lock: &Lock, env: &Env) -> Result<BTreeMap<String, String>> {
+    let mut labels = plan(spec, lock, env, None)?.labels;
+    labels.remove(LABEL_INPUTS);
+    labels.remove(LABEL_HARNESS);
+    Ok(labels)
+}
+
 /// The image of `env` as every command uses it (`build`, `up`, `check`):
 /// with its harness built against the environment's own torch (cached),
-/// unless `harness` names a binary to use instead. When the harness must
-/// be compiled, it compiles while the base and stage layers are made.
+/// unless `harness` names a binary to use instead. Without a current
+/// harness build here, an image of the same spec, lock and harness
+/// sources already on the engine ([`find_labelled`]) is used. When the
+/// harness must be compiled, it compiles while the base and stage layers
+/// are made.
 pub async fn ensure_env_image(
     docker: &Docker,
     spec: &Spec,
@@ -625,6 +653,16 @@ pub async fn ensure_env_image(
     let locked = lock::check_fresh(spec, lock, env)?.clone();
     if let Some(binary) = harness::up_to_date(&locked)? {
         return ensure_image_with(docker, spec, lock, env, Some(&binary), progress).await;
+    }
+    // No current harness build here: an image built elsewhere from the
+    // same spec, lock and harness sources (a bundle, a pull) is used as it
+    // is, with nothing compiled or fetched.
+    if let Some(found) = find_labelled(docker, spec, lock, env).await? {
+        progress.println(format!(
+            "{}: using {} (built elsewhere from this spec, lock and harness sources)",
+            env.name, found.tag
+        ));
+        return Ok(found);
     }
     // The host inputs once (two fetches side by side would race), then the
     // harness compiles while the layers under it are made.

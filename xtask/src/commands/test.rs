@@ -6,18 +6,16 @@
 //!    torch and run the harness crate's tests (Python parity references);
 //! 3. image — build (or find cached) the default environment's image with
 //!    that harness;
-//! 4. xtask tests — unit, spec/lock, build, launch, hardening, isolation
-//!    and gate tests against the real Docker engine, told where the image,
-//!    harness, weights and host Python are; run by cargo-nextest, several
-//!    at once, then the prune test alone;
-//! 5. faults ×3 — the fault-injection tests, three times in a row, alone;
-//! 6. gate, every environment — `cargo xtask ci` on CPU: each environment of
+//! 4. gate, every environment — `cargo xtask ci` on CPU: each environment of
 //!    `environments.yaml` built (harness and image, cached), checked in its
 //!    container against its committed baselines, and compared with the
 //!    others;
-//! 7. gate on Slurm — `ci --slurm` on single-node Slurm clusters of this
-//!    machine (`slurm start`): the same summary and JUnit as stage 6, and
-//!    cancelled, timed-out and image-less tasks as failed environments.
+//! 5. xtask tests — unit, spec/lock, build, launch, hardening, isolation,
+//!    gate and Slurm tests against the real Docker engine (and single-node
+//!    Slurm clusters of this machine, `slurm start`), told where the image,
+//!    harness, weights, host Python and stage 4's output are; run by
+//!    cargo-nextest, several at once, then the prune test alone;
+//! 6. faults ×3 — the fault-injection tests, three times in a row, alone.
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
@@ -77,32 +75,31 @@ impl Run for Test {
             "resolving {}",
             ctx.lock_path().display()
         )))?;
+        let gate_out = root.join("target").join("ci-gate");
+        stages.run("gate, every environment", || {
+            // Each environment's own image (the default one is the image
+            // above), checked on CPU against its baselines, then compared
+            // with the others: `cargo xtask ci` as a user runs it. Before
+            // the xtask tests: they use every environment's image, and the
+            // Slurm tests compare with this output.
+            ci::Ci::every_env(Device::Cpu, gate_out.clone()).run(ctx)
+        })?;
+        // The Slurm tests start single-node clusters (`slurm start`).
+        host_tools::ensure(
+            &[host_tools::SLURM, host_tools::MUNGE],
+            "the Slurm tests",
+            &Progress::new(),
+        )?;
         let suite = Suite {
             root: &root,
             tag: &tag,
             harness: &harness,
             weights: &weights,
             lock: &lock_path,
+            gate_out: &gate_out,
         };
         stages.run("xtask tests", || suite.run_all_but_faults())?;
         stages.run("faults x3", || suite.run_faults())?;
-        let gate_out = root.join("target").join("ci-gate");
-        stages.run("gate, every environment", || {
-            // Each environment's own image (the default one is the image
-            // above), checked on CPU against its baselines, then compared
-            // with the others: `cargo xtask ci` as a user runs it.
-            ci::Ci::every_env(Device::Cpu, gate_out.clone()).run(ctx)
-        })?;
-        stages.run("gate on Slurm", || {
-            // A single-node Slurm per test (`slurm start`), the images the
-            // gate stage built, its output to compare with.
-            host_tools::ensure(
-                &[host_tools::SLURM, host_tools::MUNGE],
-                "the Slurm tests",
-                &Progress::new(),
-            )?;
-            suite.run_slurm(&gate_out)
-        })?;
         stages.report();
         Ok(())
     }
@@ -116,9 +113,6 @@ const FAULT_ROUNDS: u32 = 3;
 /// The prune test (`xtask/tests/prune.rs`): it removes torchenv images no
 /// lock names, which other tests make, so it runs alone.
 const PRUNE: &str = "prune";
-/// The Slurm tests (`xtask/tests/slurm.rs`): they need every environment's
-/// image and the gate stage's output, so they run after it.
-const SLURM: &str = "slurm";
 
 /// The workspace's tests, run by cargo-nextest (one process per test, so
 /// tests of different files overlap; profiles in `.config/nextest.toml`),
@@ -129,13 +123,21 @@ struct Suite<'a> {
     harness: &'a harness::HarnessBuild,
     weights: &'a Path,
     lock: &'a Path,
+    /// Where the gate stage wrote its summary and JUnit.
+    gate_out: &'a Path,
 }
 
 impl Suite<'_> {
     /// `cargo nextest run --profile PROFILE ARGS` with the suite's
     /// environment.
     fn run(&self, profile: &str, args: &[&str], what: &str) -> Result<()> {
-        self.run_with(profile, args, &self.env(), what)
+        let mut test = cargo();
+        test.current_dir(self.root)
+            .args(["nextest", "run", "--workspace", "--no-tests", "fail"])
+            .args(["--profile", profile])
+            .args(args)
+            .envs(self.env());
+        Ok(run_logged(test, what)?)
     }
 
     /// What the tests are told: where the image, harness, weights, host
@@ -154,29 +156,14 @@ impl Suite<'_> {
             ("TORCHENV_TEST_WEIGHTS".into(), self.weights.into()),
             ("TORCHENV_LITE0_WEIGHTS".into(), self.weights.into()),
             ("TORCHENV_LOCK".into(), self.lock.into()),
+            ("TORCHENV_TEST_CI_OUT".into(), self.gate_out.into()),
         ]
-    }
-
-    fn run_with(
-        &self,
-        profile: &str,
-        args: &[&str],
-        env: &[(String, std::ffi::OsString)],
-        what: &str,
-    ) -> Result<()> {
-        let mut test = cargo();
-        test.current_dir(self.root)
-            .args(["nextest", "run", "--workspace", "--no-tests", "fail"])
-            .args(["--profile", profile])
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)));
-        Ok(run_logged(test, what)?)
     }
 
     /// Every test of the workspace but [`FAULTS`] and [`PRUNE`], several at
     /// once; then [`PRUNE`] alone.
     fn run_all_but_faults(&self) -> Result<()> {
-        let others = format!("not (binary({FAULTS}) | binary({PRUNE}) | binary({SLURM}))");
+        let others = format!("not (binary({FAULTS}) | binary({PRUNE}))");
         self.run(
             "ci",
             &["-E", &others],
@@ -184,22 +171,6 @@ impl Suite<'_> {
         )?;
         let prune = format!("binary({PRUNE})");
         self.run("serial", &["-E", &prune], "cargo nextest (prune, alone)")
-    }
-
-    /// The Slurm tests ([`SLURM`]), told where the local gate wrote its
-    /// summary and JUnit.
-    fn run_slurm(&self, gate_out: &Path) -> Result<()> {
-        let mut env = self.env();
-        env.push((
-            "TORCHENV_TEST_CI_OUT".into(),
-            gate_out.as_os_str().to_owned(),
-        ));
-        self.run_with(
-            "serial",
-            &["-E", &format!("binary({SLURM})")],
-            &env,
-            "cargo nextest (the gate on a local Slurm)",
-        )
     }
 
     /// The fault-injection tests, [`FAULT_ROUNDS`] rounds, nothing beside them.
