@@ -15,6 +15,7 @@ use crate::export::ExportError;
 use crate::launch::LaunchError;
 use crate::lock::LockError;
 use crate::process::ProcessError;
+use crate::share::ShareError;
 use crate::slurm::SlurmError;
 use crate::spec::{SpecError, UnknownEnv};
 
@@ -50,6 +51,9 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Slurm(Box<SlurmError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Share(Box<ShareError>),
     /// Command-line arguments that cannot work together or name nothing.
     #[error("{message}")]
     #[diagnostic(code(torchenv::usage))]
@@ -96,6 +100,7 @@ impl Error {
             Error::Spec(_) | Error::UnknownEnv(_) | Error::Usage { .. } => exit::BAD_INPUT,
             Error::Eval(e) => e.exit_code(),
             Error::Export(e) => e.exit_code(),
+            Error::Share(e) => e.exit_code(),
             Error::Docker(e) if e.is_unreachable() => exit::DOCKER_UNREACHABLE,
             Error::Regression { .. } => exit::REGRESSION,
             Error::Exited(code) => *code,
@@ -121,6 +126,7 @@ boxed_from!(Error {
     Eval(EvalError),
     Export(ExportError),
     Slurm(SlurmError),
+    Share(ShareError),
 });
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -55,5 +55,6 @@ pub mod lock;
 pub mod process;
 pub mod progress;
 pub mod report_view;
+pub mod share;
 pub mod slurm;
 pub mod spec;

@@ -43,11 +43,48 @@ pub fn weights_path(lock: &Lock, model: &str) -> Result<PathBuf> {
     ensure(locked)
 }
 
-fn ensure(locked: &LockedModel) -> Result<PathBuf> {
-    let dest = cache::root()
+/// Where the locked weights of a model live in the cache.
+pub fn cached_path(locked: &LockedModel) -> PathBuf {
+    cache::root()
         .join("models")
         .join(&locked.weights_sha256)
-        .join(&locked.weights);
+        .join(&locked.weights)
+}
+
+/// Puts weights read from `from` (e.g. out of a bundle) into the cache as
+/// the locked weights of a model, after checking their sha256; nothing
+/// when they are there already. `what` names the source in errors.
+pub fn install(locked: &LockedModel, from: &mut impl std::io::Read, what: &str) -> Result<PathBuf> {
+    let dest = cached_path(locked);
+    if dest.exists() {
+        return Ok(dest);
+    }
+    let dir = dest.parent().expect("dest has a parent");
+    std::fs::create_dir_all(dir).map_err(BuildError::io(format!("creating {}", dir.display())))?;
+    let tmp = dir.join(format!(".{}.tmp", locked.weights));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| std::io::copy(from, &mut f));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(BuildError::io(format!(
+            "writing {} from {what}",
+            tmp.display()
+        ))(e));
+    }
+    let got =
+        cache::sha256_file(&tmp).map_err(BuildError::io(format!("hashing {}", tmp.display())))?;
+    if got != locked.weights_sha256 {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(BuildError::failed(format!(
+            "{what}: sha256 {got}, but the lock says {} for {}",
+            locked.weights_sha256, locked.weights
+        )));
+    }
+    std::fs::rename(&tmp, &dest).map_err(BuildError::io(format!("writing {}", dest.display())))?;
+    Ok(dest)
+}
+
+fn ensure(locked: &LockedModel) -> Result<PathBuf> {
+    let dest = cached_path(locked);
     if dest.exists() {
         return Ok(dest);
     }

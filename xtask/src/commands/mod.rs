@@ -15,6 +15,7 @@ use crate::error::Result;
 
 mod bench;
 mod build;
+mod bundle;
 mod check;
 mod ci;
 mod ctx;
@@ -70,6 +71,8 @@ enum Command {
     Show(show::Show),
     Lock(lock::Lock),
     Build(build::Build),
+    Bundle(bundle::Bundle),
+    Load(bundle::Load),
     Up(crate::launch::up::Up),
     Down(crate::launch::down::Down),
     Status(status::Status),
@@ -94,6 +97,8 @@ impl Run for Command {
             Command::Show(c) => c.run(ctx),
             Command::Lock(c) => c.run(ctx),
             Command::Build(c) => c.run(ctx),
+            Command::Bundle(c) => c.run(ctx),
+            Command::Load(c) => c.run(ctx),
             Command::Up(c) => c.run(ctx),
             Command::Down(c) => c.run(ctx),
             Command::Status(c) => c.run(ctx),

@@ -14,7 +14,8 @@
 //!    gate and Slurm tests against the real Docker engine (and single-node
 //!    Slurm clusters of this machine, `slurm start`), told where the image,
 //!    harness, weights, host Python and stage 4's output are; run by
-//!    cargo-nextest, several at once, then the prune test alone;
+//!    cargo-nextest, several at once, then the prune test and the bundle
+//!    round trip each alone;
 //! 6. faults ×3 — the fault-injection tests, three times in a row, alone.
 //!
 //! May use: every capability module and `error` (this is the command layer).
@@ -110,9 +111,17 @@ impl Run for Test {
 /// (a container, a network, a half-tagged image) fails the next round.
 const FAULTS: &str = "faults";
 const FAULT_ROUNDS: u32 = 3;
-/// The prune test (`xtask/tests/prune.rs`): it removes torchenv images no
-/// lock names, which other tests make, so it runs alone.
-const PRUNE: &str = "prune";
+/// Tests that change what the others use, each run alone after them (a
+/// nextest filter, and what it is): the prune test removes torchenv images
+/// no lock names, which other tests make; the bundle round trip removes
+/// and reloads the default environment's image.
+const ALONE: &[(&str, &str)] = &[
+    ("binary(prune)", "prune"),
+    (
+        "binary(share) & test(=bundle_rm_load_check_without_network)",
+        "the bundle round trip",
+    ),
+];
 
 /// The workspace's tests, run by cargo-nextest (one process per test, so
 /// tests of different files overlap; profiles in `.config/nextest.toml`),
@@ -160,17 +169,24 @@ impl Suite<'_> {
         ]
     }
 
-    /// Every test of the workspace but [`FAULTS`] and [`PRUNE`], several at
-    /// once; then [`PRUNE`] alone.
+    /// Every test of the workspace but [`FAULTS`] and [`ALONE`], several at
+    /// once; then each of [`ALONE`] by itself.
     fn run_all_but_faults(&self) -> Result<()> {
-        let others = format!("not (binary({FAULTS}) | binary({PRUNE}))");
+        let alone: Vec<String> = ALONE.iter().map(|(f, _)| format!("({f})")).collect();
+        let others = format!("not (binary({FAULTS}) | {})", alone.join(" | "));
         self.run(
             "ci",
             &["-E", &others],
-            "cargo nextest (all but prune and the fault tests)",
+            "cargo nextest (all but the fault tests and those run alone)",
         )?;
-        let prune = format!("binary({PRUNE})");
-        self.run("serial", &["-E", &prune], "cargo nextest (prune, alone)")
+        for (filter, what) in ALONE {
+            self.run(
+                "serial",
+                &["-E", filter],
+                &format!("cargo nextest ({what}, alone)"),
+            )?;
+        }
+        Ok(())
     }
 
     /// The fault-injection tests, [`FAULT_ROUNDS`] rounds, nothing beside them.

@@ -1,4 +1,4 @@
-//! Image calls: inspect, load, commit, tag, list and remove.
+//! Image calls: inspect, load, save, commit, tag, list and remove.
 //!
 //! Every stream is drained to its end, and an `error_detail` inside a build
 //! or load stream is an error (bollard turns it into `DockerStreamError`).
@@ -73,6 +73,27 @@ impl Docker {
         }
         let (repo, name) = split_tag(tag);
         self.image_tag(tag, repo, name).await
+    }
+
+    /// The image as `docker save` writes it (a tar archive), handed to
+    /// `sink` chunk by chunk; the bytes written, or the sink's first error
+    /// (which stops the save).
+    pub async fn image_save<E>(
+        &self,
+        reference: &str,
+        mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Result<u64, E>, DockerError> {
+        let api = self.api.clone().with_timeout(LOAD_TIMEOUT);
+        let mut stream = api.export_image(reference);
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(self.fail("image save", reference))?;
+            if let Err(e) = sink(&chunk) {
+                return Ok(Err(e));
+            }
+            written += chunk.len() as u64;
+        }
+        Ok(Ok(written))
     }
 
     /// Paths the container `name` added, changed or deleted, as `docker
