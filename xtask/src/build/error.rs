@@ -95,12 +95,21 @@ pub enum BuildError {
     #[error("this engine ({engine}, on {host}) has no image of `{env}` built from this spec and lock, and --no-build forbids building it here")]
     #[diagnostic(
         code(torchenv::image::absent),
-        help("build it on this machine (`cargo xtask build {env}`), or bring the image built elsewhere (`docker save` there, `docker load` here); any local image labelled for `{env}` whose spec, lock, versions and base layers match is used")
+        help("build it on this machine (`cargo xtask build {env}`), bring it (`cargo xtask bundle` there, `cargo xtask load` here), or set TORCHENV_REGISTRY to a registry it was pushed to; any local image labelled for `{env}` whose spec, lock, versions, harness sources and base layers match is used")
     )]
     ImageAbsent {
         env: String,
         engine: String,
         host: String,
+    },
+    /// A registry refused or could not be reached (not a miss).
+    #[error("registry {registry}: {op} failed: {why}")]
+    #[diagnostic(code(torchenv::registry), help("{help}"))]
+    Registry {
+        registry: String,
+        op: &'static str,
+        why: String,
+        help: String,
     },
     #[error("no apt source of this host can serve Debian {suite}")]
     #[diagnostic(

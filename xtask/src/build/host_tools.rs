@@ -40,6 +40,11 @@ pub const MUNGE: Tool = Tool {
     program: "munged",
     package: "munge",
 };
+/// Debian's distribution registry, for the registry tests.
+pub const REGISTRY: Tool = Tool {
+    program: "docker-registry",
+    package: "docker-registry",
+};
 
 /// True when `program` is an executable file on `PATH`.
 pub fn on_path(program: &str) -> bool {

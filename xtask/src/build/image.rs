@@ -42,7 +42,7 @@ use serde::Serialize;
 use super::archive::{self, Entry, EntryKind, ImageDoc, Layer};
 use super::base_image::{self, BASE_REPO};
 use super::provenance::{self, BaseLayers};
-use super::{harness, host_tools, system_layer, uv, venv_layer, wheels, BuildError};
+use super::{harness, host_tools, registry, system_layer, uv, venv_layer, wheels, BuildError};
 use crate::cache;
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::lock::{self, Lock, LockedEnv};
@@ -632,13 +632,58 @@ pub fn shared_labels(spec: &Spec, lock: &Lock, env: &Env) -> Result<BTreeMap<Str
     Ok(labels)
 }
 
+/// Where `env`'s image lives in `registry` (the same name on every machine
+/// with this checkout).
+pub fn registry_reference(spec: &Spec, lock: &Lock, env: &Env, registry: &str) -> Result<String> {
+    Ok(registry::reference(
+        registry,
+        &env.name,
+        &shared_labels(spec, lock, env)?,
+    ))
+}
+
+/// `env`'s image pulled from `registry` and checked ([`registry::pull`]),
+/// then tagged as a local build names it (`torchenv/<env>:<inputs>`, from
+/// its own inputs label) with the registry's name removed. `None` on a
+/// miss.
+pub async fn pull_env_image(
+    docker: &Docker,
+    spec: &Spec,
+    lock: &Lock,
+    env: &Env,
+    registry: &str,
+    progress: &Progress,
+) -> Result<Option<ImageRef>> {
+    let remote = registry_reference(spec, lock, env, registry)?;
+    let expected = shared_labels(spec, lock, env)?;
+    let base = plan(spec, lock, env, None)?.base_layers;
+    let Some(found) = registry::pull(docker, &remote, registry, &expected, &base, progress).await?
+    else {
+        return Ok(None);
+    };
+    let inputs = found
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get(LABEL_INPUTS))
+        .cloned()
+        .unwrap_or_default();
+    let repo = format!("torchenv/{}", env.name);
+    let name = &inputs[..inputs.len().min(16)];
+    docker.image_tag(&remote, &repo, name).await?;
+    docker.image_remove(&remote).await?;
+    progress.println(format!("{}: pulled {remote} as {repo}:{name}", env.name));
+    Ok(Some(image_ref(&format!("{repo}:{name}"), found)))
+}
+
 /// The image of `env` as every command uses it (`build`, `up`, `check`):
 /// with its harness built against the environment's own torch (cached),
 /// unless `harness` names a binary to use instead. Without a current
 /// harness build here, an image of the same spec, lock and harness
-/// sources already on the engine ([`find_labelled`]) is used. When the
-/// harness must be compiled, it compiles while the base and stage layers
-/// are made.
+/// sources already on the engine ([`find_labelled`]) is used. Then the
+/// registry of `TORCHENV_REGISTRY`, if set ([`registry::pull`]: checked,
+/// a miss falls through). Then it is built; when the harness must be
+/// compiled, it compiles while the base and stage layers are made.
 pub async fn ensure_env_image(
     docker: &Docker,
     spec: &Spec,
@@ -651,18 +696,34 @@ pub async fn ensure_env_image(
         return ensure_image_with(docker, spec, lock, env, Some(path), progress).await;
     }
     let locked = lock::check_fresh(spec, lock, env)?.clone();
-    if let Some(binary) = harness::up_to_date(&locked)? {
-        return ensure_image_with(docker, spec, lock, env, Some(&binary), progress).await;
+    let binary = harness::up_to_date(&locked)?;
+    match &binary {
+        Some(b) => {
+            if let Some(found) = existing(docker, &plan(spec, lock, env, Some(b))?).await? {
+                return Ok(found);
+            }
+        }
+        // No current harness build here: an image built elsewhere from the
+        // same spec, lock and harness sources (a bundle, a pull) is used
+        // as it is, with nothing compiled or fetched.
+        None => {
+            if let Some(found) = find_labelled(docker, spec, lock, env).await? {
+                progress.println(format!(
+                    "{}: using {} (built elsewhere from this spec, lock and harness sources)",
+                    env.name, found.tag
+                ));
+                return Ok(found);
+            }
+        }
     }
-    // No current harness build here: an image built elsewhere from the
-    // same spec, lock and harness sources (a bundle, a pull) is used as it
-    // is, with nothing compiled or fetched.
-    if let Some(found) = find_labelled(docker, spec, lock, env).await? {
-        progress.println(format!(
-            "{}: using {} (built elsewhere from this spec, lock and harness sources)",
-            env.name, found.tag
-        ));
-        return Ok(found);
+    // The team's registry before building.
+    if let Some(reg) = registry::configured() {
+        if let Some(found) = pull_env_image(docker, spec, lock, env, &reg, progress).await? {
+            return Ok(found);
+        }
+    }
+    if let Some(b) = binary {
+        return ensure_image_with(docker, spec, lock, env, Some(&b), progress).await;
     }
     // The host inputs once (two fetches side by side would race), then the
     // harness compiles while the layers under it are made.

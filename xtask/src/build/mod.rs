@@ -42,6 +42,7 @@ pub mod index;
 pub mod lock;
 pub mod pip;
 pub mod provenance;
+pub mod registry;
 pub mod system_layer;
 pub mod uv;
 pub mod venv_layer;

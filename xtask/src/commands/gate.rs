@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::Ctx;
-use crate::build::{ensure_env_image, find_env_image, harness, weights, BuildError};
+use crate::build::image::pull_env_image;
+use crate::build::{ensure_env_image, find_env_image, harness, registry, weights, BuildError};
 use crate::error::{Error, Result};
 use crate::gate::baseline::Store;
 use crate::gate::check::{self, CheckOptions, Device, EnvResult, Outcome, Runner};
@@ -35,8 +36,9 @@ pub struct Sources {
     #[arg(long)]
     pub baselines: Option<PathBuf>,
     /// Use the environment's image only if this engine has it (built here
-    /// or brought from elsewhere), never build it: what a Slurm task runs
-    /// on its node. Without one the environment fails, naming the node.
+    /// or brought from elsewhere) or TORCHENV_REGISTRY's registry does,
+    /// never build it: what a Slurm task runs on its node. Without one the
+    /// environment fails, naming the node.
     #[arg(long)]
     pub no_build: bool,
 }
@@ -99,8 +101,13 @@ impl<'a> Setup<'a> {
             Some(i) => i.clone(),
             None if self.sources.no_build => {
                 let lock = self.ctx.lock()?;
-                find_env_image(&docker, self.spec, &lock, env)
-                    .await?
+                let mut found = find_env_image(&docker, self.spec, &lock, env).await?;
+                // Not on this node: the team's registry, if one is set.
+                if let (None, Some(reg)) = (&found, registry::configured()) {
+                    let progress = Progress::new();
+                    found = pull_env_image(&docker, self.spec, &lock, env, &reg, &progress).await?;
+                }
+                found
                     .ok_or_else(|| BuildError::ImageAbsent {
                         env: env.name.clone(),
                         engine: docker.host.clone(),

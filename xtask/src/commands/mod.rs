@@ -29,6 +29,7 @@ mod list;
 mod lock;
 mod logs;
 mod prune;
+mod registry;
 mod shell;
 mod show;
 mod slurm;
@@ -73,6 +74,8 @@ enum Command {
     Build(build::Build),
     Bundle(bundle::Bundle),
     Load(bundle::Load),
+    Push(registry::Push),
+    Pull(registry::Pull),
     Up(crate::launch::up::Up),
     Down(crate::launch::down::Down),
     Status(status::Status),
@@ -99,6 +102,8 @@ impl Run for Command {
             Command::Build(c) => c.run(ctx),
             Command::Bundle(c) => c.run(ctx),
             Command::Load(c) => c.run(ctx),
+            Command::Push(c) => c.run(ctx),
+            Command::Pull(c) => c.run(ctx),
             Command::Up(c) => c.run(ctx),
             Command::Down(c) => c.run(ctx),
             Command::Status(c) => c.run(ctx),

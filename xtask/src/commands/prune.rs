@@ -14,7 +14,8 @@
 //! with `--all`), weights downloaded from URLs by `eval` (fetched again
 //! on next use), build folders a killed build left under `stage/` (older
 //! than six hours), uv releases no longer pinned, and host PyTorch venvs
-//! and harness builds of torch versions no environment of the lock uses.
+//! and harness builds of torch versions no environment of the lock uses;
+//! with `--all` also the test suite's registry storage.
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
@@ -189,6 +190,11 @@ impl Prune {
                 continue;
             }
             freed += self.remove(&path, &format!("downloaded weights {name}"))?;
+        }
+        // The test suite's registry storage (`xtask/tests/registry.rs`).
+        let registry = cache::root().join("test-registry");
+        if self.all && registry.exists() {
+            freed += self.remove(&registry, "the test suite's registry storage")?;
         }
         Ok(freed)
     }

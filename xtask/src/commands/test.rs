@@ -15,7 +15,7 @@
 //!    Slurm clusters of this machine, `slurm start`), told where the image,
 //!    harness, weights, host Python and stage 4's output are; run by
 //!    cargo-nextest, several at once, then the prune test and the bundle
-//!    round trip each alone;
+//!    and registry round trips each alone;
 //! 6. faults ×3 — the fault-injection tests, three times in a row, alone.
 //!
 //! May use: every capability module and `error` (this is the command layer).
@@ -85,10 +85,11 @@ impl Run for Test {
             // Slurm tests compare with this output.
             ci::Ci::every_env(Device::Cpu, gate_out.clone()).run(ctx)
         })?;
-        // The Slurm tests start single-node clusters (`slurm start`).
+        // The Slurm tests start single-node clusters (`slurm start`), the
+        // registry tests Debian's registry.
         host_tools::ensure(
-            &[host_tools::SLURM, host_tools::MUNGE],
-            "the Slurm tests",
+            &[host_tools::SLURM, host_tools::MUNGE, host_tools::REGISTRY],
+            "the Slurm and registry tests",
             &Progress::new(),
         )?;
         let suite = Suite {
@@ -113,13 +114,17 @@ const FAULTS: &str = "faults";
 const FAULT_ROUNDS: u32 = 3;
 /// Tests that change what the others use, each run alone after them (a
 /// nextest filter, and what it is): the prune test removes torchenv images
-/// no lock names, which other tests make; the bundle round trip removes
-/// and reloads the default environment's image.
+/// no lock names, which other tests make; the bundle and registry round
+/// trips remove the default environment's image and bring it back.
 const ALONE: &[(&str, &str)] = &[
     ("binary(prune)", "prune"),
     (
         "binary(share) & test(=bundle_rm_load_check_without_network)",
         "the bundle round trip",
+    ),
+    (
+        "binary(registry) & test(=push_rm_up_pulls_and_check_passes)",
+        "the registry round trip",
     ),
 ];
 

@@ -2,7 +2,7 @@
 //! [`Docker`], and every failure is a [`DockerError`] naming the operation
 //! and the image, container or volume it concerned.
 //!
-//! Capabilities add their calls in their own files (`images.rs`,
+//! Capabilities add their calls in their own files (`images.rs`, `registry.rs`,
 //! `containers.rs`, `networks.rs`, `run.rs`) as further `impl Docker` blocks; `classify.rs`
 //! is the only reader of engine status codes and message text, turning each
 //! failure into a typed variant (conflict, not modified, port taken, GPUs or
@@ -17,6 +17,7 @@ pub mod classify;
 pub mod containers;
 pub mod images;
 pub mod networks;
+pub mod registry;
 pub mod run;
 
 /// Label on everything torchenv creates; the tool never touches an object
