@@ -12,9 +12,10 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::bundle::fake_bundle;
 use common::tiny_image::TinyImage;
 use common::{repo, text};
-use xtask::share::bundle::{Manifest, MANIFEST};
+use xtask::share::bundle::Manifest;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
@@ -126,27 +127,6 @@ fn bundle_rm_load_check_without_network() {
     assert_eq!(left, ["models"], "{}", text(&checked));
 }
 
-/// A bundle file: `manifest` first, then the `docker save` archive of
-/// `image`.
-fn fake_bundle(path: &Path, manifest: &Manifest, image: &str) {
-    let mut head = tar::Builder::new(Vec::new());
-    let json = serde_json::to_vec(manifest).unwrap();
-    let mut h = tar::Header::new_ustar();
-    h.set_size(json.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    head.append_data(&mut h, MANIFEST, &json[..]).unwrap();
-    let mut bytes = head.into_inner().unwrap();
-    bytes.truncate(bytes.len() - 1024); // no end-of-archive yet
-    let save = Command::new("docker")
-        .args(["save", image])
-        .output()
-        .unwrap();
-    assert!(save.status.success(), "{}", text(&save));
-    bytes.extend_from_slice(&save.stdout);
-    std::fs::write(path, bytes).unwrap();
-}
-
 fn load(file: &Path) -> Output {
     xtask(&["load"]).arg(file).output().unwrap()
 }
@@ -231,5 +211,40 @@ fn bundles_that_are_not_what_they_claim_are_refused_and_leave_no_tag() {
         said(&o).contains("is not a torchenv bundle"),
         "{}",
         said(&o)
+    );
+}
+
+#[test]
+fn a_full_disk_while_writing_a_bundle_is_a_clear_error_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    // 64 MiB: room for the manifest and weights, not for the image.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mount tmpfs needs root (CI runs as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let out = small.join("env.bundle");
+    let o = xtask(&["bundle", "--out"]).arg(&out).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s = said(&o);
+    assert!(s.contains("No space left on device"), "{s}");
+    assert!(s.contains(small.to_str().unwrap()), "{s}");
+    assert_eq!(
+        std::fs::read_dir(&small).unwrap().count(),
+        0,
+        "no bundle and no partial file: {s}"
     );
 }

@@ -95,12 +95,23 @@ pub enum BuildError {
     #[error("this engine ({engine}, on {host}) has no image of `{env}` built from this spec and lock, and --no-build forbids building it here")]
     #[diagnostic(
         code(torchenv::image::absent),
-        help("build it on this machine (`cargo xtask build {env}`), bring it (`cargo xtask bundle` there, `cargo xtask load` here), or set TORCHENV_REGISTRY to a registry it was pushed to; any local image labelled for `{env}` whose spec, lock, versions, harness sources and base layers match is used")
+        help("build it on this machine (`cargo xtask build {env}`), bring it (`cargo xtask bundle` there, `cargo xtask load` here), or set TORCHENV_REGISTRY (or the spec's `registry:`) to a registry it was pushed to; any local image labelled for `{env}` whose spec, lock, versions, harness sources and base layers match is used")
     )]
     ImageAbsent {
         env: String,
         engine: String,
         host: String,
+    },
+    /// `TORCHENV_REGISTRY` or `--registry` is not `HOST[:PORT][/PREFIX]`.
+    #[error("{source_name} `{value}` {why}")]
+    #[diagnostic(
+        code(torchenv::registry_location),
+        help("a registry is HOST[:PORT][/PREFIX], e.g. HOST:5000/ml")
+    )]
+    RegistryLocation {
+        value: String,
+        source_name: String,
+        why: String,
     },
     /// A registry refused or could not be reached (not a miss).
     #[error("registry {registry}: {op} failed: {why}")]
@@ -213,6 +224,7 @@ impl BuildError {
             BuildError::StaleLock { .. }
             | BuildError::RootfsMismatch { .. }
             | BuildError::BasePackagesUnavailable { .. }
+            | BuildError::RegistryLocation { .. }
             | BuildError::Spec(_)
             | BuildError::UnknownEnv(_) => exit::BAD_INPUT,
             BuildError::Docker(e) if e.is_unreachable() => exit::DOCKER_UNREACHABLE,

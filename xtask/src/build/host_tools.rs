@@ -1,7 +1,8 @@
 //! Programs torchenv runs on the host and installs when they are missing:
 //! `mmdebstrap` (the base root file system), `cmake` + `nasm` (the
-//! harness's vendored libjpeg-turbo) and Slurm + munge (`slurm start`). As root with apt-get they are
-//! installed from the host's own apt sources; otherwise the error says
+//! harness's vendored libjpeg-turbo), Slurm + munge (`slurm start`) and,
+//! for the suite, Debian's registry and rootless Podman. As root with
+//! apt-get they are installed from the host's own apt sources; otherwise the error says
 //! which packages to install.
 //!
 //! May use: `process`, `progress`.
@@ -44,6 +45,21 @@ pub const MUNGE: Tool = Tool {
 pub const REGISTRY: Tool = Tool {
     program: "docker-registry",
     package: "docker-registry",
+};
+
+/// Rootless Podman and what it needs to map ids and reach the network, for
+/// the Podman tests.
+pub const PODMAN: Tool = Tool {
+    program: "podman",
+    package: "podman",
+};
+pub const NEWUIDMAP: Tool = Tool {
+    program: "newuidmap",
+    package: "uidmap",
+};
+pub const SLIRP4NETNS: Tool = Tool {
+    program: "slirp4netns",
+    package: "slirp4netns",
 };
 
 /// True when `program` is an executable file on `PATH`.

@@ -681,7 +681,8 @@ pub async fn pull_env_image(
 /// unless `harness` names a binary to use instead. Without a current
 /// harness build here, an image of the same spec, lock and harness
 /// sources already on the engine ([`find_labelled`]) is used. Then the
-/// registry of `TORCHENV_REGISTRY`, if set ([`registry::pull`]: checked,
+/// team's registry, if one is configured ([`registry::configured`];
+/// [`registry::pull`]: checked,
 /// a miss falls through). Then it is built; when the harness must be
 /// compiled, it compiles while the base and stage layers are made.
 pub async fn ensure_env_image(
@@ -717,7 +718,7 @@ pub async fn ensure_env_image(
         }
     }
     // The team's registry before building.
-    if let Some(reg) = registry::configured() {
+    if let Some(reg) = registry::configured(spec)? {
         if let Some(found) = pull_env_image(docker, spec, lock, env, &reg, progress).await? {
             return Ok(found);
         }

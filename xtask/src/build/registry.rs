@@ -26,18 +26,32 @@ use super::BuildError;
 use crate::docker::registry::Step;
 use crate::docker::{Docker, DockerError};
 use crate::progress::{Progress, Task};
+use crate::spec::Spec;
 
 /// The registry `build`, `up` and `check` try before building.
 pub const REGISTRY_VAR: &str = "TORCHENV_REGISTRY";
 
 type Result<T, E = BuildError> = std::result::Result<T, E>;
 
-/// `TORCHENV_REGISTRY`, when set.
-pub fn configured() -> Option<String> {
-    std::env::var(REGISTRY_VAR)
-        .ok()
-        .map(|r| r.trim().trim_end_matches('/').to_string())
-        .filter(|r| !r.is_empty())
+/// The team's registry: `TORCHENV_REGISTRY` when set (an empty value
+/// turns the spec's off), else the spec's `registry:`. A malformed
+/// `TORCHENV_REGISTRY` is [`BuildError::RegistryLocation`].
+pub fn configured(spec: &Spec) -> Result<Option<String>> {
+    match std::env::var(REGISTRY_VAR) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => location(&v, REGISTRY_VAR).map(Some),
+        Err(_) => Ok(spec.registry.clone()),
+    }
+}
+
+/// `text` checked as `HOST[:PORT][/PREFIX]` ([`crate::spec::registry_location`]);
+/// `source` names where it came from, for the error.
+pub fn location(text: &str, source: &str) -> Result<String> {
+    crate::spec::registry_location(text).map_err(|why| BuildError::RegistryLocation {
+        value: text.to_string(),
+        source_name: source.to_string(),
+        why,
+    })
 }
 
 /// The registry's host (`HOST[:PORT]`), what credentials are filed under.
@@ -171,9 +185,9 @@ fn registry_error(registry: &str, op: &'static str, e: DockerError) -> BuildErro
     .iter()
     .any(|w| lower.contains(w))
     {
-        format!("is the registry at {registry} up and reachable from the Docker engine? Unset {REGISTRY_VAR} to build here instead")
+        format!("is the registry at {registry} up and reachable from the Docker engine? Set {REGISTRY_VAR}= (empty) to build here instead")
     } else {
-        format!("the engine's answer is above; unset {REGISTRY_VAR} to build here instead")
+        format!("the engine's answer is above; set {REGISTRY_VAR}= (empty) to build here instead")
     };
     BuildError::Registry {
         registry: registry.to_string(),

@@ -147,23 +147,23 @@ pub async fn checks(spec: Option<&Spec>) -> Vec<Check> {
     out
 }
 
-/// The Docker engine: reachable, and its version; the client when reachable.
+/// The engine: reachable, which one (Docker or Podman, rootless or not,
+/// its version) and where; the client when reachable.
 async fn docker_check() -> (Check, Option<Docker>) {
     match Docker::connect().await {
         Ok(d) => {
-            let check = match d.version().await {
-                Ok((v, api)) => ok(format!("Docker engine {v} (API {api}) at {}", d.host)),
-                Err(e) => warn(
-                    format!("Docker engine at {}: {e}", d.host),
-                    "check the daemon",
-                ),
-            };
-            (check, Some(d))
+            let mut what = format!("{} at {}", d.engine.describe(), d.host);
+            if d.engine.keeps_host_ids() {
+                what.push_str(
+                    "; containers run in a keep-id user namespace, so workspace files belong to you",
+                );
+            }
+            (ok(what), Some(d))
         }
         Err(e) => (
             fail(
-                format!("Docker engine unreachable: {e}"),
-                "start the daemon (`systemctl start docker`) or set DOCKER_HOST (unix://, tcp:// with DOCKER_TLS_VERIFY, ssh://)",
+                format!("no container engine answers: {e}"),
+                "start Docker (`systemctl start docker`) or your Podman service (`systemctl --user start podman.socket`), or set DOCKER_HOST (unix://, tcp:// with DOCKER_TLS_VERIFY, ssh://)",
             ),
             None,
         ),
@@ -176,7 +176,12 @@ async fn gpu_runtime_check(docker: Option<&Docker>) -> Check {
         Some(d) => d.gpu_support().await.unwrap_or_default(),
         None => GpuSupport::default(),
     };
-    if support.nvidia_runtime {
+    if let Some(dropped) = &support.dropped {
+        warn(
+            format!("no GPUs through this engine: it has {dropped}; environments run without GPUs (`gpus: auto`), other `gpus:` fail"),
+            "use Podman 5.4 or later with a CDI spec (`nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`), or Docker with nvidia-container-toolkit",
+        )
+    } else if support.nvidia_runtime {
         ok("NVIDIA container runtime registered with the engine")
     } else if !support.cdi_devices.is_empty() {
         ok(format!(
@@ -253,13 +258,13 @@ async fn disk_check(d: &Docker, spec: Option<&Spec>) -> Check {
     let need: u64 = 20 << 30;
     match free_bytes(if local { &root } else { "/" }) {
         Some(free) if free >= need => ok(format!(
-            "{:.1} GiB free for Docker ({root}); built images use {:.1} GiB",
+            "{:.1} GiB free for images ({root}); built images use {:.1} GiB",
             free as f64 / f64::from(1u32 << 30),
             images as f64 / f64::from(1u32 << 30)
         )),
         Some(free) => warn(
             format!(
-                "only {:.1} GiB free for Docker ({root}); a build needs ~20 GiB",
+                "only {:.1} GiB free for images ({root}); a build needs ~20 GiB",
                 free as f64 / f64::from(1u32 << 30)
             ),
             "free space, or `docker image prune` / `cargo xtask prune`",

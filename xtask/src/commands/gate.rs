@@ -36,7 +36,8 @@ pub struct Sources {
     #[arg(long)]
     pub baselines: Option<PathBuf>,
     /// Use the environment's image only if this engine has it (built here
-    /// or brought from elsewhere) or TORCHENV_REGISTRY's registry does,
+    /// or brought from elsewhere) or the team's registry (TORCHENV_REGISTRY, or
+    /// the spec's `registry:`) does,
     /// never build it: what a Slurm task runs on its node. Without one the
     /// environment fails, naming the node.
     #[arg(long)]
@@ -103,7 +104,7 @@ impl<'a> Setup<'a> {
                 let lock = self.ctx.lock()?;
                 let mut found = find_env_image(&docker, self.spec, &lock, env).await?;
                 // Not on this node: the team's registry, if one is set.
-                if let (None, Some(reg)) = (&found, registry::configured()) {
+                if let (None, Some(reg)) = (&found, registry::configured(self.spec)?) {
                     let progress = Progress::new();
                     found = pull_env_image(&docker, self.spec, &lock, env, &reg, &progress).await?;
                 }

@@ -19,7 +19,8 @@ struct Target {
     /// Every environment of the spec.
     #[arg(long, conflicts_with = "env")]
     all: bool,
-    /// HOST[:PORT][/PREFIX] (default: TORCHENV_REGISTRY).
+    /// HOST[:PORT][/PREFIX] (default: TORCHENV_REGISTRY, else the spec's
+    /// `registry:`).
     #[arg(long)]
     registry: Option<String>,
 }
@@ -33,18 +34,18 @@ impl Target {
         })
     }
 
-    fn registry(&self) -> Result<String> {
-        self.registry
-            .as_ref()
-            .map(|r| r.trim().trim_end_matches('/').to_string())
-            .filter(|r| !r.is_empty())
-            .or_else(registry::configured)
-            .ok_or_else(|| Error::Usage {
-                message: format!(
-                    "no registry: pass --registry HOST[:PORT][/PREFIX] or set {REGISTRY_VAR}"
-                ),
-                help: None,
-            })
+    fn registry(&self, spec: &Spec) -> Result<String> {
+        let chosen = match &self.registry {
+            Some(r) => Some(registry::location(r, "--registry")?),
+            None => registry::configured(spec)?,
+        };
+        chosen.ok_or_else(|| Error::Usage {
+            message: format!(
+                "no registry: pass --registry HOST[:PORT][/PREFIX], set {REGISTRY_VAR} or `registry:` in {}",
+                spec.path.display()
+            ),
+            help: None,
+        })
     }
 }
 
@@ -52,7 +53,8 @@ impl Target {
 /// under a name every machine with this checkout computes without building
 /// (`HOST/…/torchenv/<env>:<key of spec, lock and harness sources>`), with
 /// the credentials of ~/.docker/config.json. `build`, `up` and `check`
-/// with TORCHENV_REGISTRY set pull it before building.
+/// with a registry configured (TORCHENV_REGISTRY, or `registry:` in the
+/// spec) pull it before building.
 #[derive(clap::Args)]
 pub struct Push {
     #[command(flatten)]
@@ -63,7 +65,7 @@ impl Run for Push {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;
         let lock = ctx.lock()?;
-        let reg = self.target.registry()?;
+        let reg = self.target.registry(&spec)?;
         let progress = Progress::new();
         for env in self.target.envs(&spec)? {
             let remote = ctx.block_on(async {
@@ -93,7 +95,7 @@ impl Run for Pull {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;
         let lock = ctx.lock()?;
-        let reg = self.target.registry()?;
+        let reg = self.target.registry(&spec)?;
         let progress = Progress::new();
         for env in self.target.envs(&spec)? {
             let pulled = ctx.block_on(async {

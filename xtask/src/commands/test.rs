@@ -86,10 +86,18 @@ impl Run for Test {
             ci::Ci::every_env(Device::Cpu, gate_out.clone()).run(ctx)
         })?;
         // The Slurm tests start single-node clusters (`slurm start`), the
-        // registry tests Debian's registry.
+        // registry tests Debian's registry, the Podman tests a rootless
+        // Podman service.
         host_tools::ensure(
-            &[host_tools::SLURM, host_tools::MUNGE, host_tools::REGISTRY],
-            "the Slurm and registry tests",
+            &[
+                host_tools::SLURM,
+                host_tools::MUNGE,
+                host_tools::REGISTRY,
+                host_tools::PODMAN,
+                host_tools::NEWUIDMAP,
+                host_tools::SLIRP4NETNS,
+            ],
+            "the Slurm, registry and Podman tests",
             &Progress::new(),
         )?;
         let suite = Suite {

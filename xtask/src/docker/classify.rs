@@ -15,8 +15,15 @@ pub fn classify(op: &'static str, target: String, source: BollardError) -> Docke
             status_code,
             message,
         } => (*status_code, message.clone()),
+        // An error in the middle of a streamed answer (a load, a push).
+        BollardError::DockerStreamError { error } if is_disk_full(error) => {
+            return DockerError::DiskFull { op, target, source }
+        }
         _ => return DockerError::Api { op, target, source },
     };
+    if is_disk_full(&message) {
+        return DockerError::DiskFull { op, target, source };
+    }
     match status {
         404 => DockerError::NotFound { op, target, source },
         304 => DockerError::NotModified { op, target },
@@ -68,6 +75,12 @@ pub fn classify_at(
         };
     }
     classify(op, target, source)
+}
+
+/// The engine's storage (or its temporary space) ran out of room.
+fn is_disk_full(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("no space left on device") || m.contains("disk quota exceeded")
 }
 
 /// True when `e` says nothing about the request but that the engine could
@@ -233,6 +246,21 @@ mod tests {
             Some("stack")
         );
         assert_eq!(refused_ulimit("error setting rlimit type 7: x"), None);
+    }
+
+    #[test]
+    fn a_full_disk_is_said_whatever_the_engine() {
+        // Podman's compatible API: a 500 listing every format it tried.
+        let podman = "failed to load image: payload does not match any of the supported image formats:\n * docker-archive: writing blob: adding layer with blob \"sha256:0de5\": ApplyLayer stdout:  stderr: write /lib/x86_64-linux-gnu/libc.so.6: no space left on device exit status 1";
+        assert!(matches!(of(500, podman), DockerError::DiskFull { .. }));
+        // Docker: an error in the load's JSON stream.
+        let docker = BollardError::DockerStreamError {
+            error: "write /var/lib/docker/tmp/x: no space left on device".into(),
+        };
+        let e = classify("image load", "t".into(), docker);
+        assert!(matches!(e, DockerError::DiskFull { .. }), "{e}");
+        assert!(e.to_string().contains("ran out of disk space"));
+        assert!(matches!(of(500, "something else"), DockerError::Api { .. }));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
+use super::engine::{cdi_devices, EngineKind, CDI_SPEC_DIRS};
 use super::{Conflict, Docker, DockerError, LABEL_MANAGED_BY, MANAGED_BY};
 
 /// What the daemon offers for GPUs, from `docker info`.
@@ -32,6 +33,9 @@ pub struct GpuSupport {
     pub cdi_spec_dirs: Vec<String>,
     /// CDI devices the daemon discovered (API >= 1.49).
     pub cdi_devices: Vec<String>,
+    /// Why the engine would drop any GPU request without an error (Podman
+    /// before 5.4): then no request is made.
+    pub dropped: Option<String>,
 }
 
 impl GpuSupport {
@@ -49,12 +53,13 @@ impl GpuSupport {
                 .filter(|d| d.source.as_deref() == Some("cdi"))
                 .filter_map(|d| d.id.clone())
                 .collect(),
+            dropped: None,
         }
     }
 
     /// True when a GPU request can be honoured at all.
     pub fn any(&self) -> bool {
-        self.nvidia_runtime || !self.cdi_devices.is_empty()
+        self.dropped.is_none() && (self.nvidia_runtime || !self.cdi_devices.is_empty())
     }
 }
 
@@ -72,8 +77,34 @@ impl Docker {
         self.api.info().await.map_err(self.fail("info", &self.host))
     }
 
+    /// What the engine offers for GPUs ([`Docker::gpu_support_from`] its
+    /// `info`).
     pub async fn gpu_support(&self) -> Result<GpuSupport, DockerError> {
-        Ok(GpuSupport::from_info(&self.info().await?))
+        Ok(self.gpu_support_from(&self.info().await?))
+    }
+
+    /// What the engine that answered `info` offers for GPUs. Docker: its
+    /// runtimes and CDI devices. Podman: CDI only, the devices from this
+    /// machine's CDI spec directories when the engine is local (Podman's
+    /// `info` lists neither), and none it would honour when its API drops
+    /// device requests ([`GpuSupport::dropped`]).
+    pub fn gpu_support_from(&self, info: &SystemInfo) -> GpuSupport {
+        match self.engine.kind {
+            EngineKind::Docker => GpuSupport::from_info(info),
+            EngineKind::Podman => {
+                let local = self.host.starts_with("unix://");
+                GpuSupport {
+                    nvidia_runtime: false,
+                    cdi_spec_dirs: CDI_SPEC_DIRS.iter().map(|d| d.to_string()).collect(),
+                    cdi_devices: if local {
+                        cdi_devices(CDI_SPEC_DIRS)
+                    } else {
+                        vec![]
+                    },
+                    dropped: self.engine.gpu_requests_dropped(),
+                }
+            }
+        }
     }
 
     /// The container called `name`, or `None` when there is none.
@@ -90,14 +121,16 @@ impl Docker {
         }
     }
 
-    /// Creates the container `name` from `body`; returns its id. A taken
+    /// Creates the container `name` from `body`, fitted to the engine
+    /// ([`super::engine::Engine::adapt_create`]); returns its id. A taken
     /// name is [`DockerError::Conflict`], refused GPUs
     /// [`DockerError::GpuRefused`].
     pub async fn create_container(
         &self,
         name: &str,
-        body: ContainerCreateBody,
+        mut body: ContainerCreateBody,
     ) -> Result<String, DockerError> {
+        self.engine.adapt_create(&mut body);
         let options = CreateContainerOptionsBuilder::default().name(name).build();
         Ok(self
             .api
@@ -422,6 +455,7 @@ impl Docker {
                 i.repo_tags
                     .into_iter()
                     .find(|t| t != "<none>:<none>")
+                    .map(|t| self.engine.local_tag(&t))
                     .unwrap_or(i.id)
             })
             .collect())

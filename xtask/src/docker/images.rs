@@ -187,6 +187,7 @@ impl Docker {
                     .repo_tags
                     .into_iter()
                     .filter(|t| t != "<none>:<none>")
+                    .map(|t| self.engine.local_tag(&t))
                     .collect(),
                 size: i.size.max(0) as u64,
                 labels: i.labels,

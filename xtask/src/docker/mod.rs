@@ -15,6 +15,7 @@ use bollard::errors::Error as BollardError;
 
 pub mod classify;
 pub mod containers;
+pub mod engine;
 pub mod images;
 pub mod networks;
 pub mod registry;
@@ -32,13 +33,32 @@ pub const LABEL_BASE: &str = "dev.torchenv.base";
 /// Label of a stage image naming its stage (`venv`, `system`).
 pub const LABEL_STAGE: &str = "dev.torchenv.stage";
 
-/// A connection to the Docker engine named by `DOCKER_HOST` (unix socket,
-/// tcp with TLS when `DOCKER_TLS_VERIFY` is set, or ssh), else the local socket.
+/// A connection to the engine named by `DOCKER_HOST` (unix socket, tcp
+/// with TLS when `DOCKER_TLS_VERIFY` is set, or ssh), else the first local
+/// socket that answers of [`local_sockets`]: Docker's, then the user's
+/// rootless Podman service, then rootful Podman's.
 #[derive(Clone)]
 pub struct Docker {
     pub(crate) api: bollard::Docker,
     /// Where we connected, for messages.
     pub host: String,
+    /// Which engine answers, and how it differs ([`engine`]).
+    pub engine: std::sync::Arc<engine::Engine>,
+}
+
+/// The local engine sockets tried, in order, when `DOCKER_HOST` is unset:
+/// Docker's, the user's Podman service
+/// (`$XDG_RUNTIME_DIR/podman/podman.sock`, as `systemctl --user start
+/// podman.socket` or `podman system service` makes it) and rootful
+/// Podman's.
+pub fn local_sockets() -> Vec<String> {
+    let mut out = vec!["/var/run/docker.sock".to_string()];
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        let sock = std::path::Path::new(&run).join("podman/podman.sock");
+        out.push(sock.to_string_lossy().into_owned());
+    }
+    out.push("/run/podman/podman.sock".into());
+    out
 }
 
 /// Why the engine answered 409.
@@ -102,6 +122,19 @@ pub enum DockerError {
     #[error("docker {op} {target}: the engine refused the GPU request: {source}")]
     #[diagnostic(code(torchenv::docker::gpu_refused))]
     GpuRefused {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: BollardError,
+    },
+    /// The engine ran out of disk space doing `op` (its storage, or where
+    /// it keeps an upload): what it wrote for `op` is its to clean up.
+    #[error("docker {op} {target}: the engine ran out of disk space: {source}")]
+    #[diagnostic(
+        code(torchenv::docker::disk_full),
+        help("free space where the engine keeps images and temporary files (`cargo xtask prune`, `docker image prune`, `podman image prune`; `cargo xtask doctor` shows the free space), then run the command again")
+    )]
+    DiskFull {
         op: &'static str,
         target: String,
         #[source]
@@ -175,15 +208,43 @@ pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 impl Docker {
     /// Connects and negotiates the API version with the engine, so an older
-    /// daemon (e.g. API 1.41) is spoken to in its own version.
+    /// daemon (e.g. API 1.41) is spoken to in its own version, and finds
+    /// out which engine it is. Without `DOCKER_HOST`, the first socket of
+    /// [`local_sockets`] that exists and answers; when none answers, the
+    /// first one's error.
     pub async fn connect() -> Result<Docker, DockerError> {
-        let host =
-            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+            return Docker::connect_to(host).await;
+        }
+        let mut first_error = None;
+        for sock in local_sockets() {
+            if !std::path::Path::new(&sock).exists() {
+                continue;
+            }
+            match Docker::connect_to(format!("unix://{sock}")).await {
+                Ok(d) => return Ok(d),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Docker::connect_to("unix:///var/run/docker.sock".into()).await,
+        }
+    }
+
+    /// Connects to `host` (a `DOCKER_HOST` value).
+    async fn connect_to(host: String) -> Result<Docker, DockerError> {
         let unreachable = |source| DockerError::Unreachable {
             host: host.clone(),
             source,
         };
-        let api = bollard::Docker::connect_with_defaults().map_err(unreachable)?;
+        let api = bollard::Docker::connect_with_host(&host).map_err(unreachable)?;
+        let socket_owner = host.strip_prefix("unix://").and_then(|path| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path).ok().map(|m| m.uid())
+        });
         let request_timeout = api.timeout();
         let handshake = async {
             let api = api
@@ -191,15 +252,18 @@ impl Docker {
                 .negotiate_version()
                 .await?;
             api.ping().await?;
-            Ok(api)
+            let engine =
+                engine::Engine::identify(&api.version().await?, &api.info().await?, socket_owner);
+            Ok((api, engine))
         };
-        let api = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        let (api, engine) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
             .await
             .unwrap_or(Err(BollardError::RequestTimeoutError))
             .map_err(unreachable)?;
         Ok(Docker {
             api: api.with_timeout(request_timeout),
             host,
+            engine: std::sync::Arc::new(engine),
         })
     }
 
@@ -213,18 +277,5 @@ impl Docker {
         let host = self.host.clone();
         let target = target.into();
         move |source| classify::classify_at(&host, op, target, source)
-    }
-
-    /// The engine's version string and API version.
-    pub async fn version(&self) -> Result<(String, String), DockerError> {
-        let v = self
-            .api
-            .version()
-            .await
-            .map_err(self.fail("version", &self.host))?;
-        Ok((
-            v.version.unwrap_or_default(),
-            v.api_version.unwrap_or_default(),
-        ))
     }
 }

@@ -34,10 +34,10 @@ pub enum LaunchError {
         help("create it or fix `volumes:` in environments.yaml; torchenv never creates an empty folder in its place")
     )]
     VolumeMissing { path: PathBuf, target: String },
-    #[error("environment `{env}` asks for GPUs (`gpus: {requested}`) but the Docker engine at {host} has {found}")]
+    #[error("environment `{env}` asks for GPUs (`gpus: {requested}`) but the engine at {host} has {found}")]
     #[diagnostic(
         code(torchenv::gpu_unavailable),
-        help("install and configure nvidia-container-toolkit (`nvidia-ctk runtime configure --runtime=docker`, then restart dockerd), or set `gpus: auto` / `gpus: none`; `cargo xtask doctor` checks the setup")
+        help("install and configure nvidia-container-toolkit (Docker: `nvidia-ctk runtime configure --runtime=docker`, then restart dockerd; Podman 5.4 or later: `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`), or set `gpus: auto` / `gpus: none`; `cargo xtask doctor` checks the setup")
     )]
     GpuUnavailable {
         env: String,

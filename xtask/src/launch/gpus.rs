@@ -67,8 +67,12 @@ pub fn describe(gpus: &Gpus) -> String {
     }
 }
 
-fn found(support: &GpuSupport) -> String {
-    if !support.nvidia_runtime && support.cdi_devices.is_empty() {
+/// What the engine has for GPUs, for messages ("no NVIDIA runtime and no
+/// CDI devices", or why it would drop a request).
+pub fn found(support: &GpuSupport) -> String {
+    if let Some(dropped) = &support.dropped {
+        dropped.clone()
+    } else if !support.nvidia_runtime && support.cdi_devices.is_empty() {
         if support.cdi_spec_dirs.is_empty() {
             "no NVIDIA runtime and no CDI devices".into()
         } else {
@@ -103,6 +107,17 @@ pub fn plan(
     };
     let requests = match gpus {
         Gpus::None => vec![],
+        // An engine that would drop the request silently is never asked.
+        _ if support.dropped.is_some() && *gpus != Gpus::Auto => return Err(unavailable()),
+        Gpus::Auto if support.dropped.is_some() => {
+            return Ok(GpuPlan {
+                requests: vec![],
+                notice: Some(format!(
+                    "gpus: auto: the engine has {}; starting without GPUs",
+                    found(support)
+                )),
+            })
+        }
         Gpus::Auto if support.nvidia_runtime => device_requests(&Gpus::All),
         Gpus::Auto if !support.cdi_devices.is_empty() => vec![cdi(vec!["nvidia.com/gpu=all".into()])],
         Gpus::Auto => {
@@ -147,6 +162,7 @@ mod tests {
             nvidia_runtime: true,
             cdi_spec_dirs: vec!["/etc/cdi".into()],
             cdi_devices: vec!["nvidia.com/gpu=0".into(), "nvidia.com/gpu=1".into()],
+            dropped: None,
         };
         plan("e", "unix:///var/run/docker.sock", &gpus, &support)
             .unwrap()
@@ -186,6 +202,7 @@ mod tests {
             nvidia_runtime: false,
             cdi_spec_dirs: vec!["/etc/cdi".into()],
             cdi_devices: vec!["nvidia.com/gpu=0".into()],
+            dropped: None,
         };
         let p = plan("e", "h", &Gpus::Auto, &support).unwrap();
         assert_eq!(p.requests[0].driver.as_deref(), Some("cdi"));
@@ -197,6 +214,7 @@ mod tests {
             nvidia_runtime: false,
             cdi_spec_dirs: vec!["/etc/cdi".into()],
             cdi_devices: vec!["nvidia.com/gpu=0".into(), "nvidia.com/gpu=1".into()],
+            dropped: None,
         };
         let p = plan("e", "h", &Gpus::Ids(vec!["1".into()]), &support).unwrap();
         assert_eq!(p.requests[0].driver.as_deref(), Some("cdi"));
@@ -218,6 +236,29 @@ mod tests {
         ] {
             let e = plan("e", "h", &g, &GpuSupport::default()).unwrap_err();
             assert_eq!(e.exit_code(), crate::exit::GPU_UNAVAILABLE);
+        }
+    }
+
+    #[test]
+    fn an_engine_that_drops_requests_is_never_asked() {
+        let support = GpuSupport {
+            nvidia_runtime: false,
+            cdi_spec_dirs: vec!["/etc/cdi".into()],
+            cdi_devices: vec!["nvidia.com/gpu=0".into(), "nvidia.com/gpu=all".into()],
+            dropped: Some("Podman 4.3.1, whose API drops them".into()),
+        };
+        let p = plan("e", "h", &Gpus::Auto, &support).unwrap();
+        assert!(p.requests.is_empty());
+        assert!(p.notice.unwrap().contains("Podman 4.3.1"));
+        for g in [
+            Gpus::All,
+            Gpus::Count(1),
+            Gpus::Ids(vec!["0".into()]),
+            Gpus::Cdi(vec!["nvidia.com/gpu=0".into()]),
+        ] {
+            let e = plan("e", "h", &g, &support).unwrap_err();
+            assert_eq!(e.exit_code(), crate::exit::GPU_UNAVAILABLE);
+            assert!(e.to_string().contains("Podman 4.3.1"), "{e}");
         }
     }
 }

@@ -25,7 +25,6 @@ use super::gpus::{self, GpuPlan};
 use super::ports::Published;
 use super::Result;
 use super::{owner, Identity, LABEL_SPEC_HASH};
-use crate::docker::containers::GpuSupport;
 use crate::docker::run::{unique_name, LABEL_ONE_SHOT};
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::spec::{Env, Gpus, Ipc};
@@ -115,7 +114,7 @@ impl Resources {
     /// [`ulimits_for`] this engine.
     pub async fn resolve(docker: &Docker, env: &Env) -> Result<Resources> {
         let info = docker.info().await?;
-        let support = GpuSupport::from_info(&info);
+        let support = docker.gpu_support_from(&info);
         let engine_id = info.id.clone().unwrap_or_else(|| docker.host.clone());
         let gpu = gpus::plan(&env.name, &docker.host, &env.gpus, &support)?;
         Ok(Resources {
@@ -146,8 +145,9 @@ impl Resources {
                 why: match env.gpus {
                     Gpus::None => String::new(),
                     _ => format!(
-                        " on the Docker engine at {}, which offers no NVIDIA runtime and no CDI devices",
-                        docker.host
+                        " on the engine at {}, which has {}",
+                        docker.host,
+                        gpus::found(&docker.gpu_support_from(&docker.info().await?))
                     ),
                 },
             });

@@ -57,7 +57,57 @@ pub struct Spec {
     #[serde(skip)]
     pub source: String,
     pub default: String,
+    /// `registry:`: the team's registry (`HOST[:PORT][/PREFIX]`), which
+    /// `build`, `up`, `check --no-build` and `pull` try before building;
+    /// `TORCHENV_REGISTRY` overrides it.
+    pub registry: Option<String>,
     pub environments: BTreeMap<String, Env>,
+}
+
+/// Checks a registry location, `HOST[:PORT][/PREFIX]` (what `registry:`,
+/// `TORCHENV_REGISTRY` and `--registry` take), and returns it without a
+/// trailing `/`; the error says what is wrong with it.
+pub fn registry_location(text: &str) -> Result<String, String> {
+    let r = text.trim().trim_end_matches('/');
+    if r.is_empty() {
+        return Err("is empty".into());
+    }
+    if r.contains("://") {
+        return Err(format!(
+            "has a scheme: write HOST[:PORT][/PREFIX], e.g. `{}`",
+            r.split_once("://").map(|(_, rest)| rest).unwrap_or(r)
+        ));
+    }
+    let (host, prefix) = r.split_once('/').unwrap_or((r, ""));
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    let host_ok = !name.is_empty()
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !host_ok {
+        return Err(format!("names `{host}`, not a host name or address"));
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("has port `{p}`, not one of 1-65535"));
+        }
+    }
+    // Repository path components: lower case, digits, `.`, `_`, `-`.
+    let prefix_ok = prefix.is_empty()
+        || prefix.split('/').all(|c| {
+            !c.is_empty()
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+        });
+    if !prefix_ok {
+        return Err(format!(
+            "has the prefix `{prefix}`, not a repository path (lower-case letters, digits, `.`, `_`, `-`, separated by `/`; no tag)"
+        ));
+    }
+    Ok(r.to_string())
 }
 
 /// One environment, resolved.
@@ -300,6 +350,20 @@ impl Spec {
                 Some("declare at least one environment under `environments:`".into()),
             ));
         }
+        let registry = match &raw.registry {
+            None => None,
+            Some(r) => Some(registry_location(r).map_err(|why| {
+                ctx.error(
+                    &[Step::Key("registry")],
+                    format!("registry `{r}` {why}"),
+                    "not HOST[:PORT][/PREFIX]",
+                    Some(
+                        "e.g. `registry: HOST:5000/ml`; leave it out to build on each machine"
+                            .into(),
+                    ),
+                )
+            })?),
+        };
         let mut environments = BTreeMap::new();
         for (name, env) in &raw.environments.0 {
             let resolved = ctx.resolve(name, &raw.defaults, env)?;
@@ -329,6 +393,7 @@ impl Spec {
             path: path.to_path_buf(),
             source,
             default,
+            registry,
             environments,
         })
     }

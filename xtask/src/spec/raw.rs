@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer};
 pub struct RawSpec {
     pub version: u32,
     pub default: Option<String>,
+    pub registry: Option<String>,
     #[serde(default)]
     pub defaults: RawEnv,
     pub environments: UniqueMap<RawEnv>,

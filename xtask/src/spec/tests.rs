@@ -589,3 +589,41 @@ fn gpus_on_the_command_line_use_the_spec_words() {
     assert_eq!(p("device=0,2"), Ok(Gpus::Ids(vec!["0".into(), "2".into()])));
     assert!(p("gpu=0").unwrap_err().contains("VENDOR/CLASS=NAME"));
 }
+
+#[test]
+fn registry_is_checked_where_it_is_written() {
+    let with = |r: &str| GOOD.replacen("default: a\n", &format!("default: a\nregistry: {r}\n"), 1);
+    assert_eq!(parse(GOOD).unwrap().registry, None);
+    assert_eq!(
+        parse(&with("HOST:5000/ml/")).unwrap().registry.as_deref(),
+        Some("HOST:5000/ml")
+    );
+    for (bad, why) in [
+        (
+            "http://HOST:5000",
+            "has a scheme: write HOST[:PORT][/PREFIX], e.g. `HOST:5000`",
+        ),
+        ("HOST:99999/ml", "has port `99999`, not one of 1-65535"),
+        ("HOST:5000/ML", "has the prefix `ML`, not a repository path"),
+        ("HOST:5000/ml:tag", "has the prefix `ml:tag`"),
+        ("bad_host:5000", "names `bad_host:5000`, not a host name"),
+    ] {
+        let e = error(&with(bad));
+        assert!(e.starts_with("/repo/environments.yaml:3:"), "{e}");
+        assert!(e.contains(why), "{bad}: {e}");
+        assert!(e.ends_with(&format!("| registry: {bad}")), "{e}");
+    }
+}
+
+#[test]
+fn registry_locations() {
+    assert_eq!(
+        registry_location(" 127.0.0.1:5000 ").unwrap(),
+        "127.0.0.1:5000"
+    );
+    assert_eq!(registry_location("reg.lan/a/b-c").unwrap(), "reg.lan/a/b-c");
+    assert!(registry_location("").unwrap_err().contains("empty"));
+    assert!(registry_location("host:0").is_err());
+    assert!(registry_location("/ml").is_err());
+    assert!(registry_location("host//ml").is_err());
+}

@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests: PNG decoding and headless
 //! Chromium (report folders), temporary environments (`testenv`), a tiny
-//! image (`tiny_image`).
+//! image (`tiny_image`), hand-made bundles (`bundle`).
 #![allow(dead_code)]
 
+pub mod bundle;
 pub mod testenv;
 pub mod tiny_image;
 
