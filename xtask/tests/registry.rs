@@ -283,6 +283,64 @@ fn an_unreachable_registry_and_wrong_credentials_are_clear_errors() {
     assert!(s.contains("docker login"), "{s}");
 }
 
+/// The spec's `registry:` is the registry when neither `--registry` nor
+/// `TORCHENV_REGISTRY` names one; `TORCHENV_REGISTRY=` turns it off, and a
+/// malformed `TORCHENV_REGISTRY` is refused naming it.
+#[test]
+fn the_spec_names_the_registry_unless_the_environment_overrides_it() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let address = format!("127.0.0.1:{closed}");
+    // A checkout whose spec names a registry nothing listens at.
+    let checkout = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(repo().join("environments.yaml")).unwrap();
+    let spec = spec.replacen("\ndefault:", &format!("\nregistry: {address}\ndefault:"), 1);
+    std::fs::write(checkout.path().join("environments.yaml"), spec).unwrap();
+    std::fs::copy(
+        repo().join("environments.lock"),
+        checkout.path().join("environments.lock"),
+    )
+    .unwrap();
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("images"))
+        .arg(checkout.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pull = || {
+        let mut c = xtask(&["pull", "--spec"]);
+        c.arg(checkout.path().join("environments.yaml"))
+            .env_remove("TORCHENV_LOCK");
+        c
+    };
+
+    let o = pull().output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s = said(&o);
+    assert!(
+        s.contains(&format!("registry {address}: pull failed")),
+        "{s}"
+    );
+
+    let o = pull().env("TORCHENV_REGISTRY", "").output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(said(&o).contains("no registry"), "{}", said(&o));
+
+    let o = pull()
+        .env("TORCHENV_REGISTRY", "https://127.0.0.1:5000")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let s = said(&o);
+    assert!(
+        s.contains("TORCHENV_REGISTRY `https://127.0.0.1:5000` has a scheme"),
+        "{s}"
+    );
+}
+
 fn base64_encode(s: &str) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let b = s.as_bytes();

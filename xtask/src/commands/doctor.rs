@@ -323,7 +323,8 @@ fn ssh_check() -> Check {
     }
 }
 
-/// Check this machine: Docker, NVIDIA runtime/CDI, driver vs CUDA,
+/// Check this machine: the engine (Docker or Podman, rootless or not),
+/// NVIDIA runtime/CDI, driver vs CUDA,
 /// disk, bootstrap tools, apt sources.
 #[derive(clap::Args)]
 pub struct Doctor {}
