@@ -158,3 +158,82 @@ fn hardening_errors_exit_2_with_location() {
         assert!(stderr.contains(message), "{to:?}: {stderr}");
     }
 }
+
+/// The version matrix: every torch torchenv knows a harness for resolves
+/// on PyPI for its Python (bookworm's 3.11, and 2.6.0 for bullseye's 3.9
+/// within glibc 2.31), with CUDA and cuDNN read from the wheels it
+/// resolved to; nothing is downloaded or written (`lock --dry-run`).
+/// torch 2.8.0 is refused by the spec, saying why no harness links it.
+#[test]
+fn lock_dry_run_resolves_the_version_matrix() {
+    let matrix = [
+        ("t27", "2.7.0", "0.22.0", "bookworm"),
+        ("t29", "2.9.0", "0.24.0", "bookworm"),
+        ("t210", "2.10.0", "0.25.0", "bookworm"),
+        ("t211", "2.11.0", "0.26.0", "bookworm"),
+        ("t26py39", "2.6.0", "0.21.0", "bullseye"),
+    ];
+    let mut spec = String::from("version: 1\ndefault: t27\nenvironments:\n");
+    for (name, torch, vision, suite) in matrix {
+        spec.push_str(&format!(
+            "  {name}:\n    torch: {torch}\n    torchvision: {vision}\n    base: {{ debian: {suite} }}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("environments.yaml"), &spec).unwrap();
+    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    let out = xtask(dir.path(), &["lock", "--all", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", flat(&out));
+    for (name, torch, vision, suite) in matrix {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {stdout}"));
+        let python = if suite == "bullseye" { "3.9" } else { "3.11" };
+        assert!(
+            line.contains(&format!(
+                "torch {torch} + torchvision {vision} for python {python}"
+            )),
+            "{line}"
+        );
+        let cuda = line
+            .split("CUDA ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        let cudnn = line.split("cuDNN ").nth(1).unwrap().trim();
+        assert!(
+            cuda.split('.').count() == 2 && cuda.split('.').all(|p| p.parse::<u32>().is_ok()),
+            "{line}"
+        );
+        assert!(cudnn.starts_with("9."), "{line}");
+    }
+    // What the brief checked: 2.11.0 is a CUDA 13.0 build with cuDNN 9.19,
+    // 2.6.0 a CUDA 12.4 build with cuDNN 9.1.
+    assert!(
+        stdout.contains("t211: torch 2.11.0") && stdout.contains("CUDA 13.0, cuDNN 9.19"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(manylinux_2_31): ") && stdout.contains("CUDA 12.4, cuDNN 9.1"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        before.len(),
+        "nothing written"
+    );
+
+    let spec28 = "version: 1\nenvironments:\n  t28:\n    torch: 2.8.0\n    torchvision: 0.23.0\n";
+    std::fs::write(dir.path().join("environments.yaml"), spec28).unwrap();
+    let out = xtask(dir.path(), &["lock", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", flat(&out));
+    assert!(
+        flat(&out).contains("tch 0.21.0, its release for PyTorch 2.8, was never published"),
+        "{}",
+        flat(&out)
+    );
+}

@@ -55,8 +55,11 @@ pub fn crate_dir() -> PathBuf {
 /// File in a host venv naming the wheel set installed in it.
 const VENV_MARKER: &str = ".torchenv-wheels";
 
-/// Directory inside the image where the harness finds libtorch.
-pub const IMAGE_TORCH_LIB: &str = "/opt/venv/lib/python3.11/site-packages/torch/lib";
+/// Directory inside an image of Python `python` (MAJOR.MINOR) where the
+/// harness finds libtorch.
+pub fn image_torch_lib(python: &str) -> String {
+    format!("/opt/venv/lib/python{python}/site-packages/torch/lib")
+}
 
 /// The venv's python.
 pub fn venv_python(venv: &Path) -> PathBuf {
@@ -181,7 +184,7 @@ fn cargo_env(cmd: &mut Command, locked: &LockedEnv, venv: &Path) {
     paths.extend(std::env::split_paths(&path));
     let dir = cache::harness_dir(&locked.torch);
     let mut rpath = harness_src::host_rpath(&dir, &venv_torch_lib(venv, &locked.python));
-    rpath.push(IMAGE_TORCH_LIB.to_string());
+    rpath.push(image_torch_lib(&locked.python));
     cmd.env(
         "PATH",
         std::env::join_paths(paths).expect("PATH entries are valid"),

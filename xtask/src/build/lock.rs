@@ -108,6 +108,29 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
     Ok(())
 }
 
+/// `cargo xtask lock --dry-run`: resolves the selected environments'
+/// wheels for their Python and the glibc of their suite and prints what
+/// the lock would say of each (wheel count, CUDA and cuDNN from the
+/// wheels), checked against the spec's `cuda:`; writes nothing.
+pub fn dry_run(spec: &Spec, env: Option<&str>, all: bool) -> Result<()> {
+    for env in spec.select(env, all)? {
+        let locked = resolve_env(env, inputs_hash(env), String::new())?;
+        check_cuda(spec, env, &locked)?;
+        let (major, minor) = target(env).glibc;
+        println!(
+            "{}: torch {} + torchvision {} for python {} (manylinux_{major}_{minor}): {} wheels, CUDA {}, cuDNN {}",
+            env.name,
+            locked.torch,
+            locked.torchvision,
+            locked.python,
+            locked.wheels.len(),
+            locked.cuda,
+            locked.cudnn
+        );
+    }
+    Ok(())
+}
+
 fn lock_base(env: &Env, lock: &Lock, upgrade: bool) -> Result<Option<LockedBase>> {
     let Base::Debian { suite } = &env.base else {
         return Ok(None);

@@ -1,4 +1,4 @@
-//! `cargo xtask lock [ENV|--all] [--upgrade]`.
+//! `cargo xtask lock [ENV|--all] [--upgrade] [--dry-run]`.
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
@@ -18,11 +18,19 @@ pub struct Lock {
     /// Resolve again even when the spec did not change (newer wheels).
     #[arg(long)]
     upgrade: bool,
+    /// Only resolve the wheels (pip reads their metadata, downloads none)
+    /// and print each environment's CUDA and cuDNN, as the wheels say;
+    /// bootstraps no base and writes nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 impl Run for Lock {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;
+        if self.dry_run {
+            return Ok(lock::dry_run(&spec, self.env.as_deref(), self.all)?);
+        }
         Ok(lock::lock(
             &spec,
             ctx.lock_path(),

@@ -183,10 +183,16 @@ impl<'a> Resolver<'a> {
                 "torch",
                 format!("unknown torch version `{torch}`"),
                 "no harness (tch) release links this torch",
-                Some(format!(
-                    "supported torch versions: {}",
-                    compat::supported_torch().join(", ")
-                )),
+                Some(match compat::no_tch_reason(&torch) {
+                    Some(why) => format!(
+                        "{why}; supported torch versions: {}",
+                        compat::supported_torch().join(", ")
+                    ),
+                    None => format!(
+                        "supported torch versions: {}",
+                        compat::supported_torch().join(", ")
+                    ),
+                }),
             ));
         }
         Ok(torch)
