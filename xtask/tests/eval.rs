@@ -388,25 +388,9 @@ fn bad_input_is_a_clear_error_and_leaves_nothing() {
 #[test]
 fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
     // A 192 KiB filesystem: room for report.json, not for the plots.
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=192k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(
-        mounted.success(),
-        "mount tmpfs needs root (CI runs as root)"
-    );
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.clone());
+    let tmpfs = common::Tmpfs::mount(&dir.path().join("small"), "192k");
+    let small = tmpfs.path.clone();
     let o = eval(&fixtures(), &small.join("run"), &[]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");

@@ -331,25 +331,12 @@ impl Drop for DockerGroup {
     }
 }
 
-fn docker_image_id(tag: &str) -> String {
-    let out = Command::new("docker")
-        .args(["image", "inspect", "-f", "{{.Id}}", tag])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{tag} on the Docker engine: {}",
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The environment's image in the user's Podman store: kept from an
 /// earlier run when it is the same image, else loaded with `xtask load`
 /// from a bundle of the Docker engine's (after removing other torchenv
 /// images of the store, so it holds one).
 fn image_into_podman(pod: &RootlessPodman, project: &Project, tag: &str) {
-    let id = docker_image_id(tag);
+    let id = common::image_id(tag).expect("the environment's image on the Docker engine");
     if pod.image_id(tag).as_deref() == Some(id.as_str()) {
         eprintln!("{tag} ({id}) is in the Podman store from an earlier run");
         return;
@@ -588,7 +575,7 @@ fn a_full_disk_while_loading_into_podman_is_a_clear_error_and_leaves_nothing() {
         .map(|(k, v)| format!("LABEL {k}={}", serde_json::to_string(v).unwrap()))
         .collect();
     let tiny = common::tiny_image::TinyImage::new(tag.clone(), &[], &changes);
-    let id = docker_image_id(&tiny.tag);
+    let id = common::image_id(&tiny.tag).unwrap();
     let manifest = xtask::share::bundle::Manifest {
         format: 1,
         env: env.name.clone(),

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::tiny_image::TinyImage;
-use common::{repo, text, var};
+use common::{image_id, repo, text, var};
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
@@ -93,16 +93,6 @@ fn xtask(args: &[&str]) -> Command {
     cmd
 }
 
-fn inspect_id(tag: &str) -> Option<String> {
-    let o = Command::new("docker")
-        .args(["image", "inspect", "-f", "{{.Id}}", tag])
-        .output()
-        .unwrap();
-    o.status
-        .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
 /// Standard error as one line (the report wraps long messages).
 fn said(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr)
@@ -139,7 +129,7 @@ struct Restore {
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        if inspect_id(&self.tag).is_none() {
+        if image_id(&self.tag).is_none() {
             let _ = xtask(&["pull", "--registry", &self.registry]).output();
         }
     }
@@ -148,7 +138,7 @@ impl Drop for Restore {
 #[test]
 fn push_rm_up_pulls_and_check_passes() {
     let tag = var("TORCHENV_TEST_IMAGE");
-    let id = inspect_id(&tag).expect("the suite built the default image");
+    let id = image_id(&tag).expect("the suite built the default image");
     let registry = Registry::start(&cached_storage(&id), None);
     let started = Instant::now();
     let pushed = xtask(&["push", "--registry", &registry.address])
@@ -165,7 +155,7 @@ fn push_rm_up_pulls_and_check_passes() {
         .output()
         .unwrap();
     assert!(rm.status.success(), "{}", text(&rm));
-    assert_eq!(inspect_id(&tag), None);
+    assert_eq!(image_id(&tag), None);
 
     // `up` with the registry configured pulls instead of building.
     let state = tempfile::tempdir().unwrap();
@@ -187,7 +177,7 @@ fn push_rm_up_pulls_and_check_passes() {
     );
     assert!(log.contains("pulling "), "{log}");
     assert!(!log.contains("building"), "no build step: {log}");
-    assert_eq!(inspect_id(&tag).as_deref(), Some(id.as_str()), "{log}");
+    assert_eq!(image_id(&tag).as_deref(), Some(id.as_str()), "{log}");
 
     let check = xtask(&["check", "--device", "cpu"])
         .env("TORCHENV_REGISTRY", &registry.address)
@@ -227,7 +217,7 @@ fn other_content_under_the_registry_name_is_refused_and_nothing_stays_tagged() {
         .unwrap();
     assert!(!o.status.success(), "{}", text(&o));
     assert!(said(&o).contains("RootFS.Layers"), "{}", said(&o));
-    assert_eq!(inspect_id(&remote), None, "the pulled image is untagged");
+    assert_eq!(image_id(&remote), None, "the pulled image is untagged");
     let after = Command::new("docker")
         .args(["images", "-q", &format!("torchenv/{}", env.name)])
         .output()

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use common::bundle::fake_bundle;
 use common::tiny_image::TinyImage;
-use common::{repo, text};
+use common::{image_id, repo, text, Tmpfs};
 use xtask::share::bundle::Manifest;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
@@ -45,16 +45,6 @@ fn offline(cmd: &Command) -> Command {
     c
 }
 
-fn inspect_id(tag: &str) -> Option<String> {
-    let o = Command::new("docker")
-        .args(["image", "inspect", "-f", "{{.Id}}", tag])
-        .output()
-        .unwrap();
-    o.status
-        .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
 fn default_env() -> (xtask::spec::Spec, xtask::lock::Lock, xtask::spec::Env) {
     let spec = xtask::spec::Spec::load(&repo().join(xtask::spec::SPEC_FILE)).unwrap();
     let lock = xtask::lock::Lock::read(&repo().join(xtask::lock::LOCK_FILE)).unwrap();
@@ -71,7 +61,7 @@ struct Restore<'a> {
 
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
-        if inspect_id(&self.tag).is_none() && self.bundle.exists() {
+        if image_id(&self.tag).is_none() && self.bundle.exists() {
             let _ = Command::new("docker")
                 .arg("load")
                 .arg("-i")
@@ -89,7 +79,7 @@ fn bundle_rm_load_check_without_network() {
     assert!(made.status.success(), "bundle: {}", text(&made));
     assert!(!dir.path().join("env.bundle.partial").exists());
     let manifest = xtask::share::bundle::read_manifest(&file).unwrap();
-    let id = inspect_id(&manifest.tag).expect("the bundled image is on the engine");
+    let id = image_id(&manifest.tag).expect("the bundled image is on the engine");
     assert_eq!(id, manifest.image_id);
     let _restore = Restore {
         tag: manifest.tag.clone(),
@@ -101,7 +91,7 @@ fn bundle_rm_load_check_without_network() {
         .output()
         .unwrap();
     assert!(rm.status.success(), "{}", text(&rm));
-    assert_eq!(inspect_id(&manifest.tag), None);
+    assert_eq!(image_id(&manifest.tag), None);
 
     // A machine with no cache and no network.
     let cache = tempfile::tempdir().unwrap();
@@ -109,7 +99,7 @@ fn bundle_rm_load_check_without_network() {
     load.arg(&file).env("TORCHENV_CACHE", cache.path());
     let loaded = offline(&load).output().unwrap();
     assert!(loaded.status.success(), "load: {}", text(&loaded));
-    assert_eq!(inspect_id(&manifest.tag).as_deref(), Some(id.as_str()));
+    assert_eq!(image_id(&manifest.tag).as_deref(), Some(id.as_str()));
 
     let mut check = xtask(&["check", "--device", "cpu"]);
     check.env("TORCHENV_CACHE", cache.path());
@@ -153,7 +143,7 @@ fn bundles_that_are_not_what_they_claim_are_refused_and_leave_no_tag() {
         .map(|(k, v)| format!("LABEL {k}={}", serde_json::to_string(v).unwrap()))
         .collect();
     let tiny = TinyImage::new(tag.clone(), &[], &changes);
-    let tiny_id = inspect_id(&tiny.tag).unwrap();
+    let tiny_id = image_id(&tiny.tag).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let honest = Manifest {
         format: 1,
@@ -182,25 +172,25 @@ fn bundles_that_are_not_what_they_claim_are_refused_and_leave_no_tag() {
     let f3 = dir.path().join("content.bundle");
     fake_bundle(&f3, &honest, &tiny.tag);
     drop(tiny);
-    assert_eq!(inspect_id(&tag), None);
+    assert_eq!(image_id(&tag), None);
 
     let o = load(&f1);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = said(&o);
     assert!(err.contains("label dev.torchenv.torch is `2.7.0`"), "{err}");
-    assert_eq!(inspect_id(&tag), None);
+    assert_eq!(image_id(&tag), None);
 
     let o = load(&f2);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(said(&o).contains("the archive tags"), "{}", said(&o));
-    assert_eq!(inspect_id(&tag), None);
-    assert_eq!(inspect_id(&renamed.tag), None);
+    assert_eq!(image_id(&tag), None);
+    assert_eq!(image_id(&renamed.tag), None);
 
     let o = load(&f3);
     assert!(!o.status.success(), "{}", text(&o));
     let err = said(&o);
     assert!(err.contains("RootFS.Layers"), "{err}");
-    assert_eq!(inspect_id(&tag), None, "the refused image is untagged");
+    assert_eq!(image_id(&tag), None, "the refused image is untagged");
 
     // Not a bundle at all.
     let f4 = dir.path().join("junk.bundle");
@@ -217,25 +207,9 @@ fn bundles_that_are_not_what_they_claim_are_refused_and_leave_no_tag() {
 #[test]
 fn a_full_disk_while_writing_a_bundle_is_a_clear_error_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
     // 64 MiB: room for the manifest and weights, not for the image.
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(
-        mounted.success(),
-        "mount tmpfs needs root (CI runs as root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.clone());
+    let tmpfs = Tmpfs::mount(&dir.path().join("small"), "64m");
+    let small = tmpfs.path.clone();
     let out = small.join("env.bundle");
     let o = xtask(&["bundle", "--out"]).arg(&out).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

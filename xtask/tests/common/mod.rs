@@ -156,3 +156,45 @@ pub fn artifacts(name: &str) -> PathBuf {
         .join("test-artifacts")
         .join(name)
 }
+
+/// The id of the image `tag` on the Docker engine (the docker CLI), if it
+/// has one.
+pub fn image_id(tag: &str) -> Option<String> {
+    let o = Command::new("docker")
+        .args(["image", "inspect", "-f", "{{.Id}}", tag])
+        .output()
+        .expect("the docker CLI");
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// A tmpfs of `size` (mount's `size=`) mounted on the new folder `path`,
+/// for full-disk tests; unmounted on drop. Needs root (CI runs as root).
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(
+            mounted.success(),
+            "mount tmpfs needs root (CI runs as root)"
+        );
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
