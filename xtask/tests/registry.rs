@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::tiny_image::TinyImage;
-use common::{image_id, repo, text, var};
+use common::{image_id, repo, said, text, var};
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
@@ -91,15 +91,6 @@ fn xtask(args: &[&str]) -> Command {
         .env_remove("TORCHENV_HOST_HARNESS")
         .stdin(Stdio::null());
     cmd
-}
-
-/// Standard error as one line (the report wraps long messages).
-fn said(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr)
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn default_env() -> (xtask::spec::Spec, xtask::lock::Lock, xtask::spec::Env) {

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use common::bundle::fake_bundle;
 use common::tiny_image::TinyImage;
-use common::{image_id, repo, text, Tmpfs};
+use common::{image_id, repo, said, text, Tmpfs};
 use xtask::share::bundle::Manifest;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
@@ -119,15 +119,6 @@ fn bundle_rm_load_check_without_network() {
 
 fn load(file: &Path) -> Output {
     xtask(&["load"]).arg(file).output().unwrap()
-}
-
-/// Standard error as one line (the report wraps long messages).
-fn said(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr)
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[test]

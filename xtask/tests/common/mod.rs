@@ -198,3 +198,13 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.path).status();
     }
 }
+
+/// Standard error as one line: miette wraps long messages anywhere and
+/// frames them with `│`.
+pub fn said(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
