@@ -162,7 +162,7 @@ fn hardening_errors_exit_2_with_location() {
 /// The version matrix: every torch torchenv knows a harness for resolves
 /// on PyPI for its Python (bookworm's 3.11, and 2.6.0 for bullseye's 3.9
 /// within glibc 2.31), with CUDA and cuDNN read from the wheels it
-/// resolved to; nothing is downloaded or written (`lock --dry-run`).
+/// resolved to; nothing is written (`lock --dry-run`).
 /// torch 2.8.0 is refused by the spec, saying why no harness links it.
 #[test]
 fn lock_dry_run_resolves_the_version_matrix() {

@@ -113,8 +113,21 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
 /// the lock would say of each (wheel count, CUDA and cuDNN from the
 /// wheels), checked against the spec's `cuda:`; writes nothing.
 pub fn dry_run(spec: &Spec, env: Option<&str>, all: bool) -> Result<()> {
-    for env in spec.select(env, all)? {
-        let locked = resolve_env(env, inputs_hash(env), String::new())?;
+    let envs = spec.select(env, all)?;
+    // One pip per environment, side by side: resolving is waiting on the
+    // index.
+    let resolved: Vec<Result<LockedEnv>> = std::thread::scope(|scope| {
+        let running: Vec<_> = envs
+            .iter()
+            .map(|env| scope.spawn(move || resolve_env(env, inputs_hash(env), String::new())))
+            .collect();
+        running
+            .into_iter()
+            .map(|r| r.join().expect("a resolving thread panicked"))
+            .collect()
+    });
+    for (env, locked) in envs.iter().zip(resolved) {
+        let locked = locked?;
         check_cuda(spec, env, &locked)?;
         let (major, minor) = target(env).glibc;
         println!(

@@ -18,9 +18,10 @@ pub struct Lock {
     /// Resolve again even when the spec did not change (newer wheels).
     #[arg(long)]
     upgrade: bool,
-    /// Only resolve the wheels (pip reads their metadata, downloads none)
-    /// and print each environment's CUDA and cuDNN, as the wheels say;
-    /// bootstraps no base and writes nothing.
+    /// Only resolve the wheels and print each environment's CUDA and
+    /// cuDNN, as the wheels say; bootstraps no base and writes nothing
+    /// (pip fetches what resolving needs into its own cache: the wheels'
+    /// metadata where the index serves it apart, else the wheels).
     #[arg(long)]
     dry_run: bool,
 }
