@@ -62,6 +62,15 @@ pub const KEEP_ID: &str = "keep-id";
 pub const CDI_SPEC_DIRS: &[&str] = &["/etc/cdi", "/var/run/cdi"];
 
 impl Engine {
+    /// `/version` names Podman among its components.
+    pub fn is_podman(version: &SystemVersion) -> bool {
+        version
+            .components
+            .iter()
+            .flatten()
+            .any(|c| c.name.to_ascii_lowercase().contains("podman"))
+    }
+
     /// What `/version` and `/info` say; `socket_owner`: the uid owning the
     /// engine's unix socket, when it is one.
     pub fn identify(
@@ -69,11 +78,12 @@ impl Engine {
         info: &SystemInfo,
         socket_owner: Option<u32>,
     ) -> Engine {
-        let components = version.components.iter().flatten();
-        let podman = components
-            .clone()
+        let podman = version
+            .components
+            .iter()
+            .flatten()
             .find(|c| c.name.to_ascii_lowercase().contains("podman"));
-        let kind = if podman.is_some() {
+        let kind = if Engine::is_podman(version) {
             EngineKind::Podman
         } else {
             EngineKind::Docker

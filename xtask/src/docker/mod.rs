@@ -216,10 +216,19 @@ impl Docker {
         if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
             return Docker::connect_to(host).await;
         }
+        // A socket this user may not open (Docker's, for someone outside
+        // the docker group) is someone else's engine: its error is said
+        // only when no other socket was there to try.
         let mut first_error = None;
+        let mut denied = None;
         for sock in local_sockets() {
-            if !std::path::Path::new(&sock).exists() {
-                continue;
+            match std::os::unix::net::UnixStream::connect(&sock) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    denied.get_or_insert(sock);
+                    continue;
+                }
+                Err(_) if !std::path::Path::new(&sock).exists() => continue,
+                _ => {}
             }
             match Docker::connect_to(format!("unix://{sock}")).await {
                 Ok(d) => return Ok(d),
@@ -228,9 +237,10 @@ impl Docker {
                 }
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Docker::connect_to("unix:///var/run/docker.sock".into()).await,
+        match (first_error, denied) {
+            (Some(e), _) => Err(e),
+            (None, Some(sock)) => Docker::connect_to(format!("unix://{sock}")).await,
+            (None, None) => Docker::connect_to("unix:///var/run/docker.sock".into()).await,
         }
     }
 
@@ -246,14 +256,21 @@ impl Docker {
             std::fs::metadata(path).ok().map(|m| m.uid())
         });
         let request_timeout = api.timeout();
+        // Version negotiation is the engine's first answer; `/info` only
+        // for Docker (whose rootless mode says so there): Podman's is slow,
+        // computing its storage's use, and its socket's owner tells.
         let handshake = async {
             let api = api
                 .with_timeout(HANDSHAKE_TIMEOUT)
                 .negotiate_version()
                 .await?;
-            api.ping().await?;
-            let engine =
-                engine::Engine::identify(&api.version().await?, &api.info().await?, socket_owner);
+            let version = api.version().await?;
+            let info = if engine::Engine::is_podman(&version) {
+                Default::default()
+            } else {
+                api.info().await?
+            };
+            let engine = engine::Engine::identify(&version, &info, socket_owner);
             Ok((api, engine))
         };
         let (api, engine) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
