@@ -165,6 +165,7 @@ async fn the_venv_layer_is_the_same_bytes_every_time() {
             tag: &tag,
             base_image: &base,
             wheels: &wheels,
+            cuda_toolkit: &[],
             wheel_paths: &paths,
             uv: &uv,
             script: &script,

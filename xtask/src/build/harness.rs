@@ -83,7 +83,7 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     }
     check_host_python(&locked.python)?;
     let progress = Progress::new();
-    let files = wheels::fetch(&locked.wheels, &locked.python, &progress)?;
+    let files = wheels::fetch(&locked.harness_wheels(), &locked.python, &progress)?;
     let uv = super::uv::ensure(&progress)?;
     eprintln!(
         "harness: installing {} wheels into {}",
@@ -130,8 +130,10 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     Ok(venv)
 }
 
+/// The host venv's wheel set: [`LockedEnv::harness_wheels`].
 fn wheel_set_hash(locked: &LockedEnv) -> String {
-    let joined: Vec<&str> = locked.wheels.iter().map(|w| w.sha256.as_str()).collect();
+    let wheels = locked.harness_wheels();
+    let joined: Vec<&str> = wheels.iter().map(|w| w.sha256.as_str()).collect();
     cache::sha256_bytes(joined.join("\n").as_bytes())
 }
 

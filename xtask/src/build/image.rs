@@ -60,6 +60,9 @@ pub const LABEL_INPUTS: &str = "dev.torchenv.inputs";
 pub const LABEL_SPEC: &str = "dev.torchenv.spec";
 pub const LABEL_LOCK_SHA256: &str = "dev.torchenv.lock-sha256";
 pub const LABEL_TORCH: &str = "dev.torchenv.torch";
+pub const LABEL_TORCHVISION: &str = "dev.torchenv.torchvision";
+/// Only on images of environments with torchaudio.
+pub const LABEL_TORCHAUDIO: &str = "dev.torchenv.torchaudio";
 pub const LABEL_CUDA: &str = "dev.torchenv.cuda";
 pub const LABEL_CUDNN: &str = "dev.torchenv.cudnn";
 pub const LABEL_HARNESS: &str = "dev.torchenv.harness";
@@ -72,8 +75,8 @@ pub const HARNESS_ABSENT: &str = "absent";
 
 /// Version of the way images are made from their inputs; bump it to
 /// rebuild every final image (3: history lines name stages by hash; 4: the
-/// harness-sources label).
-const TAG_SCHEME: u32 = 4;
+/// harness-sources label; 5: torchvision and torchaudio labels).
+const TAG_SCHEME: u32 = 5;
 
 /// An environment image in the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +99,11 @@ pub struct ImageSpec<'a> {
     pub name: &'a str,
     pub torch: &'a str,
     pub torchvision: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub torchaudio: Option<&'a str>,
     pub cuda: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cuda_toolkit: bool,
     pub python: &'a str,
     pub base: &'a Base,
     pub pip: &'a [String],
@@ -109,7 +116,9 @@ impl<'a> ImageSpec<'a> {
             name: &env.name,
             torch: &env.torch,
             torchvision: &env.torchvision,
+            torchaudio: env.torchaudio.as_deref(),
             cuda: env.cuda.as_deref(),
+            cuda_toolkit: env.cuda_toolkit,
             python: &env.python,
             base: &env.base,
             pip: &env.pip,
@@ -225,13 +234,14 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
     let inputs = cache::sha256_bytes(inputs_doc.to_string().as_bytes());
     let tag = format!("torchenv/{}:{}", env.name, &inputs[..16]);
 
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
         (LABEL_ENV.to_string(), env.name.clone()),
         (LABEL_INPUTS.to_string(), inputs.clone()),
         (LABEL_SPEC.to_string(), spec_json),
         (LABEL_LOCK_SHA256.to_string(), lock_sha),
         (LABEL_TORCH.to_string(), locked.torch.clone()),
+        (LABEL_TORCHVISION.to_string(), locked.torchvision.clone()),
         (LABEL_CUDA.to_string(), locked.cuda.clone()),
         (LABEL_CUDNN.to_string(), locked.cudnn.clone()),
         (LABEL_HARNESS.to_string(), harness_sha),
@@ -239,6 +249,9 @@ pub fn plan(spec: &Spec, lock: &Lock, env: &Env, harness: Option<&Path>) -> Resu
         (LABEL_BASE.to_string(), base_image.clone()),
         (LABEL_VENV.to_string(), venv_tag.clone()),
     ]);
+    if let Some(torchaudio) = &locked.torchaudio {
+        labels.insert(LABEL_TORCHAUDIO.to_string(), torchaudio.clone());
+    }
     Ok(Plan {
         env: env.name.clone(),
         tag,
@@ -265,7 +278,7 @@ fn venv_hash(
 ) -> String {
     let mut wheels: Vec<&str> = locked.wheels.iter().map(|w| w.sha256.as_str()).collect();
     wheels.sort();
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "scheme": TAG_SCHEME,
         "base": base,
         "python": locked.python,
@@ -274,6 +287,10 @@ fn venv_hash(
         "script": script,
         "epoch": epoch,
     });
+    // The script makes CUDA_HOME only for a toolkit (told which wheels).
+    if !locked.cuda_toolkit.is_empty() {
+        doc["cuda_toolkit"] = serde_json::json!(locked.cuda_toolkit);
+    }
     cache::sha256_bytes(doc.to_string().as_bytes())
 }
 
@@ -448,6 +465,7 @@ pub async fn build_venv_stage(docker: &Docker, plan: &Plan, progress: &Progress)
         tag: &plan.venv_tag,
         base_image: &plan.base_image,
         wheels: &plan.locked.wheels,
+        cuda_toolkit: &plan.locked.cuda_toolkit,
         wheel_paths: &wheel_paths,
         uv: &uv,
         script: &script,
@@ -564,6 +582,9 @@ pub fn runtime_config(plan: &Plan, base_env: &[String]) -> serde_json::Value {
         format!("TORCHENV_CUDA_VERSION={}", locked.cuda),
         format!("TORCHENV_CUDNN_VERSION={}", locked.cudnn),
     ]);
+    if !locked.cuda_toolkit.is_empty() {
+        env.push(format!("CUDA_HOME={}", venv_layer::CUDA_HOME));
+    }
     serde_json::json!({
         "Env": env,
         "Entrypoint": ["/usr/bin/tini", "--", "/usr/local/bin/torchenv-entrypoint"],

@@ -60,10 +60,7 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
             check_cuda(spec, env, &lock.environments[&env.name])?;
             continue;
         }
-        eprintln!(
-            "{}: resolving torch {} + torchvision {}",
-            env.name, env.torch, env.torchvision
-        );
+        eprintln!("{}: resolving {}", env.name, env.packages());
         let locked_base = lock_base(env, &lock, opts.upgrade)?;
         let base_key = match &locked_base {
             Some(b) => {
@@ -79,11 +76,12 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
         let locked = resolve_env(env, inputs, base_key)?;
         check_cuda(spec, env, &locked)?;
         eprintln!(
-            "{}: {} wheels, CUDA {}, cuDNN {}",
+            "{}: {} wheels, CUDA {}, cuDNN {}{}",
             env.name,
             locked.wheels.len(),
             locked.cuda,
-            locked.cudnn
+            locked.cudnn,
+            toolkit_note(&locked)
         );
         lock.environments.insert(env.name.clone(), locked);
     }
@@ -131,17 +129,31 @@ pub fn dry_run(spec: &Spec, env: Option<&str>, all: bool) -> Result<()> {
         check_cuda(spec, env, &locked)?;
         let (major, minor) = target(env).glibc;
         println!(
-            "{}: torch {} + torchvision {} for python {} (manylinux_{major}_{minor}): {} wheels, CUDA {}, cuDNN {}",
+            "{}: {} for python {} (manylinux_{major}_{minor}): {} wheels, CUDA {}, cuDNN {}{}",
             env.name,
-            locked.torch,
-            locked.torchvision,
+            env.packages(),
             locked.python,
             locked.wheels.len(),
             locked.cuda,
-            locked.cudnn
+            locked.cudnn,
+            toolkit_note(&locked)
         );
     }
     Ok(())
+}
+
+/// ", CUDA toolkit: nvidia-cuda-nvcc 13.0.88, …" for an entry with one.
+fn toolkit_note(locked: &LockedEnv) -> String {
+    if locked.cuda_toolkit.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = locked
+        .wheels
+        .iter()
+        .filter(|w| locked.cuda_toolkit.contains(&w.name))
+        .map(|w| format!("{} {}", w.name, w.version))
+        .collect();
+    format!(", CUDA toolkit: {}", names.join(", "))
 }
 
 fn lock_base(env: &Env, lock: &Lock, upgrade: bool) -> Result<Option<LockedBase>> {
@@ -197,35 +209,128 @@ fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
         format!("torch=={}", env.torch),
         format!("torchvision=={}", env.torchvision),
     ];
+    requirements.extend(env.torchaudio.iter().map(|v| format!("torchaudio=={v}")));
     requirements.extend(env.pip.iter().cloned());
     let report = pip::resolve(target(env), &requirements, scratch.path())?;
-    let wheels = wheels_from_report(&report)?;
-    let cuda = find(&wheels, "nvidia-cuda-runtime").ok_or_else(|| BuildError::Failed {
-        message: format!(
-            "`{}`: torch {} resolved without a CUDA runtime wheel (nvidia-cuda-runtime*)",
-            env.name, env.torch
-        ),
-        help: Some(
-            "torchenv images need a CUDA build of torch; PyPI's Linux torch wheels are CUDA builds"
-                .into(),
-        ),
-    })?;
-    let cudnn = find(&wheels, "nvidia-cudnn").ok_or_else(|| {
+    let mut wheels = wheels_from_report(&report)?;
+    let cuda = find(&wheels, "nvidia-cuda-runtime")
+        .cloned()
+        .ok_or_else(|| BuildError::Failed {
+            message: format!(
+                "`{}`: torch {} resolved without a CUDA runtime wheel (nvidia-cuda-runtime*)",
+                env.name, env.torch
+            ),
+            help: Some(
+                "torchenv images need a CUDA build of torch; PyPI's Linux torch wheels are CUDA builds"
+                    .into(),
+            ),
+        })?;
+    let cudnn = find(&wheels, "nvidia-cudnn").cloned().ok_or_else(|| {
         BuildError::failed(format!(
             "`{}`: torch {} resolved without a cuDNN wheel (nvidia-cudnn*)",
             env.name, env.torch
         ))
     })?;
+    let mut toolkit = Vec::new();
+    if env.cuda_toolkit {
+        (wheels, toolkit) = resolve_toolkit(env, &requirements, wheels, &cuda, scratch.path())?;
+    }
     Ok(LockedEnv {
         inputs,
         base,
         python: env.python.clone(),
         torch: env.torch.clone(),
         torchvision: env.torchvision.clone(),
+        torchaudio: env.torchaudio.clone(),
         cuda: version_prefix(&cuda.version, 2),
         cudnn: version_prefix(&cudnn.version, 3),
+        cuda_toolkit: toolkit,
         wheels,
     })
+}
+
+/// `cuda_toolkit: true`: resolves again with NVIDIA's nvcc and CCCL wheels
+/// of the CUDA the first resolve gave (`nvidia-cuda-runtime[-cuNN]` X.Y →
+/// `nvidia-cuda-nvcc[-cuNN]==X.Y.*`) and `ninja`, and returns the wheels
+/// with the names the toolkit added. What nvcc pulls in unpinned (CUDA 13's
+/// `nvidia-nvvm`, `nvidia-cuda-crt`) is pinned to X.Y too, resolving once
+/// more. The nvcc wheel must hold `bin/nvcc`: it is fetched (into the
+/// wheel cache) and its file list read.
+fn resolve_toolkit(
+    env: &Env,
+    requirements: &[String],
+    without: Vec<LockedWheel>,
+    runtime: &LockedWheel,
+    scratch: &Path,
+) -> Result<(Vec<LockedWheel>, Vec<String>)> {
+    let cuda = version_prefix(&runtime.version, 2);
+    let nvcc = runtime
+        .name
+        .replace("nvidia-cuda-runtime", "nvidia-cuda-nvcc");
+    let cccl = runtime
+        .name
+        .replace("nvidia-cuda-runtime", "nvidia-cuda-cccl");
+    let mut more = requirements.to_vec();
+    more.extend([
+        format!("{nvcc}=={cuda}.*"),
+        format!("{cccl}=={cuda}.*"),
+        "ninja".to_string(),
+    ]);
+    let of_cuda = |w: &LockedWheel| w.version.starts_with(&format!("{cuda}."));
+    let mut wheels = wheels_from_report(&pip::resolve(target(env), &more, scratch)?)?;
+    let strays: Vec<String> = wheels
+        .iter()
+        .filter(|w| w.name.starts_with("nvidia-") && !without.contains(w) && !of_cuda(w))
+        .map(|w| format!("{}=={cuda}.*", w.name))
+        .collect();
+    if !strays.is_empty() {
+        more.extend(strays);
+        wheels = wheels_from_report(&pip::resolve(target(env), &more, scratch)?)?;
+    }
+    for w in &without {
+        if !wheels.contains(w) {
+            return Err(BuildError::failed(format!(
+                "`{}`: adding the CUDA {cuda} toolkit ({nvcc}, {cccl}) changed {} {} in the resolve",
+                env.name, w.name, w.version
+            )));
+        }
+    }
+    let added: Vec<String> = wheels
+        .iter()
+        .filter(|w| !without.contains(w))
+        .map(|w| w.name.clone())
+        .collect();
+    let nvcc_wheel = wheels
+        .iter()
+        .find(|w| w.name == nvcc)
+        .expect("pip resolved the requirement");
+    let progress = Progress::new();
+    let path = wheels::fetch(std::slice::from_ref(nvcc_wheel), &env.python, &progress)?
+        .pop()
+        .expect("one wheel fetched");
+    if !wheel_has_nvcc(&path)? {
+        return Err(BuildError::Failed {
+            message: format!(
+                "`{}`: cuda_toolkit: {} {} (CUDA {cuda}, torch {}'s) has no nvcc: the wheel holds only ptxas",
+                env.name, nvcc_wheel.name, nvcc_wheel.version, env.torch
+            ),
+            help: Some(
+                "NVIDIA's PyPI wheels carry nvcc from CUDA 13 on (nvidia-cuda-nvcc); choose a torch whose wheels are built for CUDA 13 (`cargo xtask lock --dry-run` prints each one's CUDA), or drop cuda_toolkit"
+                    .into(),
+            ),
+        });
+    }
+    Ok((wheels, added))
+}
+
+/// Whether the wheel at `path` installs an `nvcc` executable (`…/bin/nvcc`).
+fn wheel_has_nvcc(path: &Path) -> Result<bool> {
+    let file =
+        std::fs::File::open(path).map_err(BuildError::io(format!("opening {}", path.display())))?;
+    let archive = zip::ZipArchive::new(file)
+        .map_err(|e| BuildError::failed(format!("{} is not a wheel (zip): {e}", path.display())))?;
+    let has = archive.file_names().any(|n| n.ends_with("/bin/nvcc"));
+    Ok(has)
 }
 
 /// The wheel whose name is `stem` or `stem-cuNN` (CUDA 12 wheels carry the

@@ -37,6 +37,11 @@ use crate::progress::Progress;
 /// The install script, in `images/`.
 pub const SCRIPT: &str = "venv.sh";
 
+/// `CUDA_HOME` of an image with `cuda_toolkit: true`, made by the script:
+/// the prefix the CUDA wheels share (nvcc, headers, `nvvm`), with a
+/// `lib64` of the runtime libraries and their unversioned names.
+pub const CUDA_HOME: &str = "/opt/venv/cuda";
+
 /// What the venv stage is made from.
 pub struct VenvStage<'a> {
     /// `torchenv/venv:<hash>`
@@ -44,6 +49,9 @@ pub struct VenvStage<'a> {
     /// The image to install with (the base), and its label value.
     pub base_image: &'a str,
     pub wheels: &'a [LockedWheel],
+    /// The toolkit's wheels by name (`cuda_toolkit: true`), else empty:
+    /// the script then makes [`CUDA_HOME`].
+    pub cuda_toolkit: &'a [String],
     /// The wheels' files in the cache, in the order of `wheels`.
     pub wheel_paths: &'a [PathBuf],
     pub uv: &'a Path,
@@ -144,6 +152,7 @@ async fn install(
             "/usr/bin/env".into(),
             format!("SOURCE_DATE_EPOCH={}", stage.epoch),
             format!("TORCHENV_OWNER={}:{}", owner.uid(), owner.gid()),
+            format!("TORCHENV_CUDA_TOOLKIT={}", stage.cuda_toolkit.join(" ")),
             "/bin/sh".into(),
             format!("/mnt/{SCRIPT}"),
         ]),

@@ -24,10 +24,11 @@ impl Run for List {
                 ""
             };
             println!(
-                "{:<28} torch {:<8} torchvision {:<8} cuda {:<6} python {} on {base}{marker}",
+                "{:<28} torch {:<8} torchvision {:<8} torchaudio {:<8} cuda {:<6} python {} on {base}{marker}",
                 env.name,
                 env.torch,
                 env.torchvision,
+                env.torchaudio.as_deref().unwrap_or("-"),
                 env.cuda.as_deref().unwrap_or("?"),
                 env.python,
             );

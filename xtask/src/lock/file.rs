@@ -55,10 +55,17 @@ pub struct LockedEnv {
     pub python: String,
     pub torch: String,
     pub torchvision: String,
+    /// Absent for an environment without torchaudio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torchaudio: Option<String>,
     /// CUDA runtime version (MAJOR.MINOR) read from the resolved wheels.
     pub cuda: String,
     /// cuDNN version (MAJOR.MINOR.PATCH) read from the resolved wheels.
     pub cudnn: String,
+    /// With `cuda_toolkit: true`: the wheels the toolkit added (nvcc and
+    /// what it needs), by name; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cuda_toolkit: Vec<String>,
     pub wheels: Vec<LockedWheel>,
 }
 
@@ -88,6 +95,16 @@ impl LockedBase {
 }
 
 impl LockedEnv {
+    /// The wheels the harness links against on the host: all but the
+    /// toolkit's (a toolkit variant of an environment shares its harness).
+    pub fn harness_wheels(&self) -> Vec<LockedWheel> {
+        self.wheels
+            .iter()
+            .filter(|w| !self.cuda_toolkit.contains(&w.name))
+            .cloned()
+            .collect()
+    }
+
     /// `cuDNN 9.1.0` as torch reports it: `torch.backends.cudnn.version()`.
     pub fn cudnn_number(&self) -> Option<u32> {
         let mut parts = self.cudnn.split('.').map(|p| p.parse::<u32>().ok());
@@ -179,10 +196,18 @@ impl Lock {
                 ("python", &e.python),
                 ("torch", &e.torch),
                 ("torchvision", &e.torchvision),
-                ("cuda", &e.cuda),
-                ("cudnn", &e.cudnn),
             ] {
                 let _ = writeln!(out, "{k} = {}", q(v));
+            }
+            if let Some(v) = &e.torchaudio {
+                let _ = writeln!(out, "torchaudio = {}", q(v));
+            }
+            for (k, v) in [("cuda", &e.cuda), ("cudnn", &e.cudnn)] {
+                let _ = writeln!(out, "{k} = {}", q(v));
+            }
+            if !e.cuda_toolkit.is_empty() {
+                let names: Vec<String> = e.cuda_toolkit.iter().map(|n| q(n)).collect();
+                let _ = writeln!(out, "cuda-toolkit = [{}]", names.join(", "));
             }
             out.push_str("wheels = [\n");
             let mut wheels = e.wheels.clone();
@@ -241,8 +266,10 @@ mod tests {
                 python: "3.11".into(),
                 torch: "2.6.0".into(),
                 torchvision: "0.21.0".into(),
+                torchaudio: Some("2.6.0".into()),
                 cuda: "12.4".into(),
                 cudnn: "9.1.0".into(),
+                cuda_toolkit: vec!["nvidia-cuda-nvcc-cu12".into(), "ninja".into()],
                 wheels: vec![LockedWheel {
                     name: "torch".into(),
                     version: "2.6.0".into(),

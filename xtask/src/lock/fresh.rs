@@ -53,7 +53,7 @@ pub fn check_cuda(spec: &Spec, env: &Env, locked: &LockedEnv) -> Result<(), Lock
 
 /// Hash of the spec fields that decide an environment's lock entry.
 pub fn inputs_hash(env: &Env) -> String {
-    let inputs = serde_json::json!({
+    let mut inputs = serde_json::json!({
         "torch": env.torch,
         "torchvision": env.torchvision,
         "python": env.python,
@@ -61,5 +61,12 @@ pub fn inputs_hash(env: &Env) -> String {
         "pip": env.pip,
         "apt": env.apt,
     });
+    // Only when set, so entries locked before torchaudio existed stay fresh.
+    if let Some(torchaudio) = &env.torchaudio {
+        inputs["torchaudio"] = torchaudio.as_str().into();
+    }
+    if env.cuda_toolkit {
+        inputs["cuda_toolkit"] = true.into();
+    }
     cache::sha256_bytes(inputs.to_string().as_bytes())[..16].to_string()
 }

@@ -31,6 +31,10 @@ pub use locate::line_col;
 /// The file name torchenv looks for in the repository root.
 pub const SPEC_FILE: &str = "environments.yaml";
 
+/// The Debian packages `cuda_toolkit: true` adds to `apt:`: nvcc's host
+/// compiler and the headers `torch.utils.cpp_extension` compiles against.
+pub const TOOLKIT_APT: [&str; 2] = ["g++", "python3-dev"];
+
 /// A spec error: what is wrong, where, and how to fix it.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("{file}:{line}:{column}: {message}")]
@@ -117,8 +121,16 @@ pub struct Env {
     pub description: String,
     pub torch: String,
     pub torchvision: String,
+    /// torchaudio's version, when the environment has it (its releases
+    /// follow torch's: 2.6.0 for torch 2.6.0).
+    pub torchaudio: Option<String>,
     /// The CUDA version the spec expects (checked against the lock).
     pub cuda: Option<String>,
+    /// nvcc, the CUDA headers and a host compiler in the image (`CUDA_HOME`
+    /// set), for building CUDA extensions: the toolkit wheels of the
+    /// resolved CUDA are locked with the rest; `apt` then holds
+    /// [`TOOLKIT_APT`].
+    pub cuda_toolkit: bool,
     pub python: String,
     pub base: Base,
     pub pip: Vec<String>,
@@ -139,6 +151,17 @@ pub struct Env {
     pub env: BTreeMap<String, String>,
     pub security: Security,
     pub harness: Harness,
+}
+
+impl Env {
+    /// "torch 2.6.0 + torchvision 0.21.0[ + torchaudio 2.6.0]", for messages.
+    pub fn packages(&self) -> String {
+        let mut s = format!("torch {} + torchvision {}", self.torch, self.torchvision);
+        if let Some(a) = &self.torchaudio {
+            s.push_str(&format!(" + torchaudio {a}"));
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]

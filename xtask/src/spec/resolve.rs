@@ -49,11 +49,20 @@ impl Ctx<'_> {
         r.check_name()?;
         let torch = r.torch()?;
         let torchvision = r.torchvision()?;
+        let torchaudio = r.torchaudio(&torch)?;
         let cuda = r.cuda()?;
         let base = r.base()?;
         let python = r.python(&base)?;
         let pip = r.pip()?;
-        let apt = r.apt()?;
+        let cuda_toolkit = pick!(r, cuda_toolkit).unwrap_or(false);
+        let mut apt = r.apt()?;
+        if cuda_toolkit {
+            for pkg in super::TOOLKIT_APT {
+                if !apt.iter().any(|p| p == pkg) {
+                    apt.push(pkg.to_string());
+                }
+            }
+        }
         let gpus = r.gpus()?;
         let host_ip = r.host_ip()?;
         let expose = r.expose(host_ip)?;
@@ -73,7 +82,9 @@ impl Ctx<'_> {
             description: pick!(r, description).unwrap_or_default(),
             torch,
             torchvision,
+            torchaudio,
             cuda,
+            cuda_toolkit,
             python,
             base,
             pip,
@@ -217,6 +228,35 @@ impl<'a> Resolver<'a> {
             ));
         }
         Ok(torchvision)
+    }
+
+    /// torchaudio is optional; its release is torch's (2.6.0 with torch
+    /// 2.6.0), so another MAJOR.MINOR cannot resolve and is refused here.
+    fn torchaudio(&self, torch: &str) -> Result<Option<String>, SpecError> {
+        let Some(torchaudio) = pick!(self, torchaudio) else {
+            return Ok(None);
+        };
+        if !is_version(&torchaudio) {
+            return Err(self.err(
+                "torchaudio",
+                format!("`{torchaudio}` is not a version"),
+                "expected e.g. 2.6.0",
+                None,
+            ));
+        }
+        let line = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+        if line(&torchaudio) != line(torch) {
+            return Err(self.err(
+                "torchaudio",
+                format!(
+                    "torchaudio {torchaudio} is released with torch {}, but this environment has torch {torch}",
+                    line(&torchaudio)
+                ),
+                "not torch's release",
+                Some(format!("torchaudio's releases follow torch's: use `torchaudio: {}`", line(torch) + ".0")),
+            ));
+        }
+        Ok(Some(torchaudio))
     }
 
     fn cuda(&self) -> Result<Option<String>, SpecError> {

@@ -149,6 +149,15 @@ fn shipped_spec_is_valid() {
         ("2.6.0", "0.21.0")
     );
     assert_eq!(default.cuda.as_deref(), Some("12.4"));
+    // Every shipped environment has torchaudio, torch's release of it.
+    for env in spec.environments.values() {
+        assert_eq!(
+            env.torchaudio.as_deref(),
+            Some(env.torch.as_str()),
+            "{}",
+            env.name
+        );
+    }
     assert_eq!(spec.env(Some("pytorch-2.11")).unwrap().torch, "2.11.0");
 }
 
@@ -230,6 +239,20 @@ fn malformed_specs() {
             GOOD.replace("torch: 2.11.0", "torch: 2.8.0"),
         ),
         ("missing torch", GOOD.replace("    torch: 2.11.0\n", "")),
+        (
+            "torchaudio of another torch",
+            GOOD.replace(
+                "    torchvision: 0.21.0\n",
+                "    torchvision: 0.21.0\n    torchaudio: 2.5.1\n",
+            ),
+        ),
+        (
+            "torchaudio not a version",
+            GOOD.replace(
+                "    torchvision: 0.26.0\n",
+                "    torchvision: 0.26.0\n    torchaudio: latest\n",
+            ),
+        ),
         ("bad cuda", GOOD.replace("cuda: \"12.4\"", "cuda: twelve")),
         (
             "missing volume source",

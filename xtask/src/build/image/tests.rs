@@ -53,8 +53,10 @@ fn fixture(spec_text: &str) -> Fixture {
             python: "3.11".into(),
             torch: "2.6.0".into(),
             torchvision: "0.21.0".into(),
+            torchaudio: None,
             cuda: "12.4".into(),
             cudnn: "9.1.0".into(),
+            cuda_toolkit: vec![],
             wheels: vec![
                 LockedWheel {
                     name: "torch".into(),
