@@ -45,7 +45,17 @@ pub fn torch_venv(torch: &str) -> PathBuf {
     root().join("pytorch").join(torch).join("venv")
 }
 
-/// Harness builds, one cargo target dir per torch version.
+/// An environment's wheels unpacked for a python the host lacks
+/// (`build::harness::TorchSource::Unpacked`).
+pub fn torch_target(torch: &str, python: &str) -> PathBuf {
+    root()
+        .join("pytorch")
+        .join(format!("{torch}-py{python}"))
+        .join("site-packages")
+}
+
+/// Harness builds, one cargo target dir per torch version (and per python
+/// when it is not the host's: `build::harness::build_key`).
 pub fn harness_dir(torch: &str) -> PathBuf {
     root().join("harness").join(torch)
 }

@@ -74,12 +74,14 @@ impl Drop for Cluster {
     }
 }
 
-/// Every environment of the repository's spec, comma-separated.
+/// Every environment of the repository's spec that `ci` runs by default,
+/// comma-separated.
 fn all_envs() -> String {
     let spec = xtask::spec::Spec::load(&repo().join(xtask::spec::SPEC_FILE)).unwrap();
     spec.environments
-        .keys()
-        .cloned()
+        .values()
+        .filter(|e| e.harness.ci)
+        .map(|e| e.name.clone())
         .collect::<Vec<_>>()
         .join(",")
 }

@@ -12,16 +12,19 @@ use common::{repo, text};
 
 const ENV: &str = "pytorch-2.11-toolkit";
 
-/// The shipped toolkit environment's image (built when missing).
+/// The shipped toolkit environment's image, with this machine's harness
+/// build when there is one (the image the gate stage checked), built when
+/// missing.
 fn toolkit_image() -> String {
     let root = repo();
     let spec = xtask::spec::Spec::load(&root.join(xtask::spec::SPEC_FILE)).unwrap();
     let lock = xtask::lock::Lock::read(&root.join(xtask::lock::LOCK_FILE)).unwrap();
     let env = spec.env(Some(ENV)).unwrap().clone();
     assert!(env.cuda_toolkit, "{ENV} has cuda_toolkit: true");
+    let harness = xtask::build::harness::up_to_date(&lock.environments[ENV]).unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let docker = xtask::docker::Docker::connect().await.unwrap();
-        xtask::build::ensure_image(&docker, &spec, &lock, &env, None)
+        xtask::build::ensure_image(&docker, &spec, &lock, &env, harness.as_deref())
             .await
             .unwrap()
             .tag

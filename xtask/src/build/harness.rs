@@ -33,8 +33,8 @@ type Result<T, E = BuildError> = std::result::Result<T, E>;
 /// Where a harness build's outputs land.
 pub struct HarnessBuild {
     pub binary: PathBuf,
-    /// The host venv with the environment's torch.
-    pub venv: PathBuf,
+    /// The environment's torch it was compiled against.
+    pub torch: TorchSource,
 }
 
 /// The repository root. Taken from `CARGO_MANIFEST_DIR` as cargo sets it
@@ -81,7 +81,19 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     if std::fs::read_to_string(&marker).is_ok_and(|have| have.trim() == want) {
         return Ok(venv);
     }
-    check_host_python(&locked.python)?;
+    let host = host_python()?;
+    if host.version != locked.python {
+        return Err(BuildError::Failed {
+            message: format!(
+                "a host venv of the image's wheels needs python {}, but `{}` is python {}",
+                locked.python, host.command, host.version
+            ),
+            help: Some(format!(
+                "install python{} and set TORCHENV_HOST_PYTHON to it",
+                locked.python
+            )),
+        });
+    }
     let progress = Progress::new();
     let files = wheels::fetch(&locked.harness_wheels(), &locked.python, &progress)?;
     let uv = super::uv::ensure(&progress)?;
@@ -94,15 +106,76 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
         std::fs::remove_dir_all(&venv)
             .map_err(BuildError::io(format!("removing stale {}", venv.display())))?;
     }
-    let python = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut cmd = Command::new(&python);
+    let mut cmd = Command::new(&host.command);
     // With pip and setuptools (ensurepip, offline): torch-sys's build script
     // imports `torch.utils.cpp_extension`, which needs setuptools.
     cmd.args(["-m", "venv"]).arg(&venv);
     pip::run(cmd, "creating the host venv")?;
-    // uv unpacks into a cache beside the venv and hard-links from it (one
-    // write of the files); the cache goes afterwards.
-    let parent = venv.parent().expect("the venv has a parent");
+    uv_install(
+        &uv,
+        &venv,
+        &files,
+        &["--python".into(), venv_python(&venv).into()],
+    )?;
+    std::fs::write(&marker, want)
+        .map_err(BuildError::io(format!("writing {}", marker.display())))?;
+    Ok(venv)
+}
+
+/// The environment's wheels unpacked for its own python (`uv pip install
+/// --target --python-version`), for a python the host lacks: the folder
+/// holds `torch/` (headers, libtorch) beside `nvidia/` as an image's
+/// site-packages does, and no interpreter.
+fn ensure_torch_target(locked: &LockedEnv) -> Result<PathBuf> {
+    let dir = cache::torch_target(&locked.torch, &locked.python);
+    let marker = dir.join(VENV_MARKER);
+    let want = wheel_set_hash(locked);
+    if std::fs::read_to_string(&marker).is_ok_and(|have| have.trim() == want) {
+        return Ok(dir);
+    }
+    let progress = Progress::new();
+    let files = wheels::fetch(&locked.harness_wheels(), &locked.python, &progress)?;
+    let uv = super::uv::ensure(&progress)?;
+    eprintln!(
+        "harness: unpacking {} wheels for python {} into {}",
+        files.len(),
+        locked.python,
+        dir.display()
+    );
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(BuildError::io(format!("removing stale {}", dir.display())))?;
+    }
+    uv_install(
+        &uv,
+        &dir,
+        &files,
+        &[
+            "--target".into(),
+            dir.clone().into(),
+            "--python-version".into(),
+            locked.python.clone().into(),
+            "--python-platform".into(),
+            "x86_64-manylinux_2_28".into(),
+        ],
+    )?;
+    std::fs::write(&marker, want)
+        .map_err(BuildError::io(format!("writing {}", marker.display())))?;
+    Ok(dir)
+}
+
+/// `uv pip install` of wheel `files` (offline, no deps), where `target`
+/// says: hard links from a uv cache beside `dest`, removed afterwards
+/// (one write of the files).
+fn uv_install(
+    uv: &Path,
+    dest: &Path,
+    files: &[PathBuf],
+    target: &[std::ffi::OsString],
+) -> Result<()> {
+    let parent = dest.parent().expect("the destination has a parent");
+    std::fs::create_dir_all(parent)
+        .map_err(BuildError::io(format!("creating {}", parent.display())))?;
     let uv_cache = tempfile::Builder::new()
         .prefix(".uv-cache-")
         .tempdir_in(parent)
@@ -119,15 +192,107 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
         "--no-index",
         "--no-deps",
     ])
-    .args(["--link-mode", "hardlink", "--quiet", "--python"])
-    .arg(venv_python(&venv))
+    .args(["--link-mode", "hardlink", "--quiet"])
+    .args(target)
     .env("UV_CACHE_DIR", uv_cache.path())
     .env("UV_PYTHON_DOWNLOADS", "never")
-    .args(&files);
-    pip::run(cmd, "installing the locked wheels into the host venv")?;
-    std::fs::write(&marker, want)
-        .map_err(BuildError::io(format!("writing {}", marker.display())))?;
-    Ok(venv)
+    .args(files);
+    pip::run(cmd, "installing the locked wheels on the host")?;
+    Ok(())
+}
+
+/// Where a harness build takes libtorch from.
+#[derive(Debug, Clone)]
+pub enum TorchSource {
+    /// The host venv ([`ensure_torch_venv`]): the environment's python is
+    /// the host's. torch-sys asks its python where libtorch is; the
+    /// harness's Python reference tests run in it.
+    Venv(PathBuf),
+    /// The wheels unpacked for a python the host lacks (bullseye's 3.9,
+    /// trixie's 3.13): libtorch is one C++ library whatever python its
+    /// wheel is for, so torch-sys gets its folder (`LIBTORCH`).
+    Unpacked(PathBuf),
+}
+
+impl TorchSource {
+    /// The folder holding `torch/lib`.
+    pub fn torch_lib(&self, python: &str) -> PathBuf {
+        match self {
+            TorchSource::Venv(venv) => venv_torch_lib(venv, python),
+            TorchSource::Unpacked(dir) => dir.join("torch").join("lib"),
+        }
+    }
+
+    /// The host venv's python; an unpacked source has none.
+    pub fn python(&self) -> Result<PathBuf> {
+        match self {
+            TorchSource::Venv(venv) => Ok(venv_python(venv)),
+            TorchSource::Unpacked(dir) => Err(BuildError::failed(format!(
+                "{} holds the environment's torch for a python this host lacks; this needs the host python to be the environment's",
+                dir.display()
+            ))),
+        }
+    }
+}
+
+/// The python the host runs (`TORCHENV_HOST_PYTHON`, else `python3`).
+struct HostPython {
+    command: String,
+    version: String,
+}
+
+fn host_python() -> Result<HostPython> {
+    let command = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&command)
+        .args([
+            "-c",
+            "import sys;print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+        ])
+        .output()
+        .map_err(BuildError::io(format!("running {command}")))?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(HostPython { command, version })
+}
+
+/// The cache key of `locked`'s harness build: its torch version, with
+/// `-py<python>` when the host's python is another one (the build then
+/// compiles against [`TorchSource::Unpacked`]).
+pub fn build_key(locked: &LockedEnv) -> String {
+    match host_python() {
+        Ok(host) if host.version != locked.python => {
+            format!("{}-py{}", locked.torch, locked.python)
+        }
+        _ => locked.torch.clone(),
+    }
+}
+
+/// The torch a harness build of `locked` compiles against (made when
+/// missing or stale).
+fn ensure_torch(locked: &LockedEnv) -> Result<TorchSource> {
+    if build_key(locked) == locked.torch {
+        Ok(TorchSource::Venv(ensure_torch_venv(locked)?))
+    } else {
+        Ok(TorchSource::Unpacked(ensure_torch_target(locked)?))
+    }
+}
+
+/// torch's C++ ABI flag as its CMake config says
+/// (`-D_GLIBCXX_USE_CXX11_ABI=N`), for torch-sys without a python.
+fn cxx11_abi(torch_dir: &Path) -> Result<String> {
+    let config = torch_dir.join("share/cmake/Torch/TorchConfig.cmake");
+    let text = std::fs::read_to_string(&config)
+        .map_err(BuildError::io(format!("reading {}", config.display())))?;
+    text.split("_GLIBCXX_USE_CXX11_ABI=")
+        .nth(1)
+        .and_then(|rest| rest.chars().next())
+        .filter(|c| *c == '0' || *c == '1')
+        .map(String::from)
+        .ok_or_else(|| {
+            BuildError::failed(format!(
+                "{} does not say torch's _GLIBCXX_USE_CXX11_ABI",
+                config.display()
+            ))
+        })
 }
 
 /// The host venv's wheel set: [`LockedEnv::harness_wheels`].
@@ -135,26 +300,6 @@ fn wheel_set_hash(locked: &LockedEnv) -> String {
     let wheels = locked.harness_wheels();
     let joined: Vec<&str> = wheels.iter().map(|w| w.sha256.as_str()).collect();
     cache::sha256_bytes(joined.join("\n").as_bytes())
-}
-
-/// The host's python must be the image's MAJOR.MINOR to install its wheels.
-fn check_host_python(python: &str) -> Result<()> {
-    let host = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(&host)
-        .args([
-            "-c",
-            "import sys;print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
-        ])
-        .output()
-        .map_err(BuildError::io(format!("running {host}")))?;
-    let have = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if have != python {
-        return Err(BuildError::Failed {
-            message: format!("the harness is built against the image's wheels for python {python}, but `{host}` is python {have}"),
-            help: Some(format!("install python{python} and set TORCHENV_HOST_PYTHON to it")),
-        });
-    }
-    Ok(())
 }
 
 /// The lockfile that pins the tch release for `torch`.
@@ -180,30 +325,44 @@ pub fn cargo_lock_for(torch: &str) -> Result<PathBuf> {
 /// venv's torch to compile against, the rpath (the host venv relative to
 /// the binary, then the image's), the per-torch target dir, and the
 /// path-independence flags of [`harness_src`].
-fn cargo_env(cmd: &mut Command, locked: &LockedEnv, venv: &Path) {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![venv.join("bin")];
-    paths.extend(std::env::split_paths(&path));
-    let dir = cache::harness_dir(&locked.torch);
-    let mut rpath = harness_src::host_rpath(&dir, &venv_torch_lib(venv, &locked.python));
+fn cargo_env(cmd: &mut Command, locked: &LockedEnv, torch: &TorchSource) -> Result<()> {
+    let dir = cache::harness_dir(&build_key(locked));
+    let mut rpath = harness_src::host_rpath(&dir, &torch.torch_lib(&locked.python));
     rpath.push(image_torch_lib(&locked.python));
-    cmd.env(
-        "PATH",
-        std::env::join_paths(paths).expect("PATH entries are valid"),
-    )
-    .env("LIBTORCH_USE_PYTORCH", "1")
-    .env("PYTHON_SYS_EXECUTABLE", venv_python(venv))
-    .env("TORCHENV_HARNESS_RPATH", rpath.join(":"))
-    .env("CARGO_TARGET_DIR", dir.join("target"))
-    .env("CARGO_ENCODED_RUSTFLAGS", harness_src::encoded_rustflags())
-    .env("CFLAGS", harness_src::c_flags(std::env::var_os("CFLAGS")))
-    .env(
-        "CXXFLAGS",
-        harness_src::c_flags(std::env::var_os("CXXFLAGS")),
-    )
-    .env_remove("RUSTFLAGS")
-    .env_remove("LIBTORCH")
-    .env_remove("CARGO_MANIFEST_DIR");
+    match torch {
+        TorchSource::Venv(venv) => {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![venv.join("bin")];
+            paths.extend(std::env::split_paths(&path));
+            cmd.env(
+                "PATH",
+                std::env::join_paths(paths).expect("PATH entries are valid"),
+            )
+            .env("LIBTORCH_USE_PYTORCH", "1")
+            .env("PYTHON_SYS_EXECUTABLE", venv_python(venv))
+            .env_remove("LIBTORCH")
+            .env_remove("LIBTORCH_CXX11_ABI");
+        }
+        TorchSource::Unpacked(unpacked) => {
+            let torch_dir = unpacked.join("torch");
+            cmd.env("LIBTORCH", &torch_dir)
+                .env("LIBTORCH_CXX11_ABI", cxx11_abi(&torch_dir)?)
+                .env_remove("LIBTORCH_USE_PYTORCH");
+        }
+    }
+    cmd.env("TORCHENV_HARNESS_RPATH", rpath.join(":"))
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env("CARGO_ENCODED_RUSTFLAGS", harness_src::encoded_rustflags())
+        .env("CFLAGS", harness_src::c_flags(std::env::var_os("CFLAGS")))
+        .env(
+            "CXXFLAGS",
+            harness_src::c_flags(std::env::var_os("CXXFLAGS")),
+        )
+        .env_remove("RUSTFLAGS")
+        .env_remove("LIBTORCH_INCLUDE")
+        .env_remove("LIBTORCH_LIB")
+        .env_remove("CARGO_MANIFEST_DIR");
+    Ok(())
 }
 
 /// Exclusive use of the harness sources copy and target dirs: a checkout
@@ -233,7 +392,7 @@ impl CrateLock {
 /// ready, the torch version's lockfile in place, the build environment set.
 struct HarnessCargo {
     cmd: Command,
-    venv: PathBuf,
+    torch: TorchSource,
     _crate: CrateLock,
 }
 
@@ -245,18 +404,18 @@ impl HarnessCargo {
             &Progress::new(),
         )?;
         let crate_lock = CrateLock::acquire()?;
-        let venv = ensure_torch_venv(locked)?;
-        let src = harness_src::copy_root(&locked.torch);
+        let torch = ensure_torch(locked)?;
+        let src = harness_src::copy_root(&build_key(locked));
         harness_src::sync(&repo_root(), &src)?;
         select_lockfile(locked, &src)?;
         let mut cmd = cargo();
         cmd.args(subcommand)
             .args(["--release", "--locked", "--manifest-path"])
             .arg(src.join("Cargo.toml"));
-        cargo_env(&mut cmd, locked, &venv);
+        cargo_env(&mut cmd, locked, &torch)?;
         Ok(HarnessCargo {
             cmd,
-            venv,
+            torch,
             _crate: crate_lock,
         })
     }
@@ -279,20 +438,25 @@ fn select_lockfile(locked: &LockedEnv, crate_copy: &Path) -> Result<()> {
 /// wheel set); when it matches, the binary is returned without running
 /// cargo, so `up` on a warm machine does not pay for a cargo start.
 pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
-    let binary = binary_path(&locked.torch);
+    let key = build_key(locked);
+    let binary = binary_path(&key);
     if up_to_date(locked)?.is_some() {
-        let venv = cache::torch_venv(&locked.torch);
-        return Ok(HarnessBuild { binary, venv });
+        let torch = if key == locked.torch {
+            TorchSource::Venv(cache::torch_venv(&locked.torch))
+        } else {
+            TorchSource::Unpacked(cache::torch_target(&locked.torch, &locked.python))
+        };
+        return Ok(HarnessBuild { binary, torch });
     }
     let stamp_path = binary.with_extension("stamp");
     let stamp = source_stamp(locked)?;
     let cargo = HarnessCargo::new(locked, &["build"])?;
-    let venv = cargo.venv.clone();
+    let torch = cargo.torch.clone();
     process::run_logged(
         cargo.cmd,
         &format!("building the harness for torch {}", locked.torch),
     )?;
-    let built = cache::harness_dir(&locked.torch).join("target/release/harness");
+    let built = cache::harness_dir(&key).join("target/release/harness");
     if !built.exists() {
         return Err(BuildError::failed(format!(
             "cargo built the harness but {} is missing",
@@ -307,16 +471,21 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
         .map_err(BuildError::io(format!("writing {}", binary.display())))?;
     std::fs::write(&stamp_path, stamp)
         .map_err(BuildError::io(format!("writing {}", stamp_path.display())))?;
-    Ok(HarnessBuild { binary, venv })
+    Ok(HarnessBuild { binary, torch })
 }
 
 /// The release harness for `locked` when it is built and up to date (its
 /// stamp matches the sources and the host venv holds the wheel set), found
 /// without running cargo.
 pub fn up_to_date(locked: &LockedEnv) -> Result<Option<PathBuf>> {
-    let binary = binary_path(&locked.torch);
-    let venv = cache::torch_venv(&locked.torch);
-    let venv_ready = std::fs::read_to_string(venv.join(VENV_MARKER))
+    let key = build_key(locked);
+    let binary = binary_path(&key);
+    let torch = if key == locked.torch {
+        cache::torch_venv(&locked.torch)
+    } else {
+        cache::torch_target(&locked.torch, &locked.python)
+    };
+    let venv_ready = std::fs::read_to_string(torch.join(VENV_MARKER))
         .is_ok_and(|have| have.trim() == wheel_set_hash(locked));
     let stamp = std::fs::read_to_string(binary.with_extension("stamp"));
     if !venv_ready || !binary.exists() || stamp.is_err() {
@@ -395,7 +564,7 @@ pub fn test(locked: &LockedEnv, lite0_weights: &Path) -> Result<()> {
     let mut cargo = HarnessCargo::new(locked, &["nextest", "run"])?;
     cargo
         .cmd
-        .env("TORCHENV_TEST_PYTHON", venv_python(&cargo.venv))
+        .env("TORCHENV_TEST_PYTHON", cargo.torch.python()?)
         .env("TORCHENV_LITE0_WEIGHTS", lite0_weights);
     process::run_logged(
         cargo.cmd,
@@ -416,11 +585,60 @@ pub fn clippy(locked: &LockedEnv) -> Result<()> {
     Ok(())
 }
 
-/// Path of the release binary for `torch`.
+/// Path of the release binary of harness build `key` ([`build_key`]).
 ///
 /// A copy of cargo's output, taken right after `cargo build`: `cargo test`
 /// relinks `target/release/harness` with dev-dependency features, and the
 /// image must get the same bytes whichever ran last.
-pub fn binary_path(torch: &str) -> PathBuf {
-    cache::harness_dir(torch).join("bin").join("harness")
+pub fn binary_path(key: &str) -> PathBuf {
+    cache::harness_dir(key).join("bin").join("harness")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flag as torch's CMake config writes it (2.6's wheels are
+    /// pre-C++11 ABI, 2.7's on are C++11 ABI); a config without it is an
+    /// error naming the file.
+    #[test]
+    fn cxx11_abi_from_torch_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let cmake = dir.path().join("share/cmake/Torch");
+        std::fs::create_dir_all(&cmake).unwrap();
+        let config = cmake.join("TorchConfig.cmake");
+        for abi in ["0", "1"] {
+            std::fs::write(
+                &config,
+                format!("  set(TORCH_CXX_FLAGS \"-D_GLIBCXX_USE_CXX11_ABI={abi}\")\n"),
+            )
+            .unwrap();
+            assert_eq!(cxx11_abi(dir.path()).unwrap(), abi);
+        }
+        std::fs::write(&config, "set(TORCH_CXX_FLAGS \"\")\n").unwrap();
+        let err = cxx11_abi(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("TorchConfig.cmake"), "{err}");
+    }
+
+    /// A harness build is keyed by torch, and by python too when the host's
+    /// is another one.
+    #[test]
+    fn build_key_names_a_foreign_python() {
+        let host = host_python().unwrap().version;
+        let mut locked = LockedEnv {
+            inputs: String::new(),
+            base: String::new(),
+            python: host.clone(),
+            torch: "2.6.0".into(),
+            torchvision: "0.21.0".into(),
+            torchaudio: None,
+            cuda: "12.4".into(),
+            cudnn: "9.1.0".into(),
+            cuda_toolkit: vec![],
+            wheels: vec![],
+        };
+        assert_eq!(build_key(&locked), "2.6.0");
+        locked.python = "2.7".into();
+        assert_eq!(build_key(&locked), "2.6.0-py2.7");
+    }
 }

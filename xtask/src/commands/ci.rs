@@ -21,7 +21,8 @@ use crate::spec::Env;
 /// (one per environment and GPU type), run on the cluster's nodes.
 #[derive(clap::Args)]
 pub struct Ci {
-    /// Environments, comma-separated (default: all).
+    /// Environments, comma-separated (default: all but those with
+    /// `harness: { ci: false }`).
     #[arg(long, value_delimiter = ',')]
     envs: Vec<String>,
     /// Device for `harness eval` (default: cuda with --expect-gpus > 0, else cpu).
@@ -86,7 +87,8 @@ struct SlurmArgs {
 }
 
 impl Ci {
-    /// Every environment of the spec on `device`, results under `out`.
+    /// Every environment of the spec `ci` runs by default (see `envs`) on
+    /// `device`, results under `out`.
     pub fn every_env(device: Device, out: PathBuf) -> Ci {
         Ci {
             envs: Vec::new(),
@@ -269,7 +271,10 @@ impl Run for Ci {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let spec = ctx.spec()?;
         let envs: Vec<&Env> = if self.envs.is_empty() {
-            spec.environments.values().collect()
+            spec.environments
+                .values()
+                .filter(|e| e.harness.ci)
+                .collect()
         } else {
             self.envs
                 .iter()

@@ -237,6 +237,8 @@ fn referenced(spec: &Spec, lock: &Lock) -> Keep {
         keep.wheels
             .extend(e.wheels.iter().map(|w| w.sha256.clone()));
         keep.torch.insert(e.torch.clone());
+        // `<torch>-py<python>` for a python the host lacks.
+        keep.torch.insert(crate::build::harness::build_key(e));
     }
     for m in lock.models.values() {
         keep.wheels.insert(m.wheel.sha256.clone());

@@ -100,10 +100,12 @@ impl Run for Test {
             "the Slurm, registry and Podman tests",
             &Progress::new(),
         )?;
+        let python = harness.torch.python()?;
         let suite = Suite {
             root: &root,
             tag: &tag,
             harness: &harness,
+            python: &python,
             weights: &weights,
             lock: &lock_path,
             gate_out: &gate_out,
@@ -143,6 +145,8 @@ struct Suite<'a> {
     root: &'a Path,
     tag: &'a str,
     harness: &'a harness::HarnessBuild,
+    /// The host venv's python (the default environment's torch).
+    python: &'a Path,
     weights: &'a Path,
     lock: &'a Path,
     /// Where the gate stage wrote its summary and JUnit.
@@ -171,10 +175,7 @@ impl Suite<'_> {
                 "TORCHENV_TEST_HARNESS".into(),
                 self.harness.binary.clone().into(),
             ),
-            (
-                "TORCHENV_TEST_PYTHON".into(),
-                harness::venv_python(&self.harness.venv).into(),
-            ),
+            ("TORCHENV_TEST_PYTHON".into(), self.python.into()),
             ("TORCHENV_TEST_WEIGHTS".into(), self.weights.into()),
             ("TORCHENV_LITE0_WEIGHTS".into(), self.weights.into()),
             ("TORCHENV_LOCK".into(), self.lock.into()),

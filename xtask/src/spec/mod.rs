@@ -301,6 +301,8 @@ pub enum Ipc {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Harness {
+    /// Whether `cargo xtask ci` without `--envs` checks it (default true).
+    pub ci: bool,
     pub models: Vec<String>,
     pub dataset: PathBuf,
     pub tolerances: Tolerances,

@@ -121,6 +121,7 @@ pub struct RawVolume {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHarness {
+    pub ci: Option<bool>,
     pub models: Option<Vec<String>>,
     pub dataset: Option<String>,
     pub tolerances: Option<RawTolerances>,

@@ -904,6 +904,7 @@ impl<'a> Resolver<'a> {
             Step::Key(self.name),
             Step::Key("harness"),
         ];
+        let ci = e.ci.or(d.ci).unwrap_or(true);
         let models = e
             .models
             .or(d.models)
@@ -945,6 +946,7 @@ impl<'a> Resolver<'a> {
             }
         }
         Ok(Harness {
+            ci,
             models,
             dataset,
             tolerances,

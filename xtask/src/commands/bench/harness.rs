@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::data::replicate;
-use crate::build::harness::{self, venv_python};
+use crate::build::harness;
 use crate::commands::{Ctx, Run};
 use crate::error::{Error, Result};
 use crate::lock;
@@ -72,7 +72,7 @@ impl Run for BenchHarness {
         let env = spec.env(self.env.as_deref())?;
         let locked = lock::check_fresh(&spec, &lock, env)?;
         let build = harness::build(locked)?;
-        let python = venv_python(&build.venv);
+        let python = build.torch.python()?;
 
         let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch dir"))?;
         let data = scratch.path().join("data");
