@@ -47,6 +47,7 @@ torch::Tensor add_one_(torch::Tensor x) {
     return x;
 }
 '''
+os.makedirs(sys.argv[1], exist_ok=True)
 module = cpp_extension.load_inline(
     name="torchenv_add_one",
     cpp_sources="torch::Tensor add_one_(torch::Tensor x);",
