@@ -237,3 +237,38 @@ fn lock_dry_run_resolves_the_version_matrix() {
         flat(&out)
     );
 }
+
+/// pip evaluates environment markers for its own python even when resolving
+/// for another: jupyter_client 8.6 needs `importlib_metadata` below python
+/// 3.10, which a python 3.11 host's pip leaves out for a 3.9 image. The
+/// resolve adds what the target's markers ask for.
+#[test]
+fn resolving_for_an_older_python_keeps_its_marker_dependencies() {
+    let names = |python: &str| {
+        let scratch = tempfile::tempdir().unwrap();
+        let target = xtask::build::pip::Target {
+            python,
+            glibc: (2, 31),
+        };
+        let report = xtask::build::pip::resolve(
+            target,
+            &["jupyter_client==8.6.3".to_string()],
+            scratch.path(),
+        )
+        .unwrap();
+        report["install"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| xtask::build::lock::normalize_name(i["metadata"]["name"].as_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let py39 = names("3.9");
+    assert!(py39.contains(&"importlib-metadata".to_string()), "{py39:?}");
+    assert!(py39.contains(&"zipp".to_string()), "{py39:?}");
+    let py311 = names("3.11");
+    assert!(
+        !py311.contains(&"importlib-metadata".to_string()),
+        "{py311:?}"
+    );
+}

@@ -254,6 +254,35 @@ fn host_python() -> Result<HostPython> {
     Ok(HostPython { command, version })
 }
 
+/// This host's glibc (`getconf GNU_LIBC_VERSION`: "glibc 2.36").
+fn host_glibc() -> Option<(u32, u32)> {
+    let out = Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (major, minor) = text.trim().strip_prefix("glibc ")?.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Why a harness compiled on this host cannot run in `env`'s image, if it
+/// cannot: the binary needs this host's glibc symbol versions, and a Debian
+/// base with an older glibc (bullseye's 2.31 under a bookworm host's 2.36)
+/// lacks them. `None` when it can, or when the base is a pinned image.
+pub fn foreign_glibc(env: &crate::spec::Env) -> Option<String> {
+    let crate::spec::Base::Debian { suite } = &env.base else {
+        return None;
+    };
+    let base = compat::debian_glibc(Some(suite));
+    let host = host_glibc()?;
+    (host > base).then(|| {
+        format!(
+            "a harness compiled on this host (glibc {}.{}) would not run on Debian {suite} (glibc {}.{})",
+            host.0, host.1, base.0, base.1
+        )
+    })
+}
+
 /// The cache key of `locked`'s harness build: its torch version, with
 /// `-py<python>` when the host's python is another one (the build then
 /// compiles against [`TorchSource::Unpacked`]).

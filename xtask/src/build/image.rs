@@ -718,7 +718,11 @@ pub async fn ensure_env_image(
         return ensure_image_with(docker, spec, lock, env, Some(path), progress).await;
     }
     let locked = lock::check_fresh(spec, lock, env)?.clone();
-    let binary = harness::up_to_date(&locked)?;
+    let foreign = harness::foreign_glibc(env);
+    let binary = match foreign {
+        Some(_) => None,
+        None => harness::up_to_date(&locked)?,
+    };
     match &binary {
         Some(b) => {
             if let Some(found) = existing(docker, &plan(spec, lock, env, Some(b))?).await? {
@@ -730,10 +734,13 @@ pub async fn ensure_env_image(
         // as it is, with nothing compiled or fetched.
         None => {
             if let Some(found) = find_labelled(docker, spec, lock, env).await? {
-                progress.println(format!(
-                    "{}: using {} (built elsewhere from this spec, lock and harness sources)",
-                    env.name, found.tag
-                ));
+                let from = match (&foreign, found.labels.get(LABEL_HARNESS)) {
+                    (Some(why), Some(h)) if h == HARNESS_ABSENT => {
+                        format!("without the harness: {why}")
+                    }
+                    _ => "built elsewhere from this spec, lock and harness sources".to_string(),
+                };
+                progress.println(format!("{}: using {} ({from})", env.name, found.tag));
                 return Ok(found);
             }
         }
@@ -746,6 +753,15 @@ pub async fn ensure_env_image(
     }
     if let Some(b) = binary {
         return ensure_image_with(docker, spec, lock, env, Some(&b), progress).await;
+    }
+    if let Some(why) = foreign {
+        // Everything but `check` works without it; a bundle or registry
+        // image made on a host of the base's glibc brings one.
+        progress.println(format!(
+            "{}: building without the harness: {why} (`check` needs an image built on a host with the base's glibc or older)",
+            env.name
+        ));
+        return ensure_image_with(docker, spec, lock, env, None, progress).await;
     }
     // The host inputs once (two fetches side by side would race), then the
     // harness compiles while the layers under it are made.

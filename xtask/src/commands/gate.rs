@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::Ctx;
-use crate::build::image::pull_env_image;
-use crate::build::{ensure_env_image, find_env_image, harness, registry, weights, BuildError};
+use crate::build::image::{pull_env_image, HARNESS_ABSENT, LABEL_HARNESS};
+use crate::build::{
+    ensure_env_image, find_env_image, harness, registry, weights, BuildError, ImageRef,
+};
 use crate::error::{Error, Result};
 use crate::gate::baseline::Store;
 use crate::gate::check::{self, CheckOptions, Device, EnvResult, Outcome, Runner};
@@ -108,20 +110,19 @@ impl<'a> Setup<'a> {
                     let progress = Progress::new();
                     found = pull_env_image(&docker, self.spec, &lock, env, &reg, &progress).await?;
                 }
-                found
-                    .ok_or_else(|| BuildError::ImageAbsent {
-                        env: env.name.clone(),
-                        engine: docker.host.clone(),
-                        host: host_name(),
-                    })?
-                    .tag
+                let found = found.ok_or_else(|| BuildError::ImageAbsent {
+                    env: env.name.clone(),
+                    engine: docker.host.clone(),
+                    host: host_name(),
+                })?;
+                with_harness(env, found)?.tag
             }
             None => {
                 let lock = self.ctx.lock()?;
                 let progress = Progress::new();
-                ensure_env_image(&docker, self.spec, &lock, env, None, &progress)
-                    .await?
-                    .tag
+                let image =
+                    ensure_env_image(&docker, self.spec, &lock, env, None, &progress).await?;
+                with_harness(env, image)?.tag
             }
         };
         Ok(Runner::Container {
@@ -145,6 +146,22 @@ impl<'a> Setup<'a> {
     pub fn finish(self, result: &ci::CiResult) -> Result<()> {
         verdict(result, self.typed)
     }
+}
+
+/// `image`, when it has a harness to check with; else why it has none.
+fn with_harness(env: &Env, image: ImageRef) -> Result<ImageRef> {
+    if image.labels.get(LABEL_HARNESS).map(String::as_str) != Some(HARNESS_ABSENT) {
+        return Ok(image);
+    }
+    let why = harness::foreign_glibc(env).unwrap_or_else(|| "it was built without one".to_string());
+    Err(BuildError::Failed {
+        message: format!("{}: the image {} has no harness to check with: {why}", env.name, image.tag),
+        help: Some(
+            "build the image on a host whose glibc is the base's or older and bring it here with `cargo xtask bundle`/`load` or a registry"
+                .into(),
+        ),
+    }
+    .into())
 }
 
 impl ci::Setup for Setup<'_> {

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::{Ctx, Run};
+use crate::build::harness;
 use crate::build::image::{self, LABEL_LOCK_SHA256};
 use crate::cache;
 use crate::docker::images::ManagedImage;
@@ -223,6 +224,14 @@ const STAGE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 36
 fn referenced(spec: &Spec, lock: &Lock) -> Keep {
     let mut keep = Keep::default();
     for env in spec.environments.values() {
+        // A harness build of `<torch>-py<python>` for a python the host
+        // lacks, unless the harness cannot run on the env's base anyway.
+        if let (Some(locked), None) = (
+            lock.environments.get(&env.name),
+            harness::foreign_glibc(env),
+        ) {
+            keep.torch.insert(harness::build_key(locked));
+        }
         let Ok(plan) = image::plan(spec, lock, env, None) else {
             continue;
         };
@@ -237,8 +246,6 @@ fn referenced(spec: &Spec, lock: &Lock) -> Keep {
         keep.wheels
             .extend(e.wheels.iter().map(|w| w.sha256.clone()));
         keep.torch.insert(e.torch.clone());
-        // `<torch>-py<python>` for a python the host lacks.
-        keep.torch.insert(crate::build::harness::build_key(e));
     }
     for m in lock.models.values() {
         keep.wheels.insert(m.wheel.sha256.clone());
