@@ -19,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
@@ -76,9 +77,7 @@ pub fn venv_torch_lib(venv: &Path, python: &str) -> PathBuf {
 /// Makes sure the host venv for `locked` exists and holds exactly its wheels.
 pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
     let venv = cache::torch_venv(&locked.torch);
-    let marker = venv.join(VENV_MARKER);
-    let want = wheel_set_hash(locked);
-    if std::fs::read_to_string(&marker).is_ok_and(|have| have.trim() == want) {
+    if holds_wheel_set(&venv, locked) {
         return Ok(venv);
     }
     let host = host_python()?;
@@ -94,31 +93,19 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
             )),
         });
     }
-    let progress = Progress::new();
-    let files = wheels::fetch(&locked.harness_wheels(), &locked.python, &progress)?;
-    let uv = super::uv::ensure(&progress)?;
-    eprintln!(
-        "harness: installing {} wheels into {}",
-        files.len(),
-        venv.display()
-    );
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv)
-            .map_err(BuildError::io(format!("removing stale {}", venv.display())))?;
-    }
-    let mut cmd = Command::new(&host.command);
-    // With pip and setuptools (ensurepip, offline): torch-sys's build script
-    // imports `torch.utils.cpp_extension`, which needs setuptools.
-    cmd.args(["-m", "venv"]).arg(&venv);
-    pip::run(cmd, "creating the host venv")?;
-    uv_install(
-        &uv,
-        &venv,
-        &files,
-        &["--python".into(), venv_python(&venv).into()],
-    )?;
-    std::fs::write(&marker, want)
-        .map_err(BuildError::io(format!("writing {}", marker.display())))?;
+    refill(locked, &venv, "installing", |uv, files| {
+        let mut cmd = Command::new(&host.command);
+        // With pip and setuptools (ensurepip, offline): torch-sys's build
+        // script imports `torch.utils.cpp_extension`, which needs setuptools.
+        cmd.args(["-m", "venv"]).arg(&venv);
+        pip::run(cmd, "creating the host venv")?;
+        uv_install(
+            uv,
+            &venv,
+            files,
+            &["--python".into(), venv_python(&venv).into()],
+        )
+    })?;
     Ok(venv)
 }
 
@@ -128,40 +115,59 @@ pub fn ensure_torch_venv(locked: &LockedEnv) -> Result<PathBuf> {
 /// site-packages does, and no interpreter.
 fn ensure_torch_target(locked: &LockedEnv) -> Result<PathBuf> {
     let dir = cache::torch_target(&locked.torch, &locked.python);
-    let marker = dir.join(VENV_MARKER);
-    let want = wheel_set_hash(locked);
-    if std::fs::read_to_string(&marker).is_ok_and(|have| have.trim() == want) {
+    if holds_wheel_set(&dir, locked) {
         return Ok(dir);
     }
+    refill(locked, &dir, "unpacking", |uv, files| {
+        uv_install(
+            uv,
+            &dir,
+            files,
+            &[
+                "--target".into(),
+                dir.clone().into(),
+                "--python-version".into(),
+                locked.python.clone().into(),
+                "--python-platform".into(),
+                "x86_64-manylinux_2_28".into(),
+            ],
+        )
+    })?;
+    Ok(dir)
+}
+
+/// Whether `dir` holds `locked`'s harness wheel set (its marker says so).
+fn holds_wheel_set(dir: &Path, locked: &LockedEnv) -> bool {
+    std::fs::read_to_string(dir.join(VENV_MARKER))
+        .is_ok_and(|have| have.trim() == wheel_set_hash(locked))
+}
+
+/// Makes `dir` anew from `locked`'s harness wheels: fetched into the
+/// cache, the old `dir` removed, `install(uv, wheel files)` run, then the
+/// marker written (so an interrupted install is redone).
+fn refill(
+    locked: &LockedEnv,
+    dir: &Path,
+    what: &str,
+    install: impl FnOnce(&Path, &[PathBuf]) -> Result<()>,
+) -> Result<()> {
     let progress = Progress::new();
     let files = wheels::fetch(&locked.harness_wheels(), &locked.python, &progress)?;
     let uv = super::uv::ensure(&progress)?;
     eprintln!(
-        "harness: unpacking {} wheels for python {} into {}",
+        "harness: {what} {} wheels for python {} into {}",
         files.len(),
         locked.python,
         dir.display()
     );
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
+        std::fs::remove_dir_all(dir)
             .map_err(BuildError::io(format!("removing stale {}", dir.display())))?;
     }
-    uv_install(
-        &uv,
-        &dir,
-        &files,
-        &[
-            "--target".into(),
-            dir.clone().into(),
-            "--python-version".into(),
-            locked.python.clone().into(),
-            "--python-platform".into(),
-            "x86_64-manylinux_2_28".into(),
-        ],
-    )?;
-    std::fs::write(&marker, want)
-        .map_err(BuildError::io(format!("writing {}", marker.display())))?;
-    Ok(dir)
+    install(&uv, &files)?;
+    let marker = dir.join(VENV_MARKER);
+    std::fs::write(&marker, wheel_set_hash(locked))
+        .map_err(BuildError::io(format!("writing {}", marker.display())))
 }
 
 /// `uv pip install` of wheel `files` (offline, no deps), where `target`
@@ -215,6 +221,13 @@ pub enum TorchSource {
 }
 
 impl TorchSource {
+    /// The venv, or the folder of unpacked wheels.
+    fn dir(&self) -> &Path {
+        match self {
+            TorchSource::Venv(dir) | TorchSource::Unpacked(dir) => dir,
+        }
+    }
+
     /// The folder holding `torch/lib`.
     pub fn torch_lib(&self, python: &str) -> PathBuf {
         match self {
@@ -241,7 +254,12 @@ struct HostPython {
     version: String,
 }
 
-fn host_python() -> Result<HostPython> {
+/// Asked once per process: [`build_key`] is on every `up`'s path.
+fn host_python() -> Result<&'static HostPython> {
+    static HOST: OnceLock<HostPython> = OnceLock::new();
+    if let Some(host) = HOST.get() {
+        return Ok(host);
+    }
     let command = std::env::var("TORCHENV_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&command)
         .args([
@@ -251,11 +269,17 @@ fn host_python() -> Result<HostPython> {
         .output()
         .map_err(BuildError::io(format!("running {command}")))?;
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ok(HostPython { command, version })
+    Ok(HOST.get_or_init(|| HostPython { command, version }))
 }
 
-/// This host's glibc (`getconf GNU_LIBC_VERSION`: "glibc 2.36").
+/// This host's glibc (`getconf GNU_LIBC_VERSION`: "glibc 2.36"), asked
+/// once per process.
 fn host_glibc() -> Option<(u32, u32)> {
+    static GLIBC: OnceLock<Option<(u32, u32)>> = OnceLock::new();
+    *GLIBC.get_or_init(read_host_glibc)
+}
+
+fn read_host_glibc() -> Option<(u32, u32)> {
     let out = Command::new("getconf")
         .arg("GNU_LIBC_VERSION")
         .output()
@@ -295,14 +319,22 @@ pub fn build_key(locked: &LockedEnv) -> String {
     }
 }
 
-/// The torch a harness build of `locked` compiles against (made when
-/// missing or stale).
-fn ensure_torch(locked: &LockedEnv) -> Result<TorchSource> {
+/// Where the torch a harness build of `locked` compiles against is (or
+/// goes), by [`build_key`].
+fn torch_source(locked: &LockedEnv) -> TorchSource {
     if build_key(locked) == locked.torch {
-        Ok(TorchSource::Venv(ensure_torch_venv(locked)?))
+        TorchSource::Venv(cache::torch_venv(&locked.torch))
     } else {
-        Ok(TorchSource::Unpacked(ensure_torch_target(locked)?))
+        TorchSource::Unpacked(cache::torch_target(&locked.torch, &locked.python))
     }
+}
+
+/// [`torch_source`], made when missing or stale.
+fn ensure_torch(locked: &LockedEnv) -> Result<TorchSource> {
+    Ok(match torch_source(locked) {
+        TorchSource::Venv(_) => TorchSource::Venv(ensure_torch_venv(locked)?),
+        TorchSource::Unpacked(_) => TorchSource::Unpacked(ensure_torch_target(locked)?),
+    })
 }
 
 /// torch's C++ ABI flag as its CMake config says
@@ -470,11 +502,7 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
     let key = build_key(locked);
     let binary = binary_path(&key);
     if up_to_date(locked)?.is_some() {
-        let torch = if key == locked.torch {
-            TorchSource::Venv(cache::torch_venv(&locked.torch))
-        } else {
-            TorchSource::Unpacked(cache::torch_target(&locked.torch, &locked.python))
-        };
+        let torch = torch_source(locked);
         return Ok(HarnessBuild { binary, torch });
     }
     let stamp_path = binary.with_extension("stamp");
@@ -509,13 +537,7 @@ pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
 pub fn up_to_date(locked: &LockedEnv) -> Result<Option<PathBuf>> {
     let key = build_key(locked);
     let binary = binary_path(&key);
-    let torch = if key == locked.torch {
-        cache::torch_venv(&locked.torch)
-    } else {
-        cache::torch_target(&locked.torch, &locked.python)
-    };
-    let venv_ready = std::fs::read_to_string(torch.join(VENV_MARKER))
-        .is_ok_and(|have| have.trim() == wheel_set_hash(locked));
+    let venv_ready = holds_wheel_set(torch_source(locked).dir(), locked);
     let stamp = std::fs::read_to_string(binary.with_extension("stamp"));
     if !venv_ready || !binary.exists() || stamp.is_err() {
         return Ok(None);
@@ -653,7 +675,7 @@ mod tests {
     /// is another one.
     #[test]
     fn build_key_names_a_foreign_python() {
-        let host = host_python().unwrap().version;
+        let host = host_python().unwrap().version.clone();
         let mut locked = LockedEnv {
             inputs: String::new(),
             base: String::new(),
