@@ -48,25 +48,42 @@ pub async fn ensure_base_image(
         return Ok(tag);
     }
     let tar = ensure_rootfs(base, progress)?;
-    let size = std::fs::metadata(&tar)
-        .map_err(BuildError::io(format!("reading {}", tar.display())))?
-        .len();
-    let task = progress.bytes(format!("load {tag}"), Some(size));
-    // The engine checks the layer against the config's diff_id (the locked
-    // sha256), so a corrupted cache file cannot become the base.
-    let archive = image_archive(
+    load_rootfs(
+        docker,
         &tag,
         &tar,
-        size,
         base.source_date_epoch,
         &base.rootfs_sha256,
         &base.key(),
-    );
+        progress,
+    )
+    .await?;
+    Ok(tag)
+}
+
+/// Loads the root file system tarball `tar` (of sha256 `sha256`) into the
+/// engine as the one-layer image `tag`, labelled with `key`.
+pub(crate) async fn load_rootfs(
+    docker: &Docker,
+    tag: &str,
+    tar: &Path,
+    source_date_epoch: u64,
+    sha256: &str,
+    key: &str,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    let size = std::fs::metadata(tar)
+        .map_err(BuildError::io(format!("reading {}", tar.display())))?
+        .len();
+    let task = progress.bytes(format!("load {tag}"), Some(size));
+    // The engine checks the layer against the config's diff_id (the
+    // sha256), so a corrupted file cannot become the image.
+    let archive = image_archive(tag, tar, size, source_date_epoch, sha256, key);
     let counted = count_bytes(archive, task.bar_handle());
-    match docker.image_load(&tag, counted).await {
+    match docker.image_load(tag, counted).await {
         Ok(()) => {
             task.finish(&format!("loaded {}", crate::progress::bytes(size)));
-            Ok(tag)
+            Ok(())
         }
         Err(e) => {
             task.fail("load");

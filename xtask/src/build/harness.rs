@@ -289,28 +289,31 @@ fn read_host_glibc() -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-/// Why a harness compiled on this host cannot run in `env`'s image, if it
-/// cannot: the binary needs this host's glibc symbol versions, and a Debian
-/// base with an older glibc (bullseye's 2.31 under a bookworm host's 2.36)
-/// lacks them. `None` when it can, or when the base is a pinned image.
-pub fn foreign_glibc(env: &crate::spec::Env) -> Option<String> {
-    let crate::spec::Base::Debian { suite } = &env.base else {
+/// The Debian suite of `locked`'s base when a harness linked on this host
+/// could not run on it: the binary needs this host's glibc symbol
+/// versions, and a base with an older glibc (bullseye's 2.31 under a
+/// bookworm host's 2.36) lacks them. Such a harness is compiled in a
+/// container of that suite ([`super::harness_builder`]). `None` when a
+/// host build runs there, or when the base is a pinned image.
+pub fn foreign_suite(locked: &LockedEnv) -> Option<&str> {
+    if locked.base.contains("@sha256:") {
         return None;
-    };
-    let base = compat::debian_glibc(Some(suite));
+    }
+    // A Debian base's lock key: `<suite>-<rootfs hash>`.
+    let (suite, _) = locked.base.rsplit_once('-')?;
     let host = host_glibc()?;
-    (host > base).then(|| {
-        format!(
-            "a harness compiled on this host (glibc {}.{}) would not run on Debian {suite} (glibc {}.{})",
-            host.0, host.1, base.0, base.1
-        )
-    })
+    (host > compat::debian_glibc(Some(suite))).then_some(suite)
 }
 
 /// The cache key of `locked`'s harness build: its torch version, with
-/// `-py<python>` when the host's python is another one (the build then
-/// compiles against [`TorchSource::Unpacked`]).
+/// `-py<python>` when the host's python is another one, and
+/// `-py<python>-<suite>` when it is compiled in a builder container of the
+/// base's suite ([`foreign_suite`]); both compile against
+/// [`TorchSource::Unpacked`].
 pub fn build_key(locked: &LockedEnv) -> String {
+    if let Some(suite) = foreign_suite(locked) {
+        return format!("{}-py{}-{suite}", locked.torch, locked.python);
+    }
     match host_python() {
         Ok(host) if host.version != locked.python => {
             format!("{}-py{}", locked.torch, locked.python)
@@ -321,7 +324,7 @@ pub fn build_key(locked: &LockedEnv) -> String {
 
 /// Where the torch a harness build of `locked` compiles against is (or
 /// goes), by [`build_key`].
-fn torch_source(locked: &LockedEnv) -> TorchSource {
+pub fn torch_source(locked: &LockedEnv) -> TorchSource {
     if build_key(locked) == locked.torch {
         TorchSource::Venv(cache::torch_venv(&locked.torch))
     } else {
@@ -459,11 +462,14 @@ struct HarnessCargo {
 
 impl HarnessCargo {
     fn new(locked: &LockedEnv, subcommand: &[&str]) -> Result<HarnessCargo> {
-        host_tools::ensure(
-            &[host_tools::CMAKE, host_tools::NASM],
-            "building the harness's libjpeg-turbo",
-            &Progress::new(),
-        )?;
+        // A builder container brings its own.
+        if foreign_suite(locked).is_none() {
+            host_tools::ensure(
+                &[host_tools::CMAKE, host_tools::NASM],
+                "building the harness's libjpeg-turbo",
+                &Progress::new(),
+            )?;
+        }
         let crate_lock = CrateLock::acquire()?;
         let torch = ensure_torch(locked)?;
         let src = harness_src::copy_root(&build_key(locked));
@@ -492,43 +498,85 @@ fn select_lockfile(locked: &LockedEnv, crate_copy: &Path) -> Result<()> {
     harness_src::put(&dest, &want, &source)
 }
 
-/// Builds (or finds up to date) the release harness for `locked`.
+/// Builds (or finds up to date) the release harness for `locked` on this
+/// host (for a base this host's glibc is too new for, see
+/// [`super::harness_builder`]).
 ///
 /// A stamp beside the binary records the hash of everything the build
 /// reads from this repository and the cache (sources, lockfile, the venv's
 /// wheel set); when it matches, the binary is returned without running
 /// cargo, so `up` on a warm machine does not pay for a cargo start.
 pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
-    let key = build_key(locked);
-    let binary = binary_path(&key);
-    if up_to_date(locked)?.is_some() {
+    if let Some(binary) = up_to_date(locked)? {
         let torch = torch_source(locked);
         return Ok(HarnessBuild { binary, torch });
     }
-    let stamp_path = binary.with_extension("stamp");
-    let stamp = source_stamp(locked)?;
-    let cargo = HarnessCargo::new(locked, &["build"])?;
-    let torch = cargo.torch.clone();
+    let (cargo, pending) = prepare(locked)?;
     process::run_logged(
-        cargo.cmd,
+        cargo,
         &format!("building the harness for torch {}", locked.torch),
     )?;
-    let built = cache::harness_dir(&key).join("target/release/harness");
-    if !built.exists() {
-        return Err(BuildError::failed(format!(
-            "cargo built the harness but {} is missing",
-            built.display()
-        )));
+    pending.finish()
+}
+
+/// A harness build whose cargo command has not run yet: it holds the
+/// sources copy, and [`PendingBuild::finish`] keeps cargo's output.
+pub struct PendingBuild {
+    key: String,
+    stamp: String,
+    torch: TorchSource,
+    _crate: CrateLock,
+}
+
+/// Readies the release build of `locked`'s harness (sources copied, torch
+/// in place, the build environment set) and returns `cargo build`'s
+/// command, to run on this host or in a builder container, with what
+/// finishes it.
+pub fn prepare(locked: &LockedEnv) -> Result<(Command, PendingBuild)> {
+    let stamp = source_stamp(locked)?;
+    let cargo = HarnessCargo::new(locked, &["build"])?;
+    let pending = PendingBuild {
+        key: build_key(locked),
+        stamp,
+        torch: cargo.torch,
+        _crate: cargo._crate,
+    };
+    Ok((cargo.cmd, pending))
+}
+
+impl PendingBuild {
+    /// The manifest of the sources copy cargo compiles.
+    pub fn manifest(&self) -> PathBuf {
+        harness_src::copy_root(&self.key).join("Cargo.toml")
     }
-    let dir = binary.parent().expect("the binary path has a parent");
-    std::fs::create_dir_all(dir).map_err(BuildError::io(format!("creating {}", dir.display())))?;
-    let tmp = binary.with_extension("tmp");
-    std::fs::copy(&built, &tmp).map_err(BuildError::io(format!("copying {}", built.display())))?;
-    std::fs::rename(&tmp, &binary)
-        .map_err(BuildError::io(format!("writing {}", binary.display())))?;
-    std::fs::write(&stamp_path, stamp)
-        .map_err(BuildError::io(format!("writing {}", stamp_path.display())))?;
-    Ok(HarnessBuild { binary, torch })
+
+    /// Keeps the binary cargo built (a copy, see [`binary_path`]) with its
+    /// stamp.
+    pub fn finish(self) -> Result<HarnessBuild> {
+        let binary = binary_path(&self.key);
+        let built = cache::harness_dir(&self.key).join("target/release/harness");
+        if !built.exists() {
+            return Err(BuildError::failed(format!(
+                "cargo built the harness but {} is missing",
+                built.display()
+            )));
+        }
+        let dir = binary.parent().expect("the binary path has a parent");
+        std::fs::create_dir_all(dir)
+            .map_err(BuildError::io(format!("creating {}", dir.display())))?;
+        let tmp = binary.with_extension("tmp");
+        std::fs::copy(&built, &tmp)
+            .map_err(BuildError::io(format!("copying {}", built.display())))?;
+        std::fs::rename(&tmp, &binary)
+            .map_err(BuildError::io(format!("writing {}", binary.display())))?;
+        let stamp_path = binary.with_extension("stamp");
+        std::fs::write(&stamp_path, self.stamp)
+            .map_err(BuildError::io(format!("writing {}", stamp_path.display())))?;
+        Ok(HarnessBuild {
+            binary,
+            torch: self.torch,
+        })
+    }
 }
 
 /// The release harness for `locked` when it is built and up to date (its

@@ -42,7 +42,10 @@ use serde::Serialize;
 use super::archive::{self, Entry, EntryKind, ImageDoc, Layer};
 use super::base_image::{self, BASE_REPO};
 use super::provenance::{self, BaseLayers};
-use super::{harness, host_tools, registry, system_layer, uv, venv_layer, wheels, BuildError};
+use super::{
+    harness, harness_builder, host_tools, registry, system_layer, uv, venv_layer, wheels,
+    BuildError,
+};
 use crate::cache;
 use crate::docker::{Docker, LABEL_ENV, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::lock::{self, Lock, LockedEnv};
@@ -718,11 +721,7 @@ pub async fn ensure_env_image(
         return ensure_image_with(docker, spec, lock, env, Some(path), progress).await;
     }
     let locked = lock::check_fresh(spec, lock, env)?.clone();
-    let foreign = harness::foreign_glibc(env);
-    let binary = match foreign {
-        Some(_) => None,
-        None => harness::up_to_date(&locked)?,
-    };
+    let binary = harness::up_to_date(&locked)?;
     match &binary {
         Some(b) => {
             if let Some(found) = existing(docker, &plan(spec, lock, env, Some(b))?).await? {
@@ -734,13 +733,10 @@ pub async fn ensure_env_image(
         // as it is, with nothing compiled or fetched.
         None => {
             if let Some(found) = find_labelled(docker, spec, lock, env).await? {
-                let from = match (&foreign, found.labels.get(LABEL_HARNESS)) {
-                    (Some(why), Some(h)) if h == HARNESS_ABSENT => {
-                        format!("without the harness: {why}")
-                    }
-                    _ => "built elsewhere from this spec, lock and harness sources".to_string(),
-                };
-                progress.println(format!("{}: using {} ({from})", env.name, found.tag));
+                progress.println(format!(
+                    "{}: using {} (built elsewhere from this spec, lock and harness sources)",
+                    env.name, found.tag
+                ));
                 return Ok(found);
             }
         }
@@ -754,30 +750,24 @@ pub async fn ensure_env_image(
     if let Some(b) = binary {
         return ensure_image_with(docker, spec, lock, env, Some(&b), progress).await;
     }
-    if let Some(why) = foreign {
-        // Everything but `check` works without it; a bundle or registry
-        // image made on a host of the base's glibc brings one.
-        progress.println(format!(
-            "{}: building without the harness: {why} (`check` needs an image built on a host with the base's glibc or older)",
-            env.name
-        ));
-        return ensure_image_with(docker, spec, lock, env, None, progress).await;
-    }
     // The host inputs once (two fetches side by side would race), then the
-    // harness compiles while the layers under it are made.
-    host_tools::ensure(
-        &[host_tools::CMAKE, host_tools::NASM],
-        "building the harness's libjpeg-turbo",
-        progress,
-    )?;
+    // harness compiles while the layers under it are made: on this host,
+    // or in a builder of the base's suite when this host's glibc is newer.
+    if harness::foreign_suite(&locked).is_none() {
+        host_tools::ensure(
+            &[host_tools::CMAKE, host_tools::NASM],
+            "building the harness's libjpeg-turbo",
+            progress,
+        )?;
+    }
     host_inputs(&locked, progress).await?;
     let stages = plan(spec, lock, env, None)?;
-    let compile = tokio::task::spawn_blocking(move || harness::build(&locked));
-    let (compiled, made) = tokio::join!(compile, ensure_stages(docker, lock, &stages, progress));
-    made?;
-    let binary = compiled
-        .map_err(|e| BuildError::failed(format!("harness build task: {e}")))??
-        .binary;
+    // The first to fail stops the other (a build container is removed).
+    let (compiled, ()) = tokio::try_join!(
+        harness_builder::build(docker, &locked, progress),
+        ensure_stages(docker, lock, &stages, progress)
+    )?;
+    let binary = compiled.binary;
     ensure_image_with(docker, spec, lock, env, Some(&binary), progress).await
 }
 

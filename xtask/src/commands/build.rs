@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use super::{Ctx, Run};
-use crate::build::{ensure_env_image, harness, verify, BuildError};
-use crate::error::{Error, Result};
+use crate::build::{ensure_env_image, harness_builder, verify, BuildError};
+use crate::error::Result;
 use crate::lock::{self, Lock};
 use crate::progress::{self, Progress};
 use crate::spec::{Env, Spec};
@@ -89,10 +89,9 @@ impl Build {
                 let harness = match &self.harness {
                     Some(h) => h.clone(),
                     None => {
-                        let locked = lock::check_fresh(spec, lock, env)?.clone();
-                        tokio::task::spawn_blocking(move || harness::build(&locked))
-                            .await
-                            .map_err(|e| Error::failed(format!("harness build task: {e}")))??
+                        let locked = lock::check_fresh(spec, lock, env)?;
+                        harness_builder::build(&docker, locked, &progress)
+                            .await?
                             .binary
                     }
                 };

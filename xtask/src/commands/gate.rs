@@ -148,18 +148,18 @@ impl<'a> Setup<'a> {
     }
 }
 
-/// `image`, when it has a harness to check with; else why it has none.
+/// `image`, when it has a harness to check with (an image built with
+/// `ensure_image` and no harness has none).
 fn with_harness(env: &Env, image: ImageRef) -> Result<ImageRef> {
     if image.labels.get(LABEL_HARNESS).map(String::as_str) != Some(HARNESS_ABSENT) {
         return Ok(image);
     }
-    let why = harness::foreign_glibc(env).unwrap_or_else(|| "it was built without one".to_string());
     Err(BuildError::Failed {
-        message: format!("{}: the image {} has no harness to check with: {why}", env.name, image.tag),
-        help: Some(
-            "build the image on a host whose glibc is the base's or older and bring it here with `cargo xtask bundle`/`load` or a registry"
-                .into(),
+        message: format!(
+            "{}: the image {} was built without the harness, so there is nothing to check with",
+            env.name, image.tag
         ),
+        help: Some(format!("build it again: cargo xtask build {}", env.name)),
     }
     .into())
 }

@@ -7,7 +7,8 @@
 //! not) is reported, never removed. Kept without `--all`: for every
 //! environment with a fresh lock entry its base, its stage images (venv,
 //! system), the image
-//! built without a harness, and the newest image built from the current
+//! built without a harness, the harness builder of its suite when its
+//! harness is compiled in one, and the newest image built from the current
 //! lock entry (whatever harness it carries).
 //!
 //! Cache: wheels and root file systems the lock does not name (all of them
@@ -23,8 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::{Ctx, Run};
-use crate::build::harness;
 use crate::build::image::{self, LABEL_LOCK_SHA256};
+use crate::build::{harness, harness_builder};
 use crate::cache;
 use crate::docker::images::ManagedImage;
 use crate::docker::{Docker, LABEL_ENV};
@@ -224,13 +225,16 @@ const STAGE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 36
 fn referenced(spec: &Spec, lock: &Lock) -> Keep {
     let mut keep = Keep::default();
     for env in spec.environments.values() {
-        // A harness build of `<torch>-py<python>` for a python the host
-        // lacks, unless the harness cannot run on the env's base anyway.
-        if let (Some(locked), None) = (
-            lock.environments.get(&env.name),
-            harness::foreign_glibc(env),
-        ) {
+        if let Some(locked) = lock.environments.get(&env.name) {
+            // Its harness build, the torch it compiles against when that is
+            // not the host venv (wheels unpacked as `<torch>-py<python>`),
+            // and the builder of its suite when it is compiled in one.
             keep.torch.insert(harness::build_key(locked));
+            keep.torch
+                .insert(format!("{}-py{}", locked.torch, locked.python));
+            if let Some(suite) = harness::foreign_suite(locked) {
+                keep.tags.insert(harness_builder::tag(suite));
+            }
         }
         let Ok(plan) = image::plan(spec, lock, env, None) else {
             continue;
