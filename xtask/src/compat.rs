@@ -47,6 +47,19 @@ pub const DEBIAN_GLIBC: &[(&str, (u32, u32))] = &[
     ("trixie", (2, 41)),
 ];
 
+/// Debian suites whose python writes byte code that differs from run to
+/// run (python 3.9's marshal flags objects by their reference count), so
+/// two bootstraps of the same packages differ in their `.pyc` files:
+/// their bases ship without the system python's byte code (python compiles
+/// a module when it imports it).
+pub const DEBIAN_UNSTABLE_BYTECODE: &[&str] = &["bullseye"];
+
+/// Whether a base of `suite` leaves its system python's byte code out
+/// ([`DEBIAN_UNSTABLE_BYTECODE`]).
+pub fn debian_drops_bytecode(suite: &str) -> bool {
+    DEBIAN_UNSTABLE_BYTECODE.contains(&suite)
+}
+
 /// The tch version that links `torch`, if any.
 pub fn tch_for_torch(torch: &str) -> Option<&'static str> {
     TORCH_TCH

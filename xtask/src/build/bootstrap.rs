@@ -13,7 +13,7 @@
 //! suite does for its point-release versions.
 //! [`super::base_image`] turns the tarball into an engine image.
 //!
-//! May use: `build::host_tools`, `cache`, `process`, `progress`, `spec`.
+//! May use: `build::host_tools`, `cache`, `compat`, `process`, `progress`, `spec`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -186,8 +186,11 @@ fn mmdebstrap(request: &BootstrapRequest<'_>, scratch: &Path) -> Result<Command>
             "--customize-hook=dpkg-query --admindir=\"$1\"/var/lib/dpkg -W -f='${{Package}}=${{Version}}\\n' > {}",
             shell_quote(&scratch.join("packages").display().to_string())
         ))
-        .arg(format!("--customize-hook={CLEAN_HOOK}"))
-        .arg(request.suite)
+        .arg(format!("--customize-hook={CLEAN_HOOK}"));
+    if crate::compat::debian_drops_bytecode(request.suite) {
+        cmd.arg(format!("--customize-hook={DROP_BYTECODE_HOOK}"));
+    }
+    cmd.arg(request.suite)
         .arg(scratch.join("rootfs.tar"))
         .args(&mirrors)
         .env("SOURCE_DATE_EPOCH", request.source_date_epoch.to_string())
@@ -231,6 +234,11 @@ fn keep(scratch: &Path, out_dir: &Path) -> Result<Bootstrapped> {
         packages,
     })
 }
+
+/// Removes the system python's byte code, for a suite whose python does
+/// not write it reproducibly (`compat::DEBIAN_UNSTABLE_BYTECODE`).
+const DROP_BYTECODE_HOOK: &str =
+    "find \"$1\"/usr/lib/python3* -depth -type d -name __pycache__ -exec rm -rf {} +";
 
 /// Removes what differs between two runs or must not be shared by every
 /// container of the image.

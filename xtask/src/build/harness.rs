@@ -341,19 +341,23 @@ fn ensure_torch(locked: &LockedEnv) -> Result<TorchSource> {
 }
 
 /// torch's C++ ABI flag as its CMake config says
-/// (`-D_GLIBCXX_USE_CXX11_ABI=N`), for torch-sys without a python.
+/// (`-D_GLIBCXX_USE_CXX11_ABI=N`), for torch-sys without a python. A
+/// config that does not say is a torch with only the C++11 ABI (2.9 on):
+/// `1`. A missing config is an error naming it.
 fn cxx11_abi(torch_dir: &Path) -> Result<String> {
     let config = torch_dir.join("share/cmake/Torch/TorchConfig.cmake");
     let text = std::fs::read_to_string(&config)
         .map_err(BuildError::io(format!("reading {}", config.display())))?;
-    text.split("_GLIBCXX_USE_CXX11_ABI=")
-        .nth(1)
-        .and_then(|rest| rest.chars().next())
+    let Some(rest) = text.split("_GLIBCXX_USE_CXX11_ABI=").nth(1) else {
+        return Ok("1".into());
+    };
+    rest.chars()
+        .next()
         .filter(|c| *c == '0' || *c == '1')
         .map(String::from)
         .ok_or_else(|| {
             BuildError::failed(format!(
-                "{} does not say torch's _GLIBCXX_USE_CXX11_ABI",
+                "{} sets _GLIBCXX_USE_CXX11_ABI to neither 0 nor 1",
                 config.display()
             ))
         })
@@ -698,8 +702,9 @@ mod tests {
     use super::*;
 
     /// The flag as torch's CMake config writes it (2.6's wheels are
-    /// pre-C++11 ABI, 2.7's on are C++11 ABI); a config without it is an
-    /// error naming the file.
+    /// pre-C++11 ABI, 2.7's on are C++11 ABI; 2.11's config no longer
+    /// says, having no other); a bad value or no config is an error naming
+    /// the file.
     #[test]
     fn cxx11_abi_from_torch_config() {
         let dir = tempfile::tempdir().unwrap();
@@ -715,6 +720,11 @@ mod tests {
             assert_eq!(cxx11_abi(dir.path()).unwrap(), abi);
         }
         std::fs::write(&config, "set(TORCH_CXX_FLAGS \"\")\n").unwrap();
+        assert_eq!(cxx11_abi(dir.path()).unwrap(), "1");
+        std::fs::write(&config, "-D_GLIBCXX_USE_CXX11_ABI=x\n").unwrap();
+        let err = cxx11_abi(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("TorchConfig.cmake"), "{err}");
+        std::fs::remove_file(&config).unwrap();
         let err = cxx11_abi(dir.path()).unwrap_err().to_string();
         assert!(err.contains("TorchConfig.cmake"), "{err}");
     }
