@@ -238,7 +238,7 @@ fn keep(scratch: &Path, out_dir: &Path) -> Result<Bootstrapped> {
 /// Removes the system python's byte code, for a suite whose python does
 /// not write it reproducibly (`compat::DEBIAN_UNSTABLE_BYTECODE`).
 const DROP_BYTECODE_HOOK: &str =
-    "find \"$1\"/usr/lib/python3* -depth -type d -name __pycache__ -exec rm -rf {} +";
+    "find \"$1\"/usr/lib -depth -type d -name __pycache__ -path \"$1/usr/lib/python3*\" -exec rm -rf {} +";
 
 /// Removes what differs between two runs or must not be shared by every
 /// container of the image.
