@@ -431,6 +431,33 @@ mod tests {
         );
     }
 
+    /// Only a suite whose python writes byte code differently on every run
+    /// (bullseye's 3.9: two bootstraps gave different `.pyc` files and
+    /// nothing else) leaves it out; the others' rootfs hashes stay.
+    #[test]
+    fn bullseye_bases_leave_the_system_python_byte_code_out() {
+        let scratch = tempfile::tempdir().unwrap();
+        let include = vec!["python3".to_string()];
+        let hooks = |suite: &str| -> Vec<String> {
+            let request = BootstrapRequest {
+                suite,
+                include: &include,
+                pins: &[],
+                source_date_epoch: 0,
+            };
+            mmdebstrap(&request, scratch.path())
+                .unwrap()
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .filter(|a| a.starts_with("--customize-hook="))
+                .collect()
+        };
+        let drop = format!("--customize-hook={DROP_BYTECODE_HOOK}");
+        assert!(hooks("bullseye").contains(&drop));
+        assert!(!hooks("bookworm").contains(&drop));
+        assert!(!hooks("trixie").contains(&drop));
+    }
+
     #[test]
     fn pins_and_changes() {
         let locked = [

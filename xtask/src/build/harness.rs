@@ -729,6 +729,54 @@ mod tests {
         assert!(err.contains("TorchConfig.cmake"), "{err}");
     }
 
+    /// A harness for another python than the host's (trixie's 3.13)
+    /// compiles against that python's unpacked wheels and finds libtorch,
+    /// in the image, under that python's site-packages: no python version
+    /// is fixed anywhere on the way.
+    #[test]
+    fn a_foreign_python_build_links_and_finds_its_own_torch() {
+        let unpacked = tempfile::tempdir().unwrap();
+        let cmake = unpacked.path().join("torch/share/cmake/Torch");
+        std::fs::create_dir_all(&cmake).unwrap();
+        std::fs::write(cmake.join("TorchConfig.cmake"), "").unwrap();
+        let locked = LockedEnv {
+            inputs: String::new(),
+            base: "trixie-311731499496".into(),
+            python: "3.13".into(),
+            torch: "2.11.0".into(),
+            torchvision: "0.26.0".into(),
+            torchaudio: Some("2.11.0".into()),
+            cuda: "13.0".into(),
+            cudnn: "9.19.0".into(),
+            cuda_toolkit: vec![],
+            wheels: vec![],
+        };
+        let mut cmd = Command::new("cargo");
+        let torch = TorchSource::Unpacked(unpacked.path().to_path_buf());
+        cargo_env(&mut cmd, &locked, &torch).unwrap();
+        let env: std::collections::HashMap<String, String> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
+            .collect();
+        let rpath = &env["TORCHENV_HARNESS_RPATH"];
+        assert!(
+            rpath
+                .split(':')
+                .any(|d| d == "/opt/venv/lib/python3.13/site-packages/torch/lib"),
+            "{rpath}"
+        );
+        assert!(!rpath.contains("python3.11"), "{rpath}");
+        assert_eq!(
+            env["LIBTORCH"],
+            unpacked.path().join("torch").display().to_string()
+        );
+        assert_eq!(env["LIBTORCH_CXX11_ABI"], "1");
+        assert_eq!(
+            torch.torch_lib(&locked.python),
+            unpacked.path().join("torch/lib")
+        );
+    }
+
     /// A harness build is keyed by torch, and by python too when the host's
     /// is another one.
     #[test]

@@ -762,12 +762,14 @@ pub async fn ensure_env_image(
     }
     host_inputs(&locked, progress).await?;
     let stages = plan(spec, lock, env, None)?;
-    // The first to fail stops the other (a build container is removed).
-    let (compiled, ()) = tokio::try_join!(
+    // Both run to their end, also when one fails: the harness compiled is
+    // kept for the next try, and no build container outlives the command.
+    let (compiled, made) = tokio::join!(
         harness_builder::build(docker, &locked, progress),
         ensure_stages(docker, lock, &stages, progress)
-    )?;
-    let binary = compiled.binary;
+    );
+    made?;
+    let binary = compiled?.binary;
     ensure_image_with(docker, spec, lock, env, Some(&binary), progress).await
 }
 
