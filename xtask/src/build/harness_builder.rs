@@ -15,7 +15,7 @@
 //! paths in the flags, the rpath and the stamp mean what they mean on the
 //! host, and crates are fetched on the host first.
 //!
-//! May use: `build::{base_image, bootstrap, harness}`, `cache`, `docker`,
+//! May use: `build::{base_image, bootstrap, harness, harness_src}`, `cache`, `docker`,
 //! `process`, `progress`.
 
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 
 use super::bootstrap::{self, BootstrapRequest};
 use super::harness::{self, HarnessBuild};
-use super::{base_image, BuildError};
+use super::{base_image, harness_src, BuildError};
 use crate::cache;
 use crate::docker::run::{unique_name, LABEL_ONE_SHOT};
 use crate::docker::{Docker, LABEL_MANAGED_BY, MANAGED_BY};
@@ -63,19 +63,17 @@ pub async fn build(
     locked: &LockedEnv,
     progress: &Progress,
 ) -> Result<HarnessBuild> {
+    let Some(suite) = harness::foreign_suite(locked) else {
+        let locked = locked.clone();
+        return tokio::task::spawn_blocking(move || harness::build(&locked))
+            .await
+            .map_err(|e| BuildError::failed(format!("harness build task: {e}")))?;
+    };
     if let Some(binary) = harness::up_to_date(locked)? {
         let torch = harness::torch_source(locked);
         return Ok(HarnessBuild { binary, torch });
     }
-    match harness::foreign_suite(locked) {
-        Some(suite) => build_in_container(docker, locked, suite, progress).await,
-        None => {
-            let locked = locked.clone();
-            tokio::task::spawn_blocking(move || harness::build(&locked))
-                .await
-                .map_err(|e| BuildError::failed(format!("harness build task: {e}")))?
-        }
-    }
+    build_in_container(docker, locked, suite, progress).await
 }
 
 /// Compiles `locked`'s release harness in the builder of `suite` (made
@@ -181,7 +179,8 @@ fn toolchain_sysroot() -> Result<PathBuf> {
 /// The builder container running `cargo` (the host build's command: its
 /// arguments and environment) with the toolchain at `sysroot`.
 fn container(image: &str, cargo: &Command, sysroot: &Path) -> Result<ContainerCreateBody> {
-    let cargo_home = cargo_home()?;
+    let cargo_home = harness_src::cargo_home()
+        .ok_or_else(|| BuildError::failed("neither CARGO_HOME nor HOME is set"))?;
     let bin = sysroot.join("bin");
     let mut env = vec![
         format!("PATH={}:/usr/local/bin:/usr/bin:/bin", bin.display()),
@@ -227,14 +226,6 @@ fn container(image: &str, cargo: &Command, sysroot: &Path) -> Result<ContainerCr
         }),
         ..Default::default()
     })
-}
-
-/// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
-fn cargo_home() -> Result<PathBuf> {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .ok_or_else(|| BuildError::failed("neither CARGO_HOME nor HOME is set"))
 }
 
 #[cfg(test)]

@@ -149,7 +149,7 @@ pub fn put(to: &Path, bytes: &[u8], like: &Path) -> Result<()> {
 }
 
 /// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
-fn cargo_home() -> Option<PathBuf> {
+pub fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
