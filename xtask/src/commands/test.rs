@@ -14,8 +14,8 @@
 //!    gate and Slurm tests against the real Docker engine (and single-node
 //!    Slurm clusters of this machine, `slurm start`), told where the image,
 //!    harness, weights, host Python and stage 4's output are; run by
-//!    cargo-nextest, several at once, then the prune test and the bundle
-//!    and registry round trips each alone;
+//!    cargo-nextest, several at once, then the prune test, the bundle
+//!    and registry round trips and the trixie harness each alone;
 //! 6. faults ×3 — the fault-injection tests, three times in a row, alone.
 //!
 //! May use: every capability module and `error` (this is the command layer).
@@ -125,7 +125,9 @@ const FAULT_ROUNDS: u32 = 3;
 /// Tests that change what the others use, each run alone after them (a
 /// nextest filter, and what it is): the prune test removes torchenv images
 /// no lock names, which other tests make; the bundle and registry round
-/// trips remove the default environment's image and bring it back.
+/// trips remove the default environment's image and bring it back; the
+/// trixie harness test fills ~11 GB of disk for a while (wheels, unpacked
+/// torch, a cold harness build) and removes it.
 const ALONE: &[(&str, &str)] = &[
     ("binary(prune)", "prune"),
     (
@@ -136,6 +138,7 @@ const ALONE: &[(&str, &str)] = &[
         "binary(registry) & test(=push_rm_up_pulls_and_check_passes)",
         "the registry round trip",
     ),
+    ("binary(suites)", "the trixie harness"),
 ];
 
 /// The workspace's tests, run by cargo-nextest (one process per test, so
