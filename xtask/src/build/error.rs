@@ -205,17 +205,10 @@ impl BuildError {
     /// A stage script that exited non-zero: its status and the last 20
     /// lines it wrote (stderr, then stdout).
     pub fn stage_script(script: &'static str, out: &crate::docker::run::RunOutput) -> BuildError {
-        let lines: Vec<String> = out
-            .stderr
-            .lines()
-            .chain(out.stdout.lines())
-            .map(String::from)
-            .collect();
-        let keep = lines.len().saturating_sub(20);
         BuildError::StageScript {
             script,
             code: out.exit_code,
-            tail: lines[keep..].to_vec(),
+            tail: out.tail(20),
         }
     }
 

@@ -296,11 +296,7 @@ fn read_host_glibc() -> Option<(u32, u32)> {
 /// container of that suite ([`super::harness_builder`]). `None` when a
 /// host build runs there, or when the base is a pinned image.
 pub fn foreign_suite(locked: &LockedEnv) -> Option<&str> {
-    if locked.base.contains("@sha256:") {
-        return None;
-    }
-    // A Debian base's lock key: `<suite>-<rootfs hash>`.
-    let (suite, _) = locked.base.rsplit_once('-')?;
+    let suite = locked.debian_suite()?;
     let host = host_glibc()?;
     (host > compat::debian_glibc(Some(suite))).then_some(suite)
 }
@@ -324,7 +320,7 @@ pub fn build_key(locked: &LockedEnv) -> String {
 
 /// Where the torch a harness build of `locked` compiles against is (or
 /// goes), by [`build_key`].
-pub fn torch_source(locked: &LockedEnv) -> TorchSource {
+fn torch_source(locked: &LockedEnv) -> TorchSource {
     if build_key(locked) == locked.torch {
         TorchSource::Venv(cache::torch_venv(&locked.torch))
     } else {
@@ -511,9 +507,8 @@ fn select_lockfile(locked: &LockedEnv, crate_copy: &Path) -> Result<()> {
 /// wheel set); when it matches, the binary is returned without running
 /// cargo, so `up` on a warm machine does not pay for a cargo start.
 pub fn build(locked: &LockedEnv) -> Result<HarnessBuild> {
-    if let Some(binary) = up_to_date(locked)? {
-        let torch = torch_source(locked);
-        return Ok(HarnessBuild { binary, torch });
+    if let Some(current) = current(locked)? {
+        return Ok(current);
     }
     let (cargo, pending) = prepare(locked)?;
     process::run_logged(
@@ -581,6 +576,14 @@ impl PendingBuild {
             torch: self.torch,
         })
     }
+}
+
+/// [`up_to_date`]'s binary with the torch it was compiled against.
+pub fn current(locked: &LockedEnv) -> Result<Option<HarnessBuild>> {
+    Ok(up_to_date(locked)?.map(|binary| HarnessBuild {
+        binary,
+        torch: torch_source(locked),
+    }))
 }
 
 /// The release harness for `locked` when it is built and up to date (its

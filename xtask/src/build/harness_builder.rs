@@ -69,9 +69,8 @@ pub async fn build(
             .await
             .map_err(|e| BuildError::failed(format!("harness build task: {e}")))?;
     };
-    if let Some(binary) = harness::up_to_date(locked)? {
-        let torch = harness::torch_source(locked);
-        return Ok(HarnessBuild { binary, torch });
+    if let Some(current) = harness::current(locked)? {
+        return Ok(current);
     }
     build_in_container(docker, locked, suite, progress).await
 }
@@ -108,14 +107,12 @@ async fn build_in_container(
         .map_err(|e| BuildError::failed(format!("the harness build container: {e}")))?;
     if out.exit_code != 0 {
         task.fail("cargo build");
-        let lines: Vec<&str> = out.stderr.lines().chain(out.stdout.lines()).collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
         return Err(BuildError::Failed {
             message: format!(
                 "compiling the harness for torch {} in {image} exited with status {}",
                 locked.torch, out.exit_code
             ),
-            help: Some(tail),
+            help: Some(out.tail(30).join("\n")),
         });
     }
     task.finish("compiled");

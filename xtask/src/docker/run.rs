@@ -53,6 +53,17 @@ pub struct RunOutput {
     pub stderr: String,
 }
 
+impl RunOutput {
+    /// The last `n` lines it wrote (stderr, then stdout).
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let lines: Vec<&str> = self.stderr.lines().chain(self.stdout.lines()).collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| l.to_string())
+            .collect()
+    }
+}
+
 /// Why a one-shot run did not produce an exit code.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum RunError {

@@ -95,6 +95,15 @@ impl LockedBase {
 }
 
 impl LockedEnv {
+    /// The Debian suite of its base ([`LockedBase::key`] is
+    /// `<suite>-<hash>`); `None` for a pinned `REF@sha256:` image.
+    pub fn debian_suite(&self) -> Option<&str> {
+        if self.base.contains("@sha256:") {
+            return None;
+        }
+        self.base.rsplit_once('-').map(|(suite, _)| suite)
+    }
+
     /// The wheels the harness links against on the host: all but the
     /// toolkit's (a toolkit variant of an environment shares its harness).
     pub fn harness_wheels(&self) -> Vec<LockedWheel> {
