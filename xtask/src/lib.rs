@@ -44,6 +44,7 @@ pub mod cache;
 pub mod clock;
 pub mod commands;
 pub mod compat;
+pub mod disk;
 pub mod docker;
 pub mod error;
 pub mod eval;

