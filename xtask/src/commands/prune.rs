@@ -14,7 +14,8 @@
 //! Cache: wheels and root file systems the lock does not name (all of them
 //! with `--all`), weights downloaded from URLs by `eval` (fetched again
 //! on next use), build folders a killed build left under `stage/` (older
-//! than six hours), uv releases no longer pinned, and host PyTorch venvs
+//! than six hours), uv releases no longer pinned (the pinned uv and pip
+//! wheels stay), and host PyTorch venvs
 //! and harness builds of torch versions no environment of the lock uses;
 //! with `--all` also the test suite's registry storage.
 //!
@@ -255,6 +256,8 @@ fn referenced(spec: &Spec, lock: &Lock) -> Keep {
         keep.wheels.insert(m.wheel.sha256.clone());
     }
     keep.wheels.insert(crate::build::uv::SHA256.to_string());
+    keep.wheels
+        .insert(crate::build::resolver::SHA256.to_string());
     keep.rootfs
         .extend(lock.bases.values().map(|b| b.rootfs_sha256.clone()));
     keep
