@@ -1,7 +1,9 @@
 //! `cargo xtask`: parses the command line and runs the command
-//! (`xtask::commands`); errors are printed with miette and mapped to the
-//! exit codes of README "Exit codes".
+//! (`xtask::commands`); errors are printed with miette (wrapped to the
+//! terminal, unwrapped into a log or pipe) and mapped to the exit codes of
+//! README "Exit codes".
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -9,6 +11,14 @@ use xtask::commands::Cli;
 use xtask::error::Error;
 
 fn main() -> ExitCode {
+    if !std::io::stderr().is_terminal() {
+        // A log or a pipe reads errors unwrapped: miette's 80 columns
+        // would split a path or a value (`/opt/venv` as `/ opt/venv`) for
+        // whoever searches the log for it.
+        let _ = miette::set_hook(Box::new(|_| {
+            Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+        }));
+    }
     match Cli::parse().run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(Error::Exited(code)) => ExitCode::from(code),
