@@ -939,32 +939,6 @@ fn racing_ups_leave_one_container_and_both_print_how_to_connect() {
     assert_eq!(status, 200);
 }
 
-/// A tmpfs mounted for a test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(path).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount tmpfs needs root (CI runs as root)");
-        Tmpfs(path.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount").arg(&self.0).status();
-        if !ok.is_ok_and(|s| s.success()) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 /// Fills the file system of `dir` to the last byte (a file `fill`).
 fn fill(dir: &Path) {
     let mut f = std::fs::File::create(dir.join("fill")).unwrap();
@@ -988,7 +962,7 @@ fn fill(dir: &Path) {
 fn a_full_workspace_still_comes_up_and_keeps_its_files() {
     let mnt = tempfile::tempdir().unwrap();
     let ws = mnt.path().join("ws");
-    let _tmpfs = Tmpfs::mount(&ws, "1m");
+    let _tmpfs = common::Tmpfs::mount(&ws, "1m");
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(ws.join("keep.bin"), &data).unwrap();
     fill(&ws);

@@ -195,7 +195,11 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        let ok = Command::new("umount").arg(&self.path).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            // Still busy (a process of the test has a file open): detach it.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
     }
 }
 
