@@ -1,8 +1,8 @@
 //! `cargo xtask test`: the whole test suite, as CI runs it.
 //!
-//! Stages, each logged with its duration and the free space left on the
-//! cache's file system (disk, not time, is what this suite runs short of
-//! first). The tests' temporary files go to one folder ([`scratch`]),
+//! Stages, each logged with its duration and the lowest free space on the
+//! cache's file system while it ran (disk, not time, is what this suite
+//! runs short of first). The tests' temporary files go to one folder ([`scratch`]),
 //! emptied before the suite starts: a killed run's leftovers (the trixie
 //! test's ~5 GB cache among them) never take the disk of the next one.
 //!
@@ -306,26 +306,57 @@ fn lint(root: &Path) -> Result<()> {
     Ok(run_logged(clippy, "cargo clippy (xtask)")?)
 }
 
-/// "N GiB free on the cache's file system", or that it cannot be told.
-fn free_now() -> String {
+/// The file system the suite fills: the cache's (its folder, or the
+/// nearest existing parent before the first build makes it).
+fn filled() -> PathBuf {
     let root = cache::root();
-    // Before the first build the cache folder may not exist yet.
-    let existing = root.ancestors().find(|p| p.exists()).unwrap_or(&root);
-    match crate::disk::free_space(existing) {
-        Some(free) => format!(
-            "{} free on the file system of {}",
-            bytes(free),
-            root.display()
-        ),
-        None => format!("free space of {} unknown", root.display()),
+    root.ancestors()
+        .find(|p| p.exists())
+        .map_or_else(|| root.clone(), Path::to_path_buf)
+}
+
+/// The lowest free space of [`filled`] seen since it was last taken:
+/// sampled every [`LowWater::EVERY`] on a thread of its own, so a stage's
+/// peak use shows even when it frees it again before it ends.
+struct LowWater {
+    lowest: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LowWater {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn start() -> LowWater {
+        use std::sync::atomic::Ordering;
+        let lowest = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let sampled = lowest.clone();
+        // Detached: it samples until the suite's process ends.
+        std::thread::spawn(move || loop {
+            if let Some(free) = crate::disk::free_space(&filled()) {
+                sampled.fetch_min(free, Ordering::Relaxed);
+            }
+            std::thread::sleep(Self::EVERY);
+        });
+        LowWater { lowest }
+    }
+
+    /// The lowest free space since the last call (now included), and a
+    /// fresh start.
+    fn take(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        if let Some(free) = crate::disk::free_space(&filled()) {
+            self.lowest.fetch_min(free, Ordering::Relaxed);
+        }
+        let lowest = self.lowest.swap(u64::MAX, Ordering::Relaxed);
+        (lowest != u64::MAX).then_some(lowest)
     }
 }
 
-/// The suite's stages, each logged with its duration and the free space
-/// on the cache's file system after it.
+/// The suite's stages, each logged with its duration and the lowest free
+/// space on the cache's file system while it ran.
 struct Stages {
     started: Instant,
-    /// Name, seconds, free bytes after it.
+    low_water: LowWater,
+    /// Name, seconds, lowest free bytes while it ran.
     timings: Vec<(&'static str, f64, Option<u64>)>,
 }
 
@@ -333,6 +364,7 @@ impl Default for Stages {
     fn default() -> Self {
         Stages {
             started: Instant::now(),
+            low_water: LowWater::start(),
             timings: Vec::new(),
         }
     }
@@ -340,14 +372,19 @@ impl Default for Stages {
 
 impl Stages {
     fn run<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        eprintln!("\n=== {name} ({})", free_now());
+        let free = self.low_water.take().map_or_else(|| "?".into(), bytes);
+        eprintln!(
+            "\n=== {name} ({free} free on the file system of {})",
+            filled().display()
+        );
         let t = Instant::now();
         let result = f();
         let secs = t.elapsed().as_secs_f64();
-        self.timings
-            .push((name, secs, crate::disk::free_space(&cache::root())));
+        let lowest = self.low_water.take();
+        self.timings.push((name, secs, lowest));
         if let Err(e) = &result {
-            eprintln!("=== {name}: FAILED after {secs:.0} s: {e}");
+            let lowest = lowest.map_or_else(|| "?".into(), bytes);
+            eprintln!("=== {name}: FAILED after {secs:.0} s (lowest free space: {lowest}): {e}");
         }
         result
     }
@@ -357,9 +394,9 @@ impl Stages {
             "\n=== test suite passed in {:.0} s",
             self.started.elapsed().as_secs_f64()
         );
-        for (name, secs, free) in &self.timings {
-            let free = free.map_or_else(|| "?".into(), bytes);
-            eprintln!("    {name:<24} {secs:>6.0} s   {free:>9} free after it");
+        for (name, secs, lowest) in &self.timings {
+            let lowest = lowest.map_or_else(|| "?".into(), bytes);
+            eprintln!("    {name:<24} {secs:>6.0} s   lowest free {lowest:>9}");
         }
     }
 }
