@@ -6,7 +6,7 @@
 //! (`/opt/venv/lib/python3.13/site-packages`): libtorch loads from there.
 //! The image itself is not built (its 5.5 GB venv stage would stay on the
 //! suite's disk); everything the test makes lives in a cache folder of its
-//! own, removed at the end; `cargo xtask test` starts it first. The
+//! own, removed at the end, and it runs alone (`cargo xtask test`). The
 //! wheels this machine's cache already has (the CUDA wheels of the shipped
 //! torch 2.11 environments are the same files) are hard-linked into it, so
 //! only the python 3.13 ones are downloaded; each linked wheel is hashed

@@ -4,7 +4,7 @@
 //! cache's file system while it ran (disk, not time, is what this suite
 //! runs short of first). The tests' temporary files go to one folder ([`scratch`]),
 //! emptied before the suite starts: a killed run's leftovers (the trixie
-//! test's ~5 GB cache among them) never take the disk of the next one.
+//! test's ~11 GB cache among them) never take the disk of the next one.
 //!
 //! 1. lint — `cargo fmt --check` and `cargo clippy -D warnings` (xtask);
 //! 2. harness — build the default environment's harness against its locked
@@ -19,8 +19,8 @@
 //!    gate and Slurm tests against the real Docker engine (and single-node
 //!    Slurm clusters of this machine, `slurm start`), told where the image,
 //!    harness, weights, host Python and stage 4's output are; run by
-//!    cargo-nextest, several at once, then the prune test and the bundle
-//!    and registry round trips each alone;
+//!    cargo-nextest, several at once, then the prune test, the bundle
+//!    and registry round trips and the trixie harness each alone;
 //! 6. faults ×3 — the fault-injection tests, three times in a row, alone.
 //!
 //! May use: every capability module and `error` (this is the command layer).
@@ -136,9 +136,9 @@ const FAULT_ROUNDS: u32 = 3;
 /// Tests that change what the others use, each run alone after them (a
 /// nextest filter, and what it is): the prune test removes torchenv images
 /// no lock names, which other tests make; the bundle and registry round
-/// trips remove the default environment's image and bring it back. (The
-/// trixie harness test, ~5 GB of disk for a while, runs with the others
-/// since resolving no longer downloads wheels: it starts first.)
+/// trips remove the default environment's image and bring it back; the
+/// trixie harness test fills ~11 GB of disk for a while (wheels, unpacked
+/// torch, a cold harness build) and removes it.
 const ALONE: &[(&str, &str)] = &[
     ("binary(prune)", "prune"),
     (
@@ -149,6 +149,7 @@ const ALONE: &[(&str, &str)] = &[
         "binary(registry) & test(=push_rm_up_pulls_and_check_passes)",
         "the registry round trip",
     ),
+    ("binary(suites)", "the trixie harness"),
 ];
 
 /// The workspace's tests, run by cargo-nextest (one process per test, so
@@ -235,7 +236,7 @@ impl Suite<'_> {
 
 /// Where the suite's tests make their temporary files (the TMPDIR of
 /// every cargo-nextest run): bundles, a registry's storage, Podman's
-/// exports, the trixie test's cache (~5 GB at its peak). A run that is
+/// exports, the trixie test's cache (~11 GB at its peak). A run that is
 /// killed leaves them; the next run empties the folder before it starts,
 /// so they never take the disk that run needs.
 fn scratch() -> PathBuf {
