@@ -4,7 +4,7 @@
 //! cache's file system while it ran (disk, not time, is what this suite
 //! runs short of first). The tests' temporary files go to one folder ([`scratch`]),
 //! emptied before the suite starts: a killed run's leftovers (the trixie
-//! test's ~11 GB cache among them) never take the disk of the next one.
+//! test's cache among them) never take the disk of the next one.
 //!
 //! 1. lint — `cargo fmt --check` and `cargo clippy -D warnings` (xtask);
 //! 2. harness — build the default environment's harness against its locked
@@ -20,7 +20,8 @@
 //!    Slurm clusters of this machine, `slurm start`), told where the image,
 //!    harness, weights, host Python and stage 4's output are; run by
 //!    cargo-nextest, several at once, then the prune test, the bundle
-//!    and registry round trips and the trixie harness each alone;
+//!    and registry round trips, the trixie harness and the network
+//!    isolation probe each alone;
 //! 6. faults ×3 — the fault-injection tests, three times in a row, alone.
 //!
 //! May use: every capability module and `error` (this is the command layer).
@@ -137,8 +138,14 @@ const FAULT_ROUNDS: u32 = 3;
 /// nextest filter, and what it is): the prune test removes torchenv images
 /// no lock names, which other tests make; the bundle and registry round
 /// trips remove the default environment's image and bring it back; the
-/// trixie harness test fills ~11 GB of disk for a while (wheels, unpacked
-/// torch, a cold harness build) and removes it.
+/// trixie harness test fills several GB of disk for a while (unpacked
+/// torch, a cold harness build) and its compile takes both cores (beside
+/// the others it took 595 s, alone 270 s); the network isolation probe
+/// must not run while other tests create Docker networks: the engine
+/// re-inserts its FORWARD jumps (DOCKER-USER, DOCKER-ISOLATION-STAGE-1)
+/// on every network it creates, and a connection made in that instant
+/// crosses networks (seen once in a CI run: sshd reached from another
+/// environment's network).
 const ALONE: &[(&str, &str)] = &[
     ("binary(prune)", "prune"),
     (
@@ -150,6 +157,10 @@ const ALONE: &[(&str, &str)] = &[
         "the registry round trip",
     ),
     ("binary(suites)", "the trixie harness"),
+    (
+        "binary(hardening) & test(=other_containers_cannot_reach_jupyter_or_sshd_by_ip)",
+        "the network isolation probe",
+    ),
 ];
 
 /// The workspace's tests, run by cargo-nextest (one process per test, so
@@ -236,7 +247,7 @@ impl Suite<'_> {
 
 /// Where the suite's tests make their temporary files (the TMPDIR of
 /// every cargo-nextest run): bundles, a registry's storage, Podman's
-/// exports, the trixie test's cache (~11 GB at its peak). A run that is
+/// exports, the trixie test's cache (GBs at its peak). A run that is
 /// killed leaves them; the next run empties the folder before it starts,
 /// so they never take the disk that run needs.
 fn scratch() -> PathBuf {
