@@ -7,8 +7,7 @@
 //! downloads none of them (pip 23.2, the host's here, downloads every
 //! resolved wheel even for `--dry-run`: ~3 GB per torch, into /tmp).
 //!
-//! May use: `build::{pip, wheels}`, `lock` (data model), `process`,
-//! `progress`.
+//! May use: `build::{pip, wheels}`, `lock` (data model), `progress`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
