@@ -146,6 +146,9 @@ fn probe_script(ip: &str) -> String {
     )
 }
 
+/// Run alone by `cargo xtask test`: Docker re-inserts its FORWARD jumps
+/// whenever it creates a network, and a probe made in that instant, while
+/// other tests create networks, crosses them.
 #[test]
 fn other_containers_cannot_reach_jupyter_or_sshd_by_ip() {
     let a = TestEnv::new("neta", "");
