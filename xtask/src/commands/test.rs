@@ -260,6 +260,14 @@ fn scratch() -> PathBuf {
 fn fresh_scratch(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::symlink_metadata(dir).is_ok() {
+        // A killed run can leave a test's tmpfs mounted there (the
+        // full-disk tests): detach those first, or nothing could be removed.
+        for mount in mounts_under(dir) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&mount)
+                .status();
+        }
         let left = crate::disk::usage(dir);
         std::fs::remove_dir_all(dir).map_err(Error::io(format!(
             "emptying {} (the test suite's temporary files)",
@@ -276,6 +284,19 @@ fn fresh_scratch(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)))
         .map_err(Error::io(format!("making {}", dir.display())))
+}
+
+/// Mount points at or below `dir` (from /proc/self/mounts), deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut mounts: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    mounts
 }
 
 /// The cargo-nextest release the suite installs when cargo has none.
@@ -410,5 +431,36 @@ impl Stages {
             let lowest = lowest.map_or_else(|| "?".into(), bytes);
             eprintln!("    {name:<24} {secs:>6.0} s   lowest free {lowest:>9}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a killed run leaves: files, and a test's tmpfs still mounted
+    /// (needs root, as the suite does).
+    #[test]
+    fn a_fresh_scratch_is_empty_sticky_and_unmounts_what_was_left_mounted() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("torchenv-suite");
+        let mounted = dir.join(".tmpX/small");
+        std::fs::create_dir_all(&mounted).unwrap();
+        std::fs::write(dir.join(".tmpX/left"), [0u8; 4096]).unwrap();
+        let mount = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&mounted)
+            .status()
+            .unwrap();
+        assert!(mount.success(), "mount tmpfs needs root (CI runs as root)");
+        std::fs::write(mounted.join("inside"), b"x").unwrap();
+        assert_eq!(mounts_under(&dir), vec![mounted.clone()]);
+
+        fresh_scratch(&dir).unwrap();
+        assert!(mounts_under(&dir).is_empty());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o1777);
     }
 }
