@@ -50,7 +50,9 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
     let mut lock = Lock::read(lock_path)?;
     lock.version = LOCK_VERSION;
     let envs = spec.select(opts.env, opts.all)?;
-    let resolver = Resolver::ensure(&Progress::plain())?;
+    // Fetched when something is resolved: re-locking a fresh spec needs
+    // no network.
+    let mut resolver = None;
     for env in &envs {
         let inputs = inputs_hash(env);
         let fresh = lock
@@ -75,7 +77,7 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
                 Base::Debian { .. } => unreachable!("debian bases are bootstrapped"),
             },
         };
-        let locked = resolve_env(&resolver, env, inputs, base_key)?;
+        let locked = resolve_env(ensure(&mut resolver)?, env, inputs, base_key)?;
         check_cuda(spec, env, &locked)?;
         eprintln!(
             "{}: {} wheels, CUDA {}, cuDNN {}{}",
@@ -93,7 +95,7 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
             if lock.models.contains_key(model) && !opts.upgrade {
                 continue;
             }
-            if let Some(m) = lock_model(&resolver, model, env)? {
+            if let Some(m) = lock_model(ensure(&mut resolver)?, model, env)? {
                 lock.models.insert(model.clone(), m);
             }
         }
@@ -106,6 +108,14 @@ pub fn lock(spec: &Spec, lock_path: &Path, opts: LockOptions<'_>) -> Result<()> 
     lock.write(lock_path)?;
     eprintln!("wrote {}", lock_path.display());
     Ok(())
+}
+
+/// The pinned resolver, fetched on first use.
+fn ensure(resolver: &mut Option<Resolver>) -> Result<&Resolver> {
+    if resolver.is_none() {
+        *resolver = Some(Resolver::ensure(&Progress::plain())?);
+    }
+    Ok(resolver.as_ref().expect("set above"))
 }
 
 /// `cargo xtask lock --dry-run`: resolves the selected environments'
